@@ -1,0 +1,123 @@
+"""The agent contract every rank-selection policy implements (MABWiser-style: one contract, injected RNG).
+
+One ``Agent`` instance decides for one vehicle (decentralized) unless it sets ``centralized = True``,
+in which case it decides the whole fleet's ranks at once on the Gymnasium view. The runner drives it:
+
+1. ``bind(context)`` once per environment: the rank set, the observation layout, the vehicle index and,
+   only for oracles, the environment itself (agents must otherwise use only what the env API exposes);
+2. ``reset(seed)`` at the start of every episode: forgets what was learned and re-seeds the Generator;
+3. each round ``act(observation, action_mask, info=...)`` -> action index into ``rank_set``;
+4. each round ``update(action, reward, cost, info)`` with the action the env *executed* (the runner maps
+   ``info["rank"]`` back to its index, so an infeasible choice that the env corrected is credited to the
+   arm that actually ran) and the vehicle's per-agent info dict.
+
+``aggregation`` and ``env_overrides`` declare the env configuration a method implies (HetLoRA means
+zero-padding aggregation, FedRA means a layer fraction below one); the runner applies them as defaults
+under any explicit user overrides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class AgentContext:
+    """What an agent may know about the environment before the first round."""
+
+    rank_set: tuple[int, ...]
+    obs_layout: Mapping[str, slice] = field(default_factory=dict)  # name -> slice of the obs vector
+    agent_id: str = "vehicle_0"
+    index: int = 0  # vehicle index in 0..N-1
+    num_agents: int = 1
+    config: Any = None  # the env's IoVConfig (read-only facts such as rounds, shard sizes)
+    env: Any = None  # the env itself: only oracles (GreedyOracle) may look inside
+
+    @property
+    def num_actions(self) -> int:
+        """Size of the action space (number of candidate ranks)."""
+        return len(self.rank_set)
+
+    def obs_field(self, observation: Any, name: str) -> np.ndarray | None:
+        """The named slice of a (vector or dict) observation, or None when the layout lacks it."""
+        sl = self.obs_layout.get(name)
+        if sl is None:
+            return None
+        vec = observation["observation"] if isinstance(observation, Mapping) else observation
+        return np.asarray(vec)[sl]
+
+
+class Agent:
+    """Base class: a rank-selection policy for one vehicle (or the whole fleet when ``centralized``)."""
+
+    name: str = "agent"
+    aggregation: str | None = None  # env aggregation the method implies; None: the env's default
+    env_overrides: Mapping[str, Any] = {}  # further env config the method implies
+    centralized: bool = False  # True: act() returns one action per vehicle on the Gymnasium view
+
+    def __init__(self) -> None:
+        self.context: AgentContext | None = None
+        self.rng: np.random.Generator = np.random.default_rng(0)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def bind(self, context: AgentContext) -> None:
+        """Attach to an environment (called once, before ``reset``)."""
+        self.context = context
+
+    def reset(self, seed: int | None = None) -> None:
+        """Start a new episode: re-seed the Generator and forget episode state."""
+        self.rng = np.random.default_rng(seed)
+
+    # -- decisions ------------------------------------------------------------------------------
+    def act(self, observation: Any, action_mask: np.ndarray, info: Mapping[str, Any] | None = None) -> Any:
+        """Pick an action index into ``rank_set`` among those with ``action_mask == 1``."""
+        raise NotImplementedError
+
+    def update(self, action: Any, reward: float, cost: float, info: Mapping[str, Any]) -> None:
+        """Learn from the executed action's reward and cost (no-op for non-learning policies)."""
+
+    def state(self) -> dict[str, Any]:
+        """Internals as plain data (counts, means, prices) for logging and tests."""
+        return {"name": self.name}
+
+    def implied_env_overrides(self) -> dict[str, Any]:
+        """The env configuration this method implies: aggregation plus ``env_overrides``."""
+        out: dict[str, Any] = dict(self.env_overrides)
+        if self.aggregation is not None:
+            out["aggregation"] = self.aggregation
+        return out
+
+    # -- helpers for subclasses -----------------------------------------------------------------
+    @property
+    def rank_set(self) -> tuple[int, ...]:
+        """Candidate ranks (requires ``bind``)."""
+        if self.context is None:
+            raise RuntimeError(f"{type(self).__name__}: call bind(context) before using the agent")
+        return self.context.rank_set
+
+
+def feasible_indices(action_mask: np.ndarray | None, num_actions: int) -> np.ndarray:
+    """Indices allowed by the mask; all of them when the mask is missing or empty (never an empty set)."""
+    if action_mask is None:
+        return np.arange(num_actions)
+    idx = np.flatnonzero(np.asarray(action_mask)[:num_actions])
+    # an all-zero mask would leave nothing to pick; index 0 is what the env executes for inactive vehicles
+    return idx if idx.size else np.array([0])
+
+
+def largest_feasible_at_most(target: int, action_mask: np.ndarray | None, num_actions: int) -> int:
+    """The largest feasible index <= target, else the smallest feasible one (what the env's correction does)."""
+    feas = feasible_indices(action_mask, num_actions)
+    below = feas[feas <= target]
+    return int(below[-1]) if below.size else int(feas[0])
+
+
+def nearest_rank_index(rank: float, rank_set: tuple[int, ...]) -> int:
+    """Index of the largest rank in ``rank_set`` not above ``rank`` (the smallest rank if all are above)."""
+    arr = np.asarray(rank_set)
+    below = np.flatnonzero(arr <= rank + 1e-9)
+    return int(below[-1]) if below.size else 0

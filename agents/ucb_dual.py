@@ -1,0 +1,310 @@
+"""UCB-DUAL, the reference agent: a primal-dual UCB bandit over LoRA ranks (PAPER.md, "UCB-DUAL").
+
+Per vehicle, arms are the candidate ranks. After a round played at arm r the agent updates n(r), the
+mean reward g(r) and the mean cost e(r), and next picks, among the ranks the env marks feasible,
+
+    U(r) = g~(r) - lambda_k * e~(r) + c * sqrt(2 ln t / n(r)),     unplayed feasible arms first,
+
+where lambda_k is the dual price of the vehicle's task k and t the number of rounds played so far.
+
+Choices made, and why:
+
+* **Normalised reward** g~ in [0, 1]. The env's reward is gamma*q - alpha*tau with q in percent, i.e.
+  O(100); a bonus of order sqrt(ln t / n) next to that would never explore (the authors' code has
+  exactly this flaw and PAPER.md says not to copy it). Default ``normalization="minmax"``: running
+  min/max of the rewards seen by this agent, which needs no knowledge of the env's weights and is
+  robust to the latency term's unknown range. ``normalization="fixed"`` divides by ``reward_scale``
+  (e.g. gamma*100 = 180) for a stationary scale.
+* **Normalised cost** e~ = cost / budget of the round it was spent in, so a price lambda is
+  dimensionless, "reward range per budget", and budgets that the cloud re-allocates between rounds
+  (tri-feedback) do not corrupt the means. With ``resource="rank"`` (the authors' code variant) the
+  cost is the executed rank and the budget ``rank_budget``.
+* **Dual price.** ``dual_source="rsu"`` (default with ``resource="energy"``) reads lambda_k from
+  ``info["dual_price"]``: the env's RSU updates it by projected subgradient
+  lambda <- max(0, lambda + mu (E_used - E_budget)/E_budget) from the task's actual spending, which is
+  the paper's placement of the dual (one price per task, shared by its vehicles). ``dual_source=
+  "local"`` runs the same update inside the agent from ``info["task_energy_used_j"]`` /
+  ``info["task_budget_j"]`` (falling back to the vehicle's own ``cost`` / ``budget``), for use
+  outside this env or with ``resource="rank"`` (the env prices energy, not rank, so rank pricing is
+  always local). mu = ``dual_step_size`` = 0.01 (PAPER.md). When ``dual_source="rsu"`` but the info has
+  no ``dual_price`` the agent falls back to local and says so in ``state()["dual_source_effective"]``.
+* **Exploration constant** c = 1.0: UCB1's constant for rewards in [0, 1].
+* **Decision period** 1 (a fresh choice every round). The authors' code re-decides every 3 rounds;
+  with 7 ranks and 20-40-round episodes that spends most of an episode on the initial sweep, so we
+  re-decide every round and keep ``decision_period=3`` as the code's variant. Statistics and the local
+  dual update happen every round either way (each round is a sample).
+* **Unplayed arms in random order** (the injected Generator), not ascending: federated accuracy rises
+  over rounds, so sweeping ranks small-to-large would systematically credit large ranks with the
+  later, higher accuracies. Ties in U are broken at random too.
+* **Dual divergence is reported, not hidden.** No cap on lambda by default (``lambda_max=None``). When
+  lambda * (cheapest mean normalised cost) exceeds the whole normalised reward range while spending
+  still exceeds the budget, no further rise of the price can change a decision: the budget is
+  infeasible and ``state()["dual_diverged"]`` turns True (with the violation streak that led to it).
+* ``discount`` < 1 gives discounted UCB (Garivier & Moulines) for non-stationary rewards; the default
+  1.0 is the paper's stationary rule.
+
+``UCB1`` (``use_dual=False``) is the ablation: the same index without the price.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from agents.base import Agent, AgentContext, feasible_indices
+
+_EPS = 1e-12
+
+
+class UCBDual(Agent):
+    """Primal-dual UCB over ranks: normalised reward UCB minus the task's dual price times normalised cost."""
+
+    name = "ucb_dual"
+    aggregation = "svd"  # the paper's aggregation: weighted sum of B_v A_v, SVD-truncated per rank
+
+    def __init__(
+        self,
+        exploration: float = 1.0,
+        dual_step_size: float = 0.01,
+        decision_period: int = 1,
+        dual_source: str = "rsu",
+        resource: str = "energy",
+        rank_budget: float | None = None,
+        normalization: str = "minmax",
+        reward_scale: float | None = None,
+        use_dual: bool = True,
+        lambda_init: float = 0.0,
+        lambda_max: float | None = None,
+        discount: float = 1.0,
+        divergence_patience: int = 5,
+        num_actions: int | None = None,
+    ) -> None:
+        super().__init__()
+        if exploration < 0:
+            raise ValueError(f"exploration={exploration!r}; allowed: >= 0")
+        if dual_step_size < 0:
+            raise ValueError(f"dual_step_size={dual_step_size!r}; allowed: >= 0")
+        if decision_period < 1:
+            raise ValueError(f"decision_period={decision_period!r}; allowed: integer >= 1")
+        if dual_source not in ("rsu", "local"):
+            raise ValueError(f"dual_source={dual_source!r}; allowed: 'rsu' or 'local'")
+        if resource not in ("energy", "rank"):
+            raise ValueError(f"resource={resource!r}; allowed: 'energy' or 'rank'")
+        if normalization not in ("minmax", "fixed"):
+            raise ValueError(f"normalization={normalization!r}; allowed: 'minmax' or 'fixed'")
+        if normalization == "fixed" and not (reward_scale and reward_scale > 0):
+            raise ValueError("normalization='fixed' needs reward_scale > 0 (e.g. accuracy_weight * 100)")
+        if not 0.0 < discount <= 1.0:
+            raise ValueError(f"discount={discount!r}; allowed: 0 < discount <= 1")
+        if rank_budget is not None and rank_budget <= 0:
+            raise ValueError(f"rank_budget={rank_budget!r}; allowed: > 0")
+        self.exploration = float(exploration)
+        self.dual_step_size = float(dual_step_size)
+        self.decision_period = int(decision_period)
+        # the env's RSU prices energy; a rank price can only be kept by the agent itself
+        self.dual_source = "local" if resource == "rank" else dual_source
+        self.resource = resource
+        self.rank_budget = rank_budget
+        self.normalization = normalization
+        self.reward_scale = reward_scale
+        self.use_dual = use_dual
+        self.lambda_init = float(lambda_init)
+        self.lambda_max = lambda_max
+        self.discount = float(discount)
+        self.divergence_patience = int(divergence_patience)
+        self._num_actions = num_actions
+        self._alloc(num_actions or 1)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def bind(self, context: AgentContext) -> None:
+        """Attach to an env: the arm count comes from its rank set."""
+        super().bind(context)
+        self._num_actions = context.num_actions
+        if self.resource == "rank" and self.rank_budget is None:
+            # the authors' code prices rank against a budget in rank units; default: the median rank
+            self.rank_budget = float(np.median(context.rank_set))
+
+    def reset(self, seed: int | None = None) -> None:
+        """Forget all statistics and prices; re-seed the tie-breaking Generator."""
+        super().reset(seed)
+        if self._num_actions is None:
+            raise RuntimeError("UCBDual: bind(context) or pass num_actions= before reset()")
+        self._alloc(self._num_actions)
+
+    def _alloc(self, k: int) -> None:
+        self.counts = np.zeros(k)
+        self.reward_sums = np.zeros(k)
+        self.cost_sums = np.zeros(k)  # sums of cost / budget
+        self.t = 0.0  # rounds played (discounted when discount < 1)
+        self.r_min = math.inf
+        self.r_max = -math.inf
+        self.lambdas: dict[int, float] = {}
+        self.task = 0
+        self.held: int | None = None
+        self.hold_left = 0
+        self.violation_streak = 0
+        self.dual_updates = 0
+        self.lambda_peak = self.lambda_init
+        self.dual_source_effective = self.dual_source
+        self.last_index: np.ndarray | None = None
+
+    # -- decisions ------------------------------------------------------------------------------
+    @property
+    def lam(self) -> float:
+        """The dual price of the vehicle's current task."""
+        return self.lambdas.get(self.task, self.lambda_init)
+
+    def indices(self) -> np.ndarray:
+        """U(r) for every arm (inf for unplayed arms)."""
+        n = self.counts
+        played = n > _EPS
+        means = np.divide(self.reward_sums, n, out=np.zeros_like(n), where=played)
+        if self.normalization == "fixed":
+            g = means / float(self.reward_scale)
+        else:
+            span = self.r_max - self.r_min
+            g = (means - self.r_min) / span if span > _EPS else np.full_like(means, 0.5)
+        u = g.copy()
+        if self.use_dual:
+            costs = np.divide(self.cost_sums, n, out=np.zeros_like(n), where=played)
+            u -= self.lam * costs
+        if self.exploration > 0:
+            log_t = math.log(max(self.t, 1.0))
+            u += self.exploration * np.sqrt(2.0 * log_t / np.where(played, n, 1.0))
+        u[~played] = np.inf
+        return u
+
+    def act(self, observation: Any, action_mask: np.ndarray, info: Mapping[str, Any] | None = None) -> int:
+        """The feasible arm with the largest index; random among unplayed arms and among ties."""
+        if info:
+            self._read_task_and_price(info, count_violation=False)
+        k = len(self.counts)
+        feas = feasible_indices(action_mask, k)
+        if self.held is not None and self.hold_left > 0 and self.held in feas:
+            self.hold_left -= 1
+            return self.held
+        u = self.indices()
+        self.last_index = u
+        uf = u[feas]
+        best = uf.max()
+        if math.isinf(best):
+            ties = feas[np.isinf(uf)]
+        else:
+            ties = feas[uf >= best - 1e-12 * max(1.0, abs(best))]
+        choice = int(ties[0] if ties.size == 1 else self.rng.choice(ties))
+        self.held, self.hold_left = choice, self.decision_period - 1
+        return choice
+
+    def update(self, action: Any, reward: float, cost: float, info: Mapping[str, Any]) -> None:
+        """Credit the executed arm with its reward and normalised cost; move the dual price."""
+        info = info or {}
+        self._read_task_and_price(info, count_violation=True)
+        if not info.get("active", True):
+            return  # the env ignored the action: nothing was learned about any arm
+        a = int(action)
+        if self.resource == "rank":
+            rank = info.get("rank")
+            spent = float(rank if rank is not None else self.rank_set[a])
+            budget = float(self.rank_budget)  # type: ignore[arg-type]
+        else:
+            spent = float(cost)
+            budget = float(info.get("budget", 0.0) or 0.0)
+            if budget <= 0:
+                budget = 1.0  # no budget known: treat cost as already normalised (pure bandit use)
+        if self.discount < 1.0:
+            self.counts *= self.discount
+            self.reward_sums *= self.discount
+            self.cost_sums *= self.discount
+            self.t *= self.discount
+        r = float(reward)
+        self.counts[a] += 1.0
+        self.reward_sums[a] += r
+        self.cost_sums[a] += spent / budget
+        self.t += 1.0
+        self.r_min = min(self.r_min, r)
+        self.r_max = max(self.r_max, r)
+        if self.use_dual and self.dual_source_effective == "local":
+            if self.resource == "rank":
+                used, allowed = spent, budget
+            else:
+                used = float(info.get("task_energy_used_j", spent))
+                allowed = float(info.get("task_budget_j", budget) or budget)
+            self._dual_step(used, allowed)
+
+    def _read_task_and_price(self, info: Mapping[str, Any], count_violation: bool) -> None:
+        """Track the vehicle's task and, in rsu mode, adopt the RSU's price for it."""
+        if "task_index" in info:
+            self.task = int(info["task_index"])
+        if self.dual_source == "rsu":
+            if "dual_price" in info:
+                self.dual_source_effective = "rsu"
+                lam = float(info["dual_price"])
+                if self.lambda_max is not None:
+                    lam = min(lam, self.lambda_max)
+                self.lambdas[self.task] = lam
+                self.lambda_peak = max(self.lambda_peak, lam)
+                if count_violation and "task_energy_used_j" in info and "task_budget_j" in info:
+                    over = float(info["task_energy_used_j"]) > float(info["task_budget_j"])
+                    self.violation_streak = self.violation_streak + 1 if over else 0
+            else:
+                self.dual_source_effective = "local"
+
+    def _dual_step(self, used: float, allowed: float) -> None:
+        """Projected subgradient step on the task's price: lambda <- max(0, lambda + mu (used - allowed)/allowed)."""
+        lam = self.lam + self.dual_step_size * (used - allowed) / max(allowed, _EPS)
+        lam = max(0.0, lam)
+        if self.lambda_max is not None:
+            lam = min(lam, self.lambda_max)
+        self.lambdas[self.task] = lam
+        self.lambda_peak = max(self.lambda_peak, lam)
+        self.dual_updates += 1
+        self.violation_streak = self.violation_streak + 1 if used > allowed else 0
+
+    # -- introspection --------------------------------------------------------------------------
+    def dual_diverged(self) -> bool:
+        """True when the price already outweighs the whole reward range and spending still exceeds the budget."""
+        if not self.use_dual or self.violation_streak < self.divergence_patience:
+            return False
+        played = self.counts > _EPS
+        if not played.any():
+            return False
+        cheapest = float(np.min(self.cost_sums[played] / self.counts[played]))
+        return self.lam * cheapest > 1.0
+
+    def state(self) -> dict[str, Any]:
+        """Counts, means, prices and the divergence flag as plain data."""
+        n = self.counts
+        played = n > _EPS
+        return {
+            "name": self.name,
+            "t": float(self.t),
+            "counts": n.tolist(),
+            "reward_means": np.divide(self.reward_sums, n, out=np.full_like(n, np.nan), where=played).tolist(),
+            "cost_means": np.divide(self.cost_sums, n, out=np.full_like(n, np.nan), where=played).tolist(),
+            "reward_range": [self.r_min, self.r_max],
+            "lambda": self.lam if self.use_dual else 0.0,
+            "lambdas": dict(self.lambdas),
+            "lambda_peak": self.lambda_peak,
+            "task": self.task,
+            "dual_source": self.dual_source,
+            "dual_source_effective": self.dual_source_effective,
+            "resource": self.resource,
+            "violation_streak": self.violation_streak,
+            "dual_diverged": self.dual_diverged(),
+            "exploration": self.exploration,
+            "dual_step_size": self.dual_step_size,
+            "decision_period": self.decision_period,
+        }
+
+
+class UCB1(UCBDual):
+    """The ablation: UCB-DUAL's normalised UCB index without any price on energy."""
+
+    name = "ucb1"
+
+    def __init__(self, exploration: float = 1.0, **kwargs: Any) -> None:
+        kwargs["use_dual"] = False
+        super().__init__(exploration=exploration, **kwargs)
