@@ -1,3 +1,52 @@
-"""iov-env: energy-constrained federated LoRA rank scheduling in edge-assisted IoV (arXiv 2508.09532)."""
+"""iov-env: energy-constrained federated LoRA rank scheduling in edge-assisted IoV (arXiv 2508.09532).
+
+``import iov_env`` stays light: it registers the Gymnasium ids and defers numpy-heavy and torch
+imports until an environment is built.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from iov_env.envs.parallel import IoVParallelEnv
+
+ENV_IDS: dict[str, dict[str, str]] = {
+    "iov_env/IoVRank-v0": {"preset": "paper", "fidelity": "real"},
+    "iov_env/IoVRank-fast-v0": {"preset": "paper", "fidelity": "fast"},
+    "iov_env/IoVRank-tiny-v0": {"preset": "tiny", "fidelity": "real"},
+    "iov_env/IoVRank-tiny-fast-v0": {"preset": "tiny", "fidelity": "fast"},
+    "iov_env/IoVRank-paper-fast-v0": {"preset": "paper", "fidelity": "fast"},
+    "iov_env/IoVRank-city-fast-v0": {"preset": "city", "fidelity": "fast"},
+}
+
+
+def register() -> None:
+    """Register every Gymnasium id; calling it again is a no-op."""
+    from gymnasium.envs.registration import register as gym_register
+    from gymnasium.envs.registration import registry
+
+    for env_id, kwargs in ENV_IDS.items():
+        if env_id not in registry:
+            gym_register(id=env_id, entry_point="iov_env.envs.single:IoVRankEnv", kwargs=dict(kwargs))
+
+
+def parallel_env(**kwargs: Any) -> IoVParallelEnv:
+    """PettingZoo ParallelEnv: ``parallel_env(preset="tiny", num_vehicles=100, fidelity="fast")``."""
+    from iov_env.envs.parallel import IoVParallelEnv
+
+    return IoVParallelEnv(**kwargs)
+
+
+def env(**kwargs: Any) -> Any:
+    """PettingZoo AEC env with the same keywords as ``parallel_env``."""
+    from iov_env.envs.aec import env as _env
+
+    return _env(**kwargs)
+
+
+register()
+
+__all__ = ["ENV_IDS", "__version__", "env", "parallel_env", "register"]

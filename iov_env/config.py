@@ -106,7 +106,7 @@ class TaskConfig:
 class EnergyConfig:
     """Energy budgets, the cloud's allocation rule and the RSU's dual price."""
 
-    energy_budget_j_per_vehicle_round: float = 12.0
+    energy_budget_j_per_vehicle_round: float = 5.0
     vehicle_energy_j: float = 1.0e4
     allocation: str = "static"  # "static" | "tri_feedback"
     realloc_period_rounds: int = 6

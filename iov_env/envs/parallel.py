@@ -1,0 +1,302 @@
+"""PettingZoo ParallelEnv: each vehicle picks its LoRA rank every federated round.
+
+Observation layout (one ``Box`` float32 vector per vehicle, the single source of truth is
+``observation_features``; ``observation_layout(config)`` maps names to slices):
+
+==================== ====== ===========================================================
+name                 size   value
+==================== ====== ===========================================================
+task_onehot          K      one-hot of the vehicle's fine-tuning task
+uplink_rate          1      log10(1 + uplink rate in bit/s) / 10 (0 outside coverage)
+dwell_time           1      predicted time before leaving the RSU, in rounds (cap 10)
+compute_capability   1      CPU clock / cpu_freq_max_hz
+energy_remaining     1      remaining battery / vehicle_energy_j
+dual_price           1      the RSU's current dual price of the task's energy (cap 100)
+budget_share         1      this round's per-vehicle energy budget / energy_budget_j_per_vehicle_round (cap 10)
+last_accuracy        1      last round's local validation metric in [0, 1]
+last_latency         1      last round's latency / round_duration_s (cap 10)
+last_energy          1      last round's energy / energy_budget_j_per_vehicle_round (cap 10)
+last_rank            1      last executed rank index / (|R| - 1)
+data_size            1      local shard size / shard_size_max
+active               1      1 if the vehicle can train this round, else 0
+round_progress       1      round index / rounds
+==================== ====== ===========================================================
+
+Rewards, costs and per-agent ``info`` keys follow DESIGN.md ("RL interface").
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+from pettingzoo import ParallelEnv
+
+from iov_env.config import IoVConfig
+from iov_env.sim.faults import FAULT_NAMES
+from iov_env.sim.simulator import IoVSimulator, RoundMetrics
+
+OBS_CAP = 10.0
+
+
+def observation_features(config: IoVConfig) -> list[tuple[str, int, float, float]]:
+    """(name, size, low, high) of each observation block, in order."""
+    return [
+        ("task_onehot", config.num_tasks, 0.0, 1.0),
+        ("uplink_rate", 1, 0.0, 2.0),
+        ("dwell_time", 1, 0.0, OBS_CAP),
+        ("compute_capability", 1, 0.0, 1.0),
+        ("energy_remaining", 1, 0.0, 1.0),
+        ("dual_price", 1, 0.0, 100.0),
+        ("budget_share", 1, 0.0, OBS_CAP),
+        ("last_accuracy", 1, 0.0, 1.0),
+        ("last_latency", 1, 0.0, OBS_CAP),
+        ("last_energy", 1, 0.0, OBS_CAP),
+        ("last_rank", 1, 0.0, 1.0),
+        ("data_size", 1, 0.0, 1.0),
+        ("active", 1, 0.0, 1.0),
+        ("round_progress", 1, 0.0, 1.0),
+    ]
+
+
+def observation_layout(config: IoVConfig) -> dict[str, slice]:
+    """Feature name -> slice of the per-vehicle observation vector."""
+    out, start = {}, 0
+    for name, size, _, _ in observation_features(config):
+        out[name] = slice(start, start + size)
+        start += size
+    return out
+
+
+def observation_bounds(config: IoVConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension low and high of the observation vector."""
+    lows, highs = [], []
+    for _, size, lo, hi in observation_features(config):
+        lows += [lo] * size
+        highs += [hi] * size
+    return np.asarray(lows, dtype=np.float32), np.asarray(highs, dtype=np.float32)
+
+
+def resolve_config(config: IoVConfig | dict[str, Any] | str | None = None, **overrides: Any) -> IoVConfig:
+    """One way to build a config everywhere: an IoVConfig, a dict, a YAML/JSON path, or preset + keywords."""
+    if isinstance(config, IoVConfig):
+        return config.replace(**overrides) if overrides else config
+    if isinstance(config, dict):
+        return IoVConfig.from_dict({**config, **overrides})
+    if isinstance(config, str):
+        cfg = IoVConfig.from_file(config)
+        return cfg.replace(**overrides) if overrides else cfg
+    preset = overrides.pop("preset", None)
+    return IoVConfig.from_kwargs(preset=preset, **overrides)
+
+
+def validate_actions(actions: Any, agents: list[str], num_ranks: int) -> np.ndarray:
+    """Rank indices from an agent->action mapping; clear errors for missing agents, wrong types, bad ranges."""
+    if not hasattr(actions, "items"):
+        raise TypeError(f"actions must be a dict agent -> rank index, got {type(actions).__name__}")
+    index = {a: i for i, a in enumerate(agents)}
+    unknown = [a for a in actions if a not in index]
+    if unknown:
+        raise ValueError(f"actions for unknown or finished agents {unknown[:5]}; allowed agents: {agents[:3]}...")
+    if len(actions) != len(agents):
+        missing = [a for a in agents if a not in actions]
+        raise ValueError(f"actions missing for agents {missing[:5]} ({len(missing)} in all); every live agent must act")
+    out = np.empty(len(agents), dtype=np.int64)
+    for a, act in actions.items():
+        out[index[a]] = _as_rank_index(act, num_ranks, a)
+    return out
+
+
+def _as_rank_index(action: Any, num_ranks: int, who: str) -> int:
+    """One action as an int in [0, num_ranks); TypeError for non-integers, ValueError out of range."""
+    if isinstance(action, np.ndarray) and action.shape == () or isinstance(action, np.generic):
+        action = action.item()
+    if isinstance(action, bool) or not isinstance(action, (int, np.integer)):
+        raise TypeError(
+            f"action for {who} is {action!r} ({type(action).__name__}); allowed: an integer rank index in [0, {num_ranks - 1}]"
+        )
+    if not 0 <= action < num_ranks:
+        raise ValueError(f"action for {who} is {action}; allowed: rank index in [0, {num_ranks - 1}]")
+    return int(action)
+
+
+class IoVParallelEnv(ParallelEnv):
+    """Decentralised view: one agent per vehicle, ``Discrete(|R|)`` rank actions, utility rewards, energy costs."""
+
+    metadata = {"name": "iov_rank_v0", "render_modes": ["rgb_array", "ansi"], "is_parallelizable": True, "render_fps": 2}
+
+    def __init__(
+        self, config: IoVConfig | dict[str, Any] | str | None = None, render_mode: str | None = None, **overrides: Any
+    ) -> None:
+        self.config = resolve_config(config, **overrides)
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode={render_mode!r}; allowed: {self.metadata['render_modes']} or None")
+        self.render_mode = render_mode
+        self.simulator = IoVSimulator(self.config)
+        n = self.config.num_vehicles
+        self.possible_agents = [f"vehicle_{i}" for i in range(n)]
+        self.agents: list[str] = []
+        self.obs_type = self.config.episode.obs_type
+        low, high = observation_bounds(self.config)
+        self._low, self._high = low, high
+        box = spaces.Box(low, high, dtype=np.float32)
+        if self.obs_type == "dict":
+            mask_space = spaces.Box(0, 1, (self.config.num_ranks,), dtype=np.int8)
+            obs_space: spaces.Space = spaces.Dict({"observation": box, "action_mask": mask_space})
+        else:
+            obs_space = box
+        self._obs_spaces = {a: obs_space for a in self.possible_agents}
+        self._act_spaces = {a: spaces.Discrete(self.config.num_ranks) for a in self.possible_agents}
+        self.state_space = spaces.Box(np.tile(low, n), np.tile(high, n), dtype=np.float32)
+        self._seed_rng = np.random.default_rng()
+        self._layout = observation_layout(self.config)
+        self.last_round: RoundMetrics | None = None
+
+    # PettingZoo requires the same space object on every call
+    def observation_space(self, agent: str) -> spaces.Space:
+        """The observation space of ``agent``."""
+        return self._obs_spaces[agent]
+
+    def action_space(self, agent: str) -> spaces.Space:
+        """The action space of ``agent``: an index into ``config.learning.rank_set``."""
+        return self._act_spaces[agent]
+
+    def reset(self, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict, dict]:
+        """New episode; ``seed`` fixes mobility, channel, partitions and learning."""
+        if seed is not None:
+            self._seed_rng = np.random.default_rng(seed)
+            episode_seed = int(seed)
+        else:
+            episode_seed = int(self._seed_rng.integers(2**31 - 1))
+        for sp in self._act_spaces.values():
+            sp.seed(int(self._seed_rng.integers(2**31 - 1)))
+        self.simulator.reset(episode_seed)
+        self.agents = list(self.possible_agents)
+        self.last_round = None
+        obs_matrix = self._observation_matrix()
+        return self._per_agent_obs(obs_matrix), self._infos(None)
+
+    def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
+        """One federated round: every live agent's rank index in, per-agent utilities and infos out."""
+        if not self.agents:
+            raise RuntimeError("step() called on a finished episode; call reset()")
+        idx = validate_actions(actions, self.agents, self.config.num_ranks)
+        m = self.simulator.step(idx)
+        self.last_round = m
+        obs_matrix = self._observation_matrix()
+        truncated = self.simulator.done
+        agents = self.agents
+        rewards = dict(zip(agents, m.reward.tolist(), strict=True))
+        terms = dict.fromkeys(agents, False)
+        truncs = dict.fromkeys(agents, truncated)
+        obs = self._per_agent_obs(obs_matrix)
+        infos = self._infos(m)
+        if truncated:
+            self.agents = []
+        return obs, rewards, terms, truncs, infos
+
+    def state(self) -> np.ndarray:
+        """Global state: all vehicles' observation vectors, concatenated."""
+        return self._observation_matrix().reshape(-1)
+
+    def render(self) -> np.ndarray | str | None:
+        """``rgb_array``: map of RSU coverage and vehicles; ``ansi``: a text summary."""
+        from iov_env import render as _render
+
+        if self.render_mode == "rgb_array":
+            return _render.render_rgb(self.simulator, self.last_round)
+        if self.render_mode == "ansi":
+            return _render.render_ansi(self.simulator, self.last_round)
+        return None
+
+    def close(self) -> None:
+        """Release the learning backend."""
+        self.simulator.close()
+
+    # -- formatting ---------------------------------------------------------------------------
+    def _observation_matrix(self) -> np.ndarray:
+        sim, cfg, st = self.simulator, self.config, self.simulator.state
+        n, k = cfg.num_vehicles, cfg.num_tasks
+        cols = np.empty((n, k + 13), dtype=np.float64)
+        cols[:, :k] = 0.0
+        cols[np.arange(n), sim.vehicle_task] = 1.0
+        c = k
+        budget_ref = cfg.energy.energy_budget_j_per_vehicle_round
+        for block in (
+            np.log10(1.0 + st.uplink_bps) / 10.0,
+            st.dwell_s / cfg.mobility.round_duration_s,
+            sim.cpu_freq_hz / cfg.compute.cpu_freq_max_hz,
+            sim.energy_remaining_j / cfg.energy.vehicle_energy_j,
+            sim.dual_price[sim.vehicle_task],
+            st.budget_j / budget_ref,
+            sim.last_accuracy,
+            sim.last_latency_s / cfg.mobility.round_duration_s,
+            sim.last_energy_j / budget_ref,
+            sim.last_rank_index / max(cfg.num_ranks - 1, 1),
+            sim.shard_size / cfg.tasks.shard_size_max,
+            st.active,
+            min(sim.round_index / cfg.episode.rounds, 1.0),
+        ):
+            cols[:, c] = block
+            c += 1
+        np.nan_to_num(cols, copy=False, nan=0.0, posinf=OBS_CAP, neginf=0.0)
+        return np.clip(cols, self._low, self._high).astype(np.float32)
+
+    def _per_agent_obs(self, obs_matrix: np.ndarray) -> dict[str, Any]:
+        agents = self.agents
+        if self.obs_type == "dict":
+            masks = self.simulator.state.mask.astype(np.int8)
+            return {a: {"observation": obs_matrix[i], "action_mask": masks[i]} for i, a in enumerate(agents)}
+        return {a: obs_matrix[i] for i, a in enumerate(agents)}
+
+    def _infos(self, m: RoundMetrics | None) -> dict[str, dict[str, Any]]:
+        sim, st = self.simulator, self.simulator.state
+        masks = st.mask.astype(np.int8)
+        tasks = self.config.tasks.tasks
+        task_of = sim.vehicle_task.tolist()
+        if m is None:  # after reset: nothing executed yet
+            active = st.active.tolist()
+            return {
+                a: {
+                    "active": active[i], "action_mask": masks[i], "task": tasks[task_of[i]], "task_index": task_of[i],
+                    "round": 0, "budget": float(st.budget_j[i]), "dual_price": float(sim.dual_price[task_of[i]]),
+                }
+                for i, a in enumerate(self.agents)
+            }
+        active, rank, corr = m.active.tolist(), m.rank.tolist(), m.action_corrected.tolist()
+        acc, lat, en, bud = m.accuracy.tolist(), m.latency_s.tolist(), m.energy_j.tolist(), m.budget_j.tolist()
+        r_acc, r_lat, r_en = (m.reward_terms[t].tolist() for t in ("accuracy", "latency", "energy"))
+        fault, rsu = m.fault.tolist(), m.vehicle_rsu.tolist()
+        t_used, t_budget, price = m.task_energy_j.tolist(), m.task_budget_j.tolist(), m.dual_price.tolist()
+        saved = m.fault_energy_saved_j.tolist()
+        out = {}
+        for i, a in enumerate(self.agents):
+            t = task_of[i]
+            out[a] = {
+                "active": active[i],
+                "action_mask": masks[i],
+                "action_corrected": corr[i],
+                "rank": rank[i],
+                "cost": en[i],
+                "budget": bud[i],
+                "rewards": {"accuracy": r_acc[i], "latency": r_lat[i], "energy": r_en[i]},
+                "accuracy": acc[i],
+                "latency_s": lat[i],
+                "energy_j": en[i],
+                "task": tasks[t],
+                "task_index": t,
+                "rsu": rsu[i],
+                "dual_price": price[t],
+                "task_energy_used_j": t_used[t],
+                "task_budget_j": t_budget[t],
+                "fault": FAULT_NAMES[fault[i]],
+                "fault_energy_saved_j": saved[i],
+                "round": m.round_index,
+            }
+        return out
+
+
+def parallel_env(**kwargs: Any) -> IoVParallelEnv:
+    """PettingZoo parallel environment: ``parallel_env(preset="tiny", num_vehicles=100)``."""
+    return IoVParallelEnv(**kwargs)

@@ -1,0 +1,76 @@
+"""Latency and energy of one LoRA round at rank r, from first principles (host-independent).
+
+Training FLOPs of a frozen transformer with LoRA adapters: the frozen base runs forward and
+back-propagates activations (no weight gradients), about 2x its forward cost; each adapted
+``d x d`` matrix adds ``2 r (d + d)`` forward FLOPs per token and about twice that backward.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+BYTES_PER_MB = 1024.0 * 1024.0
+
+
+def lora_param_count(rank: np.ndarray, hidden_dim: int, num_adapted_matrices: float) -> np.ndarray:
+    """Parameters of rank-``r`` adapters ``A (r x d)`` and ``B (d x r)`` on ``num_adapted_matrices`` d x d layers."""
+    return np.asarray(rank, dtype=float) * (2.0 * hidden_dim) * num_adapted_matrices
+
+
+def payload_bits(rank: np.ndarray, hidden_dim: int, num_adapted_matrices: float, bits_per_param: int) -> np.ndarray:
+    """Bits to transmit the LoRA matrices of one vehicle at rank ``r``."""
+    return lora_param_count(rank, hidden_dim, num_adapted_matrices) * bits_per_param
+
+
+def base_forward_flops_per_token(hidden_dim: int, num_layers: int, intermediate_dim: int) -> float:
+    """Forward FLOPs per token of an encoder: 4 attention projections and a 2-matrix FFN per layer."""
+    return 2.0 * num_layers * (4.0 * hidden_dim**2 + 2.0 * hidden_dim * intermediate_dim)
+
+
+def training_flops(
+    tokens: np.ndarray,
+    rank: np.ndarray,
+    hidden_dim: int,
+    num_layers: int,
+    intermediate_dim: int,
+    num_adapted_matrices: float,
+) -> np.ndarray:
+    """FLOPs of LoRA fine-tuning over ``tokens`` tokens: frozen forward+activation backward, plus LoRA terms."""
+    base = 2.0 * base_forward_flops_per_token(hidden_dim, num_layers, intermediate_dim)
+    lora = 3.0 * 2.0 * np.asarray(rank, dtype=float) * (2.0 * hidden_dim) * num_adapted_matrices
+    return np.asarray(tokens, dtype=float) * (base + lora)
+
+
+def compute_latency_s(cycles: np.ndarray, cpu_freq_hz: np.ndarray) -> np.ndarray:
+    """Time to execute ``cycles`` at clock ``f``."""
+    return np.asarray(cycles, dtype=float) / cpu_freq_hz
+
+
+def compute_energy_j(cycles: np.ndarray, cpu_freq_hz: np.ndarray, kappa: float) -> np.ndarray:
+    """Dynamic CPU energy ``kappa f^2 cycles`` (equals the authors' ``kappa f^3 tau``)."""
+    return kappa * np.asarray(cpu_freq_hz, dtype=float) ** 2 * np.asarray(cycles, dtype=float)
+
+
+def transfer_latency_s(bits: np.ndarray, rate_bps: np.ndarray) -> np.ndarray:
+    """Time to move ``bits`` at ``rate_bps`` (infinite where the rate is zero)."""
+    rate = np.asarray(rate_bps, dtype=float)
+    with np.errstate(divide="ignore"):
+        return np.where(rate > 0, np.asarray(bits, dtype=float) / np.maximum(rate, 1e-300), np.inf)
+
+
+def training_memory_mb(
+    rank: np.ndarray,
+    hidden_dim: int,
+    num_layers: int,
+    intermediate_dim: int,
+    num_adapted_matrices: float,
+    batch_size: int,
+    seq_len: int,
+    bytes_per_param: float = 4.0,
+) -> np.ndarray:
+    """Peak training memory: frozen base weights, activations, adapters with grads and two Adam moments."""
+    base_params = num_layers * (4.0 * hidden_dim**2 + 2.0 * hidden_dim * intermediate_dim)
+    # per layer and token: hidden states around attention/FFN kept for backward (~ 10 d + 2 d_ff values)
+    activations = batch_size * seq_len * num_layers * (10.0 * hidden_dim + 2.0 * intermediate_dim)
+    adapters = 4.0 * lora_param_count(rank, hidden_dim, num_adapted_matrices)
+    return (base_params + activations + adapters) * bytes_per_param / BYTES_PER_MB

@@ -1,0 +1,105 @@
+"""Mobility-aware fault tolerance for vehicles predicted to leave coverage before the round ends.
+
+Three options with the paper's costs (accuracies in percentage points):
+early upload ``C0 = gamma_f max(0, A* - A)``; migration to the nearest in-coverage vehicle of the
+same task ``C1 = alpha_f tau_m + beta_f E_m``; abandonment ``C2 = beta_f E_used + gamma_f A*``.
+The cheapest is chosen. Without the mechanism a leaving vehicle always uploads early.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+NONE, EARLY_UPLOAD, MIGRATION, ABANDON = 0, 1, 2, 3
+FAULT_NAMES = {NONE: None, EARLY_UPLOAD: "early_upload", MIGRATION: "migration", ABANDON: "abandon"}
+
+
+@dataclass(frozen=True)
+class FaultDecision:
+    """Per-vehicle outcome of the fault-tolerance choice."""
+
+    option: np.ndarray  # (N,) int: NONE / EARLY_UPLOAD / MIGRATION / ABANDON
+    cost: np.ndarray  # (N,) float: cost of the chosen option (0 where NONE)
+    costs: np.ndarray  # (N, 3) float: C0, C1, C2 (inf where infeasible or not leaving)
+    migrate_to: np.ndarray  # (N,) int: receiving vehicle (-1 if none)
+    migration_latency_s: np.ndarray  # (N,) float
+    migration_energy_j: np.ndarray  # (N,) float
+
+
+def nearest_peer(
+    positions_m: np.ndarray, vehicle_task: np.ndarray, candidate: np.ndarray, leaving: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each leaving vehicle, the nearest candidate of the same task and its distance (-1, inf if none)."""
+    n = len(vehicle_task)
+    peer = np.full(n, -1)
+    dist = np.full(n, np.inf)
+    src = np.flatnonzero(leaving)
+    dst = np.flatnonzero(candidate)
+    if len(src) == 0 or len(dst) == 0:
+        return peer, dist
+    d = np.linalg.norm(positions_m[src, None, :] - positions_m[None, dst, :], axis=-1)
+    d = np.where(vehicle_task[src, None] == vehicle_task[None, dst], d, np.inf)
+    d = np.where(src[:, None] == dst[None, :], np.inf, d)
+    j = np.argmin(d, axis=1)
+    best = d[np.arange(len(src)), j]
+    ok = np.isfinite(best)
+    peer[src[ok]] = dst[j[ok]]
+    dist[src[ok]] = best[ok]
+    return peer, dist
+
+
+def choose_fault_options(
+    leaving: np.ndarray,
+    accuracy_pct: np.ndarray,
+    best_accuracy_pct: np.ndarray,
+    energy_used_j: np.ndarray,
+    migration_latency_s: np.ndarray,
+    migration_energy_j: np.ndarray,
+    latency_weight: float,
+    energy_weight: float,
+    accuracy_weight: float,
+    enabled: bool,
+) -> np.ndarray:
+    """The (N, 3) cost matrix [C0, C1, C2]; inf where the vehicle is not leaving or the option is infeasible."""
+    c0 = accuracy_weight * np.maximum(0.0, best_accuracy_pct - accuracy_pct)
+    c1 = latency_weight * migration_latency_s + energy_weight * migration_energy_j
+    c2 = energy_weight * energy_used_j + accuracy_weight * best_accuracy_pct
+    costs = np.stack([c0, c1, c2], axis=1).astype(float)
+    costs[~np.isfinite(costs)] = np.inf
+    if not enabled:
+        costs[:, 1:] = np.inf
+    costs[~leaving] = np.inf
+    return costs
+
+
+def decide(
+    leaving: np.ndarray,
+    accuracy_pct: np.ndarray,
+    best_accuracy_pct: np.ndarray,
+    energy_used_j: np.ndarray,
+    migrate_to: np.ndarray,
+    migration_latency_s: np.ndarray,
+    migration_energy_j: np.ndarray,
+    latency_weight: float,
+    energy_weight: float,
+    accuracy_weight: float,
+    enabled: bool,
+) -> FaultDecision:
+    """Pick the cheapest option for each leaving vehicle (early upload when the mechanism is off)."""
+    costs = choose_fault_options(
+        leaving, accuracy_pct, best_accuracy_pct, energy_used_j, migration_latency_s, migration_energy_j,
+        latency_weight, energy_weight, accuracy_weight, enabled,
+    )
+    choice = np.argmin(costs, axis=1) + 1
+    option = np.where(leaving, choice, NONE)
+    cost = np.where(leaving, costs[np.arange(len(option)), np.maximum(choice - 1, 0)], 0.0)
+    return FaultDecision(
+        option=option,
+        cost=cost,
+        costs=costs,
+        migrate_to=np.where(option == MIGRATION, migrate_to, -1),
+        migration_latency_s=np.where(option == MIGRATION, migration_latency_s, 0.0),
+        migration_energy_j=np.where(option == MIGRATION, migration_energy_j, 0.0),
+    )

@@ -1,0 +1,295 @@
+"""Where vehicles are: T-Drive traces or a synthetic road grid, RSU placement, coverage and dwell time."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from iov_env.config import ConfigError, IoVConfig
+
+EARTH_RADIUS_M = 6_371_000.0
+MAX_DWELL_S = 1.0e6  # a parked vehicle never leaves; keep the number finite for observations
+
+
+# -- RSUs and coverage -------------------------------------------------------------------------------
+def grid_rsu_positions_m(num_rsus: int, width_m: float, height_m: float) -> np.ndarray:
+    """Place RSUs at the cell centres of a near-square grid that covers the map, row by row."""
+    cols = max(1, math.ceil(math.sqrt(num_rsus * width_m / height_m)))
+    rows = math.ceil(num_rsus / cols)
+    out = []
+    for i in range(num_rsus):
+        r, c = divmod(i, cols)
+        in_row = cols if r < rows - 1 else num_rsus - cols * (rows - 1)
+        out.append(((c + 0.5) * width_m / in_row, (r + 0.5) * height_m / rows))
+    return np.asarray(out, dtype=float)
+
+
+def rsu_positions_m(config: IoVConfig) -> np.ndarray:
+    """RSU coordinates from the config (grid placement or explicit list)."""
+    if config.rsu.rsu_placement == "explicit":
+        return np.asarray(config.rsu.rsu_positions_m, dtype=float).reshape(-1, 2)
+    return grid_rsu_positions_m(config.rsu.num_rsus, config.map.width_m, config.map.height_m)
+
+
+def attach(positions_m: np.ndarray, rsus_m: np.ndarray, radius_m: float) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest RSU within ``radius_m`` for each vehicle (-1 if none) and the distance to it."""
+    d = np.linalg.norm(positions_m[:, None, :] - rsus_m[None, :, :], axis=-1)
+    idx = np.argmin(d, axis=1)
+    dist = d[np.arange(len(idx)), idx]
+    return np.where(dist <= radius_m, idx, -1), dist
+
+
+def predict_dwell_time_s(
+    positions_m: np.ndarray, velocity_mps: np.ndarray, centre_m: np.ndarray, radius_m: float
+) -> np.ndarray:
+    """Time until a vehicle moving straight at constant velocity leaves the disc around ``centre_m``."""
+    rel = positions_m - centre_m
+    a = np.einsum("ij,ij->i", velocity_mps, velocity_mps)
+    b = np.einsum("ij,ij->i", rel, velocity_mps)
+    c = np.einsum("ij,ij->i", rel, rel) - radius_m**2
+    disc = np.maximum(b * b - a * c, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = (-b + np.sqrt(disc)) / a
+    t = np.where(a > 1e-12, t, MAX_DWELL_S)
+    t = np.where(c > 0, 0.0, t)  # already outside
+    return np.clip(t, 0.0, MAX_DWELL_S)
+
+
+# -- synthetic road grid -----------------------------------------------------------------------------
+HEADINGS = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]])
+
+
+@dataclass
+class GridMobility:
+    """Vehicles drive on a Manhattan grid of roads, turning at intersections, reflecting at the edges."""
+
+    width_m: float
+    height_m: float
+    spacing_m: float
+    speed_min_mps: float
+    speed_max_mps: float
+    turn_probability: float
+    rng: np.random.Generator
+    positions_m: np.ndarray = None  # type: ignore[assignment]
+    heading: np.ndarray = None  # type: ignore[assignment]  # (N,) index into HEADINGS
+    speed_mps: np.ndarray = None  # type: ignore[assignment]
+
+    def place(self, start_m: np.ndarray) -> None:
+        """Snap start points onto the nearest road and draw headings and speeds."""
+        n = len(start_m)
+        self.heading = self.rng.integers(0, 4, size=n)
+        pos = start_m.copy()
+        horizontal = self.heading % 2 == 0  # moving along x: y must sit on a road
+        axis = np.where(horizontal, 1, 0)
+        snapped = np.round(pos[np.arange(n), axis] / self.spacing_m) * self.spacing_m
+        limit = np.where(axis == 1, self.height_m, self.width_m)
+        pos[np.arange(n), axis] = np.clip(snapped, 0.0, limit)
+        self.positions_m = pos
+        self.speed_mps = self.rng.uniform(self.speed_min_mps, self.speed_max_mps, size=n)
+
+    @property
+    def current_m(self) -> np.ndarray:
+        """Current positions."""
+        return self.positions_m
+
+    @property
+    def velocity_mps(self) -> np.ndarray:
+        """Current velocity vectors."""
+        return HEADINGS[self.heading] * self.speed_mps[:, None]
+
+    def step(self, dt_s: float) -> None:
+        """Advance every vehicle by ``dt_s`` seconds (sub-steps no longer than one block)."""
+        n_sub = max(1, math.ceil(self.speed_max_mps * dt_s / self.spacing_m))
+        for _ in range(n_sub):
+            self._advance(self.speed_mps * dt_s / n_sub)
+        jitter = self.rng.normal(0.0, 0.1 * (self.speed_max_mps - self.speed_min_mps + 1e-9), size=len(self.speed_mps))
+        self.speed_mps = np.clip(self.speed_mps + jitter, self.speed_min_mps, self.speed_max_mps)
+
+    def _advance(self, dist_m: np.ndarray) -> None:
+        n = len(dist_m)
+        rows = np.arange(n)
+        h = HEADINGS[self.heading]
+        axis = np.where(self.heading % 2 == 0, 0, 1)
+        coord = self.positions_m[rows, axis]
+        sign = h[rows, axis]
+        new = coord + sign * dist_m
+        # the next intersection in the driving direction, and whether this sub-step crosses it
+        nxt = np.where(sign > 0, np.floor(coord / self.spacing_m + 1e-9) + 1, np.ceil(coord / self.spacing_m - 1e-9) - 1)
+        nxt_m = nxt * self.spacing_m
+        crosses = (sign > 0) & (new >= nxt_m) | (sign < 0) & (new <= nxt_m)
+        turn = crosses & (self.rng.random(n) < self.turn_probability)
+        left_or_right = np.where(self.rng.random(n) < 0.5, 1, 3)
+        overshoot = np.abs(new - nxt_m)
+        pos = self.positions_m.copy()
+        pos[rows, axis] = np.where(turn, nxt_m, new)
+        new_heading = np.where(turn, (self.heading + left_or_right) % 4, self.heading)
+        pos += np.where(turn[:, None], HEADINGS[new_heading] * overshoot[:, None], 0.0)
+        self.heading = new_heading
+        self.positions_m = pos
+        self._reflect()
+
+    def _reflect(self) -> None:
+        """Mirror positions back into the map and reverse the heading of vehicles that hit an edge."""
+        pos = self.positions_m
+        size = np.array([self.width_m, self.height_m])
+        over = pos > size
+        under = pos < 0
+        pos = np.where(over, 2 * size - pos, pos)
+        pos = np.where(under, -pos, pos)
+        hit = (over | under).any(axis=1)
+        self.heading = np.where(hit, (self.heading + 2) % 4, self.heading)
+        self.positions_m = np.clip(pos, 0.0, size)
+
+
+# -- T-Drive -----------------------------------------------------------------------------------------
+class TDriveFormatError(ValueError):
+    """A T-Drive file line does not match ``taxi_id,YYYY-MM-DD HH:MM:SS,lon,lat``."""
+
+
+def parse_tdrive_file(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Read one T-Drive file into (unix time s, lon deg, lat deg) arrays; errors name file and line."""
+    times, lons, lats = [], [], []
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            line = line.strip()
+            if not line:
+                continue
+            parts = line.split(",")
+            if len(parts) != 4:
+                raise TDriveFormatError(f"{path}:{lineno}: expected 4 comma-separated fields, got {len(parts)}")
+            try:
+                t = np.datetime64(parts[1].strip().replace(" ", "T"), "s").astype("int64")
+                lon, lat = float(parts[2]), float(parts[3])
+            except ValueError as exc:
+                raise TDriveFormatError(f"{path}:{lineno}: {exc}") from exc
+            times.append(t)
+            lons.append(lon)
+            lats.append(lat)
+    return np.asarray(times, dtype=float), np.asarray(lons), np.asarray(lats)
+
+
+def project_to_metres(lon_deg: np.ndarray, lat_deg: np.ndarray, lat0_deg: float, lon0_deg: float) -> np.ndarray:
+    """Equirectangular projection around (lat0, lon0): accurate to < 0.1% over a city."""
+    x = np.radians(lon_deg - lon0_deg) * EARTH_RADIUS_M * math.cos(math.radians(lat0_deg))
+    y = np.radians(lat_deg - lat0_deg) * EARTH_RADIUS_M
+    return np.stack([x, y], axis=1)
+
+
+def clean_trajectory(
+    time_s: np.ndarray, lon_deg: np.ndarray, lat_deg: np.ndarray, max_speed_mps: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sort by time, drop duplicate timestamps, invalid coordinates and impossible jumps; project to metres."""
+    ok = (np.abs(lat_deg) <= 90) & (np.abs(lon_deg) <= 180) & ((lat_deg != 0) | (lon_deg != 0))
+    time_s, lon_deg, lat_deg = time_s[ok], lon_deg[ok], lat_deg[ok]
+    order = np.argsort(time_s, kind="stable")
+    time_s, lon_deg, lat_deg = time_s[order], lon_deg[order], lat_deg[order]
+    _, first = np.unique(time_s, return_index=True)
+    time_s, lon_deg, lat_deg = time_s[first], lon_deg[first], lat_deg[first]
+    if len(time_s) == 0:
+        return time_s, np.zeros((0, 2))
+    xy = project_to_metres(lon_deg, lat_deg, float(np.median(lat_deg)), float(np.median(lon_deg)))
+    keep = [0]
+    for i in range(1, len(time_s)):  # sequential: a jump is judged against the last kept point
+        j = keep[-1]
+        dist = float(np.linalg.norm(xy[i] - xy[j]))
+        if dist / (time_s[i] - time_s[j]) <= max_speed_mps:
+            keep.append(i)
+    keep_idx = np.asarray(keep)
+    return time_s[keep_idx], xy[keep_idx]
+
+
+def resample(time_s: np.ndarray, xy_m: np.ndarray, dt_s: float) -> np.ndarray:
+    """Linear interpolation of a trajectory onto a regular grid of step ``dt_s``."""
+    if len(time_s) < 2:
+        return xy_m.copy()
+    grid = np.arange(time_s[0], time_s[-1] + 1e-9, dt_s)
+    return np.stack([np.interp(grid, time_s, xy_m[:, 0]), np.interp(grid, time_s, xy_m[:, 1])], axis=1)
+
+
+def load_tdrive(directory: str | os.PathLike[str], dt_s: float, max_speed_mps: float) -> list[np.ndarray]:
+    """All ``*.txt`` traces in ``directory``, cleaned and resampled to ``dt_s``; each (T, 2) metres."""
+    folder = Path(directory)
+    files = sorted(folder.glob("*.txt"), key=lambda p: (len(p.stem), p.stem))
+    if not files:
+        raise ConfigError(f"tdrive_dir={str(folder)!r} holds no T-Drive '*.txt' files")
+    traces = []
+    for f in files:
+        t, lon, lat = parse_tdrive_file(f)
+        t, xy = clean_trajectory(t, lon, lat, max_speed_mps)
+        if len(t) >= 2:
+            traces.append(resample(t, xy, dt_s))
+    if not traces:
+        raise ConfigError(f"tdrive_dir={str(folder)!r}: no trace has two valid points")
+    return traces
+
+
+def tdrive_directory(config: IoVConfig) -> Path:
+    """Where T-Drive traces live: ``tdrive_dir``, else ``$IOV_DATA_DIR/tdrive``."""
+    if config.mobility.tdrive_dir:
+        return Path(config.mobility.tdrive_dir)
+    data = os.environ.get("IOV_DATA_DIR")
+    if not data:
+        raise ConfigError(
+            "mobility_model='tdrive' needs traces: set tdrive_dir or IOV_DATA_DIR (with a tdrive/ folder); "
+            "allowed alternative: mobility_model='grid'"
+        )
+    return Path(data) / "tdrive"
+
+
+@dataclass
+class TraceMobility:
+    """Replays T-Drive displacements: each vehicle follows a trace from a random offset, from its start point."""
+
+    width_m: float
+    height_m: float
+    positions_m: np.ndarray
+    path_m: np.ndarray  # (T, N, 2) displacement from the start point, per round
+    dt_s: float
+    t: int = 0
+
+    @classmethod
+    def build(
+        cls, traces: list[np.ndarray], start_m: np.ndarray, rounds: int, width_m: float, height_m: float,
+        dt_s: float, scale: float, rng: np.random.Generator,
+    ) -> TraceMobility:
+        """Assign traces to vehicles (cycled, random offsets) and precompute every round's displacement."""
+        n = len(start_m)
+        path = np.zeros((rounds + 2, n, 2))
+        for v in range(n):
+            tr = traces[v % len(traces)]
+            off = int(rng.integers(0, max(1, len(tr) - 1)))
+            idx = (off + np.arange(rounds + 2)) % len(tr)
+            # wrapping a trace back to its start would teleport: accumulate step displacements instead
+            steps = np.diff(tr[idx], axis=0, prepend=tr[idx[:1]])
+            steps[idx == 0] = 0.0
+            path[:, v, :] = np.cumsum(steps, axis=0) * scale
+        return cls(width_m, height_m, start_m.copy(), path, dt_s)
+
+    def _at(self, t: int) -> np.ndarray:
+        return _reflect_into(self.positions_m + self.path_m[min(t, len(self.path_m) - 1)], self.width_m, self.height_m)
+
+    @property
+    def current_m(self) -> np.ndarray:
+        """Positions at the current round."""
+        return self._at(self.t)
+
+    @property
+    def velocity_mps(self) -> np.ndarray:
+        """Velocity estimated from the displacement to the next round."""
+        return (self._at(self.t + 1) - self._at(self.t)) / self.dt_s
+
+    def step(self, dt_s: float) -> None:
+        """Advance one round."""
+        self.t += 1
+
+
+def _reflect_into(pos: np.ndarray, width_m: float, height_m: float) -> np.ndarray:
+    """Fold unbounded coordinates back into the map (mirror at each edge)."""
+    size = np.array([width_m, height_m])
+    period = 2 * size
+    m = np.mod(pos, period)
+    return np.where(m > size, period - m, m)

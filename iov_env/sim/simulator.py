@@ -1,0 +1,429 @@
+"""IoVSimulator: one federated round end to end, vectorised over vehicles.
+
+mobility -> attachment -> channel -> cost table and feasibility masks -> (agent picks ranks)
+-> fault tolerance -> learning backend -> actual costs -> rewards -> dual prices and budgets
+-> mobility for the next round. No RL API here: ``envs/`` formats what this computes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from iov_env.config import IoVConfig
+from iov_env.learning.backend import FleetLayout, LearningBackend, RoundPlan, make_backend
+from iov_env.sim import channel, costs, faults, mobility, scheduler
+
+
+@dataclass
+class RoundMetrics:
+    """Everything one round produced, per vehicle (N,) and per task (K,)."""
+
+    round_index: int
+    active: np.ndarray
+    rank_index: np.ndarray
+    rank: np.ndarray  # executed rank, 0 where inactive
+    action_corrected: np.ndarray
+    accuracy: np.ndarray  # in [0, 1]
+    latency_s: np.ndarray
+    energy_j: np.ndarray
+    budget_j: np.ndarray
+    reward: np.ndarray
+    reward_terms: dict[str, np.ndarray]
+    fault: np.ndarray  # faults.NONE / EARLY_UPLOAD / MIGRATION / ABANDON
+    fault_cost: np.ndarray
+    fault_energy_saved_j: np.ndarray
+    train_fraction: np.ndarray
+    vehicle_rsu: np.ndarray
+    task_accuracy: np.ndarray
+    task_latency_s: np.ndarray  # synchronous: slowest participant + aggregation
+    task_energy_j: np.ndarray
+    task_budget_j: np.ndarray
+    dual_price: np.ndarray  # after this round's update
+    handoffs: int
+    task_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+@dataclass
+class RoundState:
+    """What vehicles can know before choosing a rank (the env turns it into observations)."""
+
+    vehicle_rsu: np.ndarray  # (N,) int, -1 outside coverage
+    distance_m: np.ndarray
+    uplink_bps: np.ndarray
+    downlink_bps: np.ndarray
+    dwell_s: np.ndarray
+    active: np.ndarray
+    mask: np.ndarray  # (N, R) bool
+    latency_table_s: np.ndarray  # (N, R) expected latency at each rank
+    energy_table_j: np.ndarray  # (N, R) expected energy at each rank
+    download_s: np.ndarray  # (N, R)
+    upload_s: np.ndarray  # (N, R)
+    compute_s: np.ndarray  # (N, R)
+    budget_j: np.ndarray  # (N,) this round's per-vehicle share of the task budget
+
+
+class IoVSimulator:
+    """The IoV world: vehicles, RSUs, cloud, and a learning backend, stepped one federated round at a time."""
+
+    def __init__(self, config: IoVConfig, backend: LearningBackend | None = None) -> None:
+        config.validate()
+        self.config = config
+        self.backend = backend if backend is not None else make_backend(config)
+        self.rsus_m = mobility.rsu_positions_m(config)
+        ln = config.learning
+        self.rank_set = np.asarray(ln.rank_set, dtype=int)
+        self.num_layers_adapted = max(1, round(ln.model_num_layers * ln.layer_fraction))
+        self.adapted_matrices = self.num_layers_adapted * len(ln.target_modules)
+        self.payload_bits = costs.payload_bits(
+            self.rank_set, ln.model_hidden_dim, self.adapted_matrices, config.compute.bits_per_param
+        )
+        self.memory_mb = costs.training_memory_mb(
+            self.rank_set, ln.model_hidden_dim, ln.model_num_layers, ln.model_intermediate_dim,
+            self.adapted_matrices, ln.batch_size, ln.max_seq_len,
+        )
+        self._traces: list[np.ndarray] | None = None
+        self.round_index = 0
+        self.seed: int | None = None
+
+    # -- episode ------------------------------------------------------------------------------
+    def reset(self, seed: int | None = None) -> RoundState:
+        """Start an episode; every random component derives from ``seed`` through one SeedSequence."""
+        cfg = self.config
+        self.seed = seed
+        ss = np.random.SeedSequence(seed)
+        fleet_ss, mob_ss, chan_ss, layer_ss, learn_ss = ss.spawn(5)
+        self.rng_channel = np.random.default_rng(chan_ss)
+        self.rng_layers = np.random.default_rng(layer_ss)
+        rng_fleet = np.random.default_rng(fleet_ss)
+        n, k, m = cfg.num_vehicles, cfg.num_tasks, cfg.rsu.num_rsus
+
+        self.home_rsu = np.arange(n) % m
+        self.vehicle_task = self.home_rsu % k if cfg.tasks.task_assignment == "by_rsu" else np.arange(n) % k
+        self.shard_size = _linear_shards(self.vehicle_task, k, cfg.tasks.shard_size_min, cfg.tasks.shard_size_max)
+        self.cpu_freq_hz = rng_fleet.uniform(cfg.compute.cpu_freq_min_hz, cfg.compute.cpu_freq_max_hz, n)
+        self.memory_capacity_mb = rng_fleet.uniform(cfg.compute.memory_min_mb, cfg.compute.memory_max_mb, n)
+        start = self._start_positions(rng_fleet)
+        self.mobility = self._make_mobility(start, np.random.default_rng(mob_ss))
+
+        self.backend.reset(int(learn_ss.generate_state(1)[0]), FleetLayout(self.vehicle_task, self.shard_size))
+        self.energy_remaining_j = np.full(n, cfg.energy.vehicle_energy_j)
+        self.vehicles_per_task = np.bincount(self.vehicle_task, minlength=k)
+        total = cfg.energy.energy_budget_j_per_vehicle_round * n
+        self.task_budget_j = scheduler.static_allocation_j(total, self.vehicles_per_task)
+        self.difficulty = np.ones(k)
+        self.dual_price = np.zeros(k)
+        self.last_accuracy = np.zeros(n)
+        self.last_latency_s = np.zeros(n)
+        self.last_energy_j = np.zeros(n)
+        self.last_rank_index = np.zeros(n, dtype=int)
+        self.task_accuracy = np.zeros(k)
+        self.round_index = 0
+        self.history: list[RoundMetrics] = []
+        self.state = self._prepare_round(previous_rsu=None)
+        return self.state
+
+    @property
+    def positions_m(self) -> np.ndarray:
+        """Vehicle positions now."""
+        return self.mobility.current_m
+
+    @property
+    def done(self) -> bool:
+        """True once ``config.episode.rounds`` rounds have run."""
+        return self.round_index >= self.config.episode.rounds
+
+    def step(self, rank_index: np.ndarray) -> RoundMetrics:
+        """Run one federated round with the requested rank index per vehicle (validated by the caller)."""
+        if self.done:
+            raise RuntimeError("the episode is over (config.episode.rounds reached); call reset()")
+        cfg, st = self.config, self.state
+        n = cfg.num_vehicles
+        rows = np.arange(n)
+        requested = np.asarray(rank_index, dtype=int)
+
+        executed = _largest_feasible_at_or_below(st.mask, requested)
+        active = st.active
+        corrected = active & (executed != requested)
+        rank = self.rank_set[executed]
+
+        t_dn, t_up = st.download_s[rows, executed], st.upload_s[rows, executed]
+        t_cmp_plan = st.compute_s[rows, executed]
+        lat_plan = st.latency_table_s[rows, executed]
+        e_plan = st.energy_table_j[rows, executed]
+
+        decision = self._fault_decision(active, st, executed, lat_plan, e_plan)
+        option = decision.option
+        avail_cmp = np.maximum(st.dwell_s - t_dn - t_up, 0.0)
+        frac = np.ones(n)
+        frac = np.where(option == faults.EARLY_UPLOAD, np.clip(avail_cmp / np.maximum(t_cmp_plan, 1e-12), 0, 1), frac)
+        frac = np.where(
+            option == faults.ABANDON, np.clip((st.dwell_s - t_dn) / np.maximum(t_cmp_plan, 1e-12), 0, 1), frac
+        )
+        frac = np.where(active, frac, 0.0)
+        uploads = active & (option != faults.ABANDON)
+        plan = RoundPlan(
+            round_index=self.round_index,
+            rank=rank,
+            training=active.copy(),
+            uploads=uploads,
+            train_fraction=frac,
+            vehicle_rsu=np.where(active, st.vehicle_rsu, -1),
+            layer_mask=self._layer_mask(n),
+        )
+        result = self.backend.train_round(plan)
+
+        # actual compute from the tokens really processed (the real backend's dynamic padding)
+        ln = cfg.learning
+        flops = costs.training_flops(
+            result.vehicle_tokens, rank, ln.model_hidden_dim, ln.model_num_layers, ln.model_intermediate_dim,
+            self.adapted_matrices,
+        )
+        cycles = flops / cfg.compute.flops_per_cycle
+        t_cmp = costs.compute_latency_s(cycles, self.cpu_freq_hz)
+        e_cmp = costs.compute_energy_j(cycles, self.cpu_freq_hz, cfg.compute.kappa_j_per_cycle_hz2)
+        e_dn, e_up = cfg.channel.rsu_tx_power_w * t_dn, cfg.channel.vehicle_tx_power_w * t_up
+        sends = option != faults.ABANDON
+        latency = t_dn + t_cmp + np.where(sends, t_up, 0.0) + decision.migration_latency_s
+        energy = e_dn + e_cmp + np.where(sends, e_up, 0.0) + decision.migration_energy_j
+        latency = np.where(active, latency, 0.0)
+        energy = np.where(active, energy, 0.0)
+        saved = np.where(active & (option != faults.NONE), np.maximum(e_plan - energy, 0.0), 0.0)
+
+        k = cfg.num_tasks
+        task_energy = np.bincount(self.vehicle_task, weights=energy, minlength=k)
+        task_latency = np.zeros(k)
+        np.maximum.at(task_latency, self.vehicle_task, latency)
+        any_active = np.bincount(self.vehicle_task, weights=active.astype(float), minlength=k) > 0
+        task_latency = np.where(any_active, task_latency + cfg.rsu.aggregation_latency_s, 0.0)
+
+        accuracy = np.clip(result.vehicle_accuracy, 0.0, 1.0)
+        terms, reward = self._reward(accuracy, latency, energy, active)
+        budget_before = self.task_budget_j.copy()
+        self._update_budgets(task_energy, result.task_accuracy)
+        self.energy_remaining_j = np.maximum(self.energy_remaining_j - energy, 0.0)
+        self.last_accuracy = np.where(active, accuracy, self.last_accuracy)
+        self.last_latency_s, self.last_energy_j = latency, energy
+        self.last_rank_index = np.where(active, executed, self.last_rank_index)
+        self.task_accuracy = np.clip(result.task_accuracy, 0.0, 1.0)
+
+        metrics = RoundMetrics(
+            round_index=self.round_index,
+            active=active,
+            rank_index=np.where(active, executed, 0),
+            rank=np.where(active, rank, 0),
+            action_corrected=corrected,
+            accuracy=np.where(active, accuracy, 0.0),
+            latency_s=latency,
+            energy_j=energy,
+            budget_j=st.budget_j,
+            reward=reward,
+            reward_terms=terms,
+            fault=option,
+            fault_cost=decision.cost,
+            fault_energy_saved_j=saved,
+            train_fraction=frac,
+            vehicle_rsu=st.vehicle_rsu,
+            task_accuracy=self.task_accuracy.copy(),
+            task_latency_s=task_latency,
+            task_energy_j=task_energy,
+            task_budget_j=budget_before,
+            dual_price=self.dual_price.copy(),
+            handoffs=self._handoffs,
+            task_metrics=result.task_metrics,
+        )
+        self.history.append(metrics)
+        self.round_index += 1
+        self.mobility.step(cfg.mobility.round_duration_s)
+        self.state = self._prepare_round(previous_rsu=st.vehicle_rsu)
+        return metrics
+
+    def expected_outcomes(self) -> tuple[np.ndarray, np.ndarray]:
+        """(N, R) expected utility and energy of each rank this round (fast fidelity only; for oracles)."""
+        expected = getattr(self.backend, "expected_vehicle_accuracy", None)
+        if expected is None:
+            raise NotImplementedError(
+                f"expected_outcomes() needs the fast surrogate; fidelity={self.config.learning.fidelity!r} "
+                "has no closed-form expectation"
+            )
+        st = self.state
+        acc = expected(self.rank_set)
+        act = st.active[:, None]
+        terms, utility = self._reward(acc, st.latency_table_s, st.energy_table_j, act)
+        return np.where(act, utility, 0.0), np.where(act, st.energy_table_j, 0.0)
+
+    def close(self) -> None:
+        """Release the learning backend."""
+        self.backend.close()
+
+    # -- pieces of a round --------------------------------------------------------------------
+    def _prepare_round(self, previous_rsu: np.ndarray | None) -> RoundState:
+        cfg = self.config
+        pos = self.mobility.current_m
+        vel = self.mobility.velocity_mps
+        rsu, dist = mobility.attach(pos, self.rsus_m, cfg.rsu.coverage_radius_m)
+        attached = rsu >= 0
+        self._handoffs = 0 if previous_rsu is None else int(np.sum((previous_rsu >= 0) & attached & (previous_rsu != rsu)))
+        candidate = attached & (self.energy_remaining_j > 0)
+        bw = channel.shared_bandwidth_hz(np.where(candidate, rsu, -1), cfg.rsu.num_rsus, cfg.channel.rsu_bandwidth_hz)
+        fade = channel.fading_power(dist.shape, cfg.channel.fading, self.rng_channel)
+        up, down = channel.link_rates_bps(dist, bw, fade, cfg.channel)
+        up, down = np.where(candidate, up, 0.0), np.where(candidate, down, 0.0)
+        dwell = np.where(
+            attached,
+            mobility.predict_dwell_time_s(pos, vel, self.rsus_m[np.maximum(rsu, 0)], cfg.rsu.coverage_radius_m),
+            0.0,
+        )
+
+        ln = cfg.learning
+        bits = self.payload_bits[None, :]
+        with np.errstate(divide="ignore"):
+            t_dn = np.where(candidate[:, None], bits / np.maximum(down, 1e-300)[:, None], np.inf)
+            t_up = np.where(candidate[:, None], bits / np.maximum(up, 1e-300)[:, None], np.inf)
+        tokens = self.backend.expected_tokens(self.vehicle_task)
+        flops = costs.training_flops(
+            tokens[:, None], self.rank_set[None, :], ln.model_hidden_dim, ln.model_num_layers,
+            ln.model_intermediate_dim, self.adapted_matrices,
+        )
+        cycles = flops / cfg.compute.flops_per_cycle
+        f = self.cpu_freq_hz[:, None]
+        t_cmp = cycles / f
+        energy = (
+            cfg.channel.rsu_tx_power_w * t_dn
+            + costs.compute_energy_j(cycles, f, cfg.compute.kappa_j_per_cycle_hz2)
+            + cfg.channel.vehicle_tx_power_w * t_up
+        )
+        latency = t_dn + t_cmp + t_up
+        ok_memory = self.memory_mb[None, :] <= self.memory_capacity_mb[:, None]
+        ok_energy = energy <= self.energy_remaining_j[:, None]
+        ok_time = latency <= dwell[:, None]
+        active = candidate & ok_memory[:, 0] & ok_energy[:, 0]
+        mask = ok_memory & ok_energy & ok_time
+        mask[:, 0] |= active  # the smallest rank stays available: fault tolerance handles departures
+        mask[~active] = False
+        mask[~active, 0] = True
+        budget = scheduler.split_over_vehicles_j(self.task_budget_j, self.vehicle_task, self.shard_size, active)
+        finite = np.isfinite
+        return RoundState(
+            vehicle_rsu=rsu,
+            distance_m=dist,
+            uplink_bps=up,
+            downlink_bps=down,
+            dwell_s=dwell,
+            active=active,
+            mask=mask,
+            latency_table_s=np.where(finite(latency), latency, 0.0),
+            energy_table_j=np.where(finite(energy), energy, 0.0),
+            download_s=np.where(finite(t_dn), t_dn, 0.0),
+            upload_s=np.where(finite(t_up), t_up, 0.0),
+            compute_s=t_cmp,
+            budget_j=budget,
+        )
+
+    def _fault_decision(
+        self, active: np.ndarray, st: RoundState, executed: np.ndarray, lat_plan: np.ndarray, e_plan: np.ndarray
+    ) -> faults.FaultDecision:
+        cfg, ep = self.config, self.config.episode
+        leaving = active & (st.dwell_s < lat_plan)
+        acc_pct = 100.0 * self.last_accuracy
+        best = np.zeros(cfg.num_tasks)
+        np.maximum.at(best, self.vehicle_task, np.where(active, acc_pct, 0.0))
+        used = e_plan * np.clip(st.dwell_s / np.maximum(lat_plan, 1e-12), 0.0, 1.0)
+        if leaving.any():
+            peer, d = faults.nearest_peer(self.mobility.current_m, self.vehicle_task, active & ~leaving, leaving)
+            bw = np.where(st.uplink_bps > 0, channel.shared_bandwidth_hz(
+                np.where(active, st.vehicle_rsu, -1), cfg.rsu.num_rsus, cfg.channel.rsu_bandwidth_hz), 0.0)
+            v2v, _ = channel.link_rates_bps(np.where(np.isfinite(d), d, 1.0), bw, np.ones(len(d)), cfg.channel)
+            t_m = np.where(np.isfinite(d), costs.transfer_latency_s(self.payload_bits[executed], v2v), np.inf)
+            e_m = cfg.channel.vehicle_tx_power_w * t_m
+        else:
+            peer = np.full(len(active), -1)
+            t_m = e_m = np.full(len(active), np.inf)
+        return faults.decide(
+            leaving, acc_pct, best[self.vehicle_task], used, peer, t_m, e_m,
+            ep.fault_latency_weight, ep.fault_energy_weight, ep.fault_accuracy_weight,
+            enabled=ep.fault_tolerance == "paper",
+        )
+
+    def _reward(
+        self, accuracy: np.ndarray, latency_s: np.ndarray, energy_j: np.ndarray, active: np.ndarray
+    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        ep = self.config.episode
+        acc_term = ep.accuracy_weight * 100.0 * accuracy
+        lat_term = -ep.latency_weight * latency_s
+        if ep.reward_mode == "code":
+            energy_term = -ep.energy_weight * energy_j
+        elif ep.reward_mode == "lagrangian":
+            energy_term = -ep.lagrangian_weight * energy_j
+        else:
+            energy_term = np.zeros_like(acc_term * lat_term)
+        terms = {"accuracy": acc_term, "latency": lat_term, "energy": energy_term}
+        terms = {name: np.where(active, v, 0.0) for name, v in terms.items()}
+        return terms, terms["accuracy"] + terms["latency"] + terms["energy"]
+
+    def _update_budgets(self, task_energy_j: np.ndarray, task_accuracy: np.ndarray) -> None:
+        en = self.config.energy
+        self.dual_price = scheduler.dual_price_update(self.dual_price, task_energy_j, self.task_budget_j, en.dual_step_size)
+        self.difficulty = scheduler.update_difficulty(self.difficulty, task_accuracy, en.difficulty_smoothing)
+        t = self.round_index + 1
+        if en.allocation == "tri_feedback" and t % en.realloc_period_rounds == 0 and t <= en.realloc_stop_round:
+            self.task_budget_j = scheduler.tri_feedback_allocation_j(
+                self.task_budget_j, task_energy_j, self.difficulty, en
+            )
+
+    def _layer_mask(self, n: int) -> np.ndarray:
+        """Which layers each vehicle adapts this round: all, or a random subset (FedRA)."""
+        layers = self.config.learning.model_num_layers
+        if self.num_layers_adapted >= layers:
+            return np.ones((n, layers), dtype=bool)
+        order = np.argsort(self.rng_layers.random((n, layers)), axis=1)
+        mask = np.zeros((n, layers), dtype=bool)
+        np.put_along_axis(mask, order[:, : self.num_layers_adapted], True, axis=1)
+        return mask
+
+    def _start_positions(self, rng: np.random.Generator) -> np.ndarray:
+        cfg = self.config
+        n = cfg.num_vehicles
+        r = cfg.rsu.coverage_radius_m * np.sqrt(rng.random(n))
+        theta = rng.uniform(0, 2 * np.pi, n)
+        pos = self.rsus_m[self.home_rsu] + np.stack([r * np.cos(theta), r * np.sin(theta)], axis=1)
+        return np.clip(pos, 0.0, [cfg.map.width_m, cfg.map.height_m])
+
+    def _make_mobility(self, start: np.ndarray, rng: np.random.Generator) -> mobility.GridMobility | mobility.TraceMobility:
+        cfg, mob = self.config, self.config.mobility
+        if mob.mobility_model == "tdrive":
+            if self._traces is None:
+                self._traces = mobility.load_tdrive(
+                    mobility.tdrive_directory(cfg), mob.round_duration_s, mob.tdrive_max_speed_mps
+                )
+            return mobility.TraceMobility.build(
+                self._traces, start, cfg.episode.rounds, cfg.map.width_m, cfg.map.height_m,
+                mob.round_duration_s, mob.tdrive_scale, rng,
+            )
+        grid = mobility.GridMobility(
+            cfg.map.width_m, cfg.map.height_m, mob.road_spacing_m, mob.speed_min_mps, mob.speed_max_mps,
+            mob.turn_probability, rng,
+        )
+        grid.place(start)
+        return grid
+
+
+def _linear_shards(vehicle_task: np.ndarray, num_tasks: int, lo: int, hi: int) -> np.ndarray:
+    """Within each task, shard sizes grow linearly from ``lo`` to ``hi`` (the authors' 150/300/450)."""
+    sizes = np.zeros(len(vehicle_task), dtype=int)
+    for t in range(num_tasks):
+        idx = np.flatnonzero(vehicle_task == t)
+        if len(idx):
+            sizes[idx] = np.round(np.linspace(lo, hi, len(idx)) if len(idx) > 1 else [(lo + hi) / 2]).astype(int)
+    return sizes
+
+
+def _largest_feasible_at_or_below(mask: np.ndarray, requested: np.ndarray) -> np.ndarray:
+    """Per row, ``requested`` if feasible, else the largest feasible index below it, else the smallest feasible."""
+    r = mask.shape[1]
+    below = mask & (np.arange(r)[None, :] <= requested[:, None])
+    has_below = below.any(axis=1)
+    last_below = r - 1 - np.argmax(below[:, ::-1], axis=1)
+    first_any = np.argmax(mask, axis=1)
+    return np.where(has_below, last_below, first_any)
