@@ -102,10 +102,13 @@ def validate_actions(actions: Any, agents: list[str], num_ranks: int) -> np.ndar
     if len(actions) != len(agents):
         missing = [a for a in agents if a not in actions]
         raise ValueError(f"actions missing for agents {missing[:5]} ({len(missing)} in all); every live agent must act")
-    out = np.empty(len(agents), dtype=np.int64)
-    for a, act in actions.items():
-        out[index[a]] = _as_rank_index(act, num_ranks, a)
-    return out
+    values = [actions[a] for a in agents]
+    arr = np.asarray(values) if all(type(v) is int or isinstance(v, np.integer) for v in values) else None
+    if arr is not None and arr.dtype.kind in "iu" and arr.shape == (len(agents),):
+        if arr.min(initial=0) >= 0 and arr.max(initial=0) < num_ranks:
+            return arr.astype(np.int64, copy=False)
+    # slow path only to name the offending agent precisely
+    return np.asarray([_as_rank_index(v, num_ranks, a) for a, v in zip(agents, values, strict=True)], dtype=np.int64)
 
 
 def _as_rank_index(action: Any, num_ranks: int, who: str) -> int:

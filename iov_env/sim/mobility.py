@@ -60,7 +60,8 @@ def predict_dwell_time_s(
 
 
 # -- synthetic road grid -----------------------------------------------------------------------------
-HEADINGS = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]])
+HEADINGS = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]])  # E, N, W, S
+HEADING_SIGN = np.array([1.0, 1.0, -1.0, -1.0])
 
 
 @dataclass
@@ -112,37 +113,35 @@ class GridMobility:
     def _advance(self, dist_m: np.ndarray) -> None:
         n = len(dist_m)
         rows = np.arange(n)
-        h = HEADINGS[self.heading]
-        axis = np.where(self.heading % 2 == 0, 0, 1)
+        axis = self.heading & 1  # 0: along x, 1: along y
+        sign = HEADING_SIGN[self.heading]
         coord = self.positions_m[rows, axis]
-        sign = h[rows, axis]
         new = coord + sign * dist_m
         # the next intersection in the driving direction, and whether this sub-step crosses it
-        nxt = np.where(sign > 0, np.floor(coord / self.spacing_m + 1e-9) + 1, np.ceil(coord / self.spacing_m - 1e-9) - 1)
-        nxt_m = nxt * self.spacing_m
-        crosses = (sign > 0) & (new >= nxt_m) | (sign < 0) & (new <= nxt_m)
-        turn = crosses & (self.rng.random(n) < self.turn_probability)
-        left_or_right = np.where(self.rng.random(n) < 0.5, 1, 3)
-        overshoot = np.abs(new - nxt_m)
+        g = coord / self.spacing_m
+        nxt_m = np.where(sign > 0, np.floor(g + 1e-9) + 1.0, np.ceil(g - 1e-9) - 1.0) * self.spacing_m
+        crosses = (new - nxt_m) * sign >= 0
+        u = self.rng.random(n)  # one draw decides both whether and which way to turn
+        turn = crosses & (u < self.turn_probability)
+        new_heading = np.where(turn, (self.heading + np.where(u < 0.5 * self.turn_probability, 1, 3)) & 3, self.heading)
         pos = self.positions_m.copy()
         pos[rows, axis] = np.where(turn, nxt_m, new)
-        new_heading = np.where(turn, (self.heading + left_or_right) % 4, self.heading)
-        pos += np.where(turn[:, None], HEADINGS[new_heading] * overshoot[:, None], 0.0)
+        overshoot = np.where(turn, np.abs(new - nxt_m), 0.0)
+        pos += HEADINGS[new_heading] * overshoot[:, None]
+        # mirror back into the map; a vehicle that hit an edge turns around
+        size = self._size
+        over, under = pos > size, pos < 0
+        hit = (over | under).any(axis=1)
+        if hit.any():
+            pos = np.where(over, 2 * size - pos, np.where(under, -pos, pos))
+            pos = np.minimum(np.maximum(pos, 0.0), size)
+            new_heading = np.where(hit, (new_heading + 2) & 3, new_heading)
         self.heading = new_heading
         self.positions_m = pos
-        self._reflect()
 
-    def _reflect(self) -> None:
-        """Mirror positions back into the map and reverse the heading of vehicles that hit an edge."""
-        pos = self.positions_m
-        size = np.array([self.width_m, self.height_m])
-        over = pos > size
-        under = pos < 0
-        pos = np.where(over, 2 * size - pos, pos)
-        pos = np.where(under, -pos, pos)
-        hit = (over | under).any(axis=1)
-        self.heading = np.where(hit, (self.heading + 2) % 4, self.heading)
-        self.positions_m = np.clip(pos, 0.0, size)
+    @property
+    def _size(self) -> np.ndarray:
+        return np.array([self.width_m, self.height_m])
 
 
 # -- T-Drive -----------------------------------------------------------------------------------------
