@@ -273,6 +273,7 @@ class IoVParallelEnv(ParallelEnv):
         fault, rsu = m.fault.tolist(), m.vehicle_rsu.tolist()
         t_used, t_budget, price = m.task_energy_j.tolist(), m.task_budget_j.tolist(), m.dual_price.tolist()
         saved = m.fault_energy_saved_j.tolist()
+        reward, t_acc, t_lat = m.reward.tolist(), m.task_accuracy.tolist(), m.task_latency_s.tolist()
         out = {}
         for i, a in enumerate(self.agents):
             t = task_of[i]
@@ -283,6 +284,7 @@ class IoVParallelEnv(ParallelEnv):
                 "rank": rank[i],
                 "cost": en[i],
                 "budget": bud[i],
+                "reward": reward[i],
                 "rewards": {"accuracy": r_acc[i], "latency": r_lat[i], "energy": r_en[i]},
                 "accuracy": acc[i],
                 "latency_s": lat[i],
@@ -293,6 +295,8 @@ class IoVParallelEnv(ParallelEnv):
                 "dual_price": price[t],
                 "task_energy_used_j": t_used[t],
                 "task_budget_j": t_budget[t],
+                "task_accuracy": t_acc[t],
+                "task_latency_s": t_lat[t],
                 "fault": FAULT_NAMES[fault[i]],
                 "fault_energy_saved_j": saved[i],
                 "round": m.round_index,

@@ -145,6 +145,8 @@ class IoVSimulator:
 
         executed = _largest_feasible_at_or_below(st.mask, requested)
         active = st.active
+        if cfg.learning.aggregation == "fedavg":
+            executed = self._homogeneous_per_task(executed, active)
         corrected = active & (executed != requested)
         rank = self.rank_set[executed]
 
@@ -371,6 +373,17 @@ class IoVSimulator:
             self.task_budget_j = scheduler.tri_feedback_allocation_j(
                 self.task_budget_j, task_energy_j, self.difficulty, en
             )
+
+    def _homogeneous_per_task(self, executed: np.ndarray, active: np.ndarray) -> np.ndarray:
+        """FedAvg averages A and B entry-wise, so a task's round runs at its smallest executed rank.
+
+        Decentralised agents cannot see their peers' masks, so a common rank cannot be agreed in
+        advance; truncating to the smallest is always feasible (every mask is closed downwards).
+        """
+        k = self.config.num_tasks
+        task_min = np.full(k, len(self.rank_set) - 1)
+        np.minimum.at(task_min, self.vehicle_task[active], executed[active])
+        return np.where(active, np.minimum(executed, task_min[self.vehicle_task]), executed)
 
     def _layer_mask(self, n: int) -> np.ndarray:
         """Which layers each vehicle adapts this round: all, or a random subset (FedRA)."""
