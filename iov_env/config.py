@@ -221,7 +221,10 @@ class IoVConfig:
             if p.suffix.lower() in (".yaml", ".yml"):
                 import yaml
 
-                data = yaml.safe_load(text)
+                try:
+                    data = yaml.safe_load(text)
+                except yaml.YAMLError as exc:  # not a ValueError: would escape the handler below
+                    raise ConfigError(f"config file {str(p)!r} could not be parsed: {exc}") from exc
             elif p.suffix.lower() == ".json":
                 data = json.loads(text)
             else:
