@@ -80,6 +80,7 @@ class UCBDual(Agent):
         lambda_max: float | None = None,
         discount: float = 1.0,
         divergence_patience: int = 5,
+        reward_signal: str = "reward",
         num_actions: int | None = None,
     ) -> None:
         super().__init__()
@@ -99,6 +100,8 @@ class UCBDual(Agent):
             raise ValueError("normalization='fixed' needs reward_scale > 0 (e.g. accuracy_weight * 100)")
         if not 0.0 < discount <= 1.0:
             raise ValueError(f"discount={discount!r}; allowed: 0 < discount <= 1")
+        if reward_signal not in ("reward", "improvement"):
+            raise ValueError(f"reward_signal={reward_signal!r}; allowed: 'reward' or 'improvement'")
         if rank_budget is not None and rank_budget <= 0:
             raise ValueError(f"rank_budget={rank_budget!r}; allowed: > 0")
         self.exploration = float(exploration)
@@ -115,6 +118,7 @@ class UCBDual(Agent):
         self.lambda_max = lambda_max
         self.discount = float(discount)
         self.divergence_patience = int(divergence_patience)
+        self.reward_signal = reward_signal
         self._num_actions = num_actions
         self._alloc(num_actions or 1)
 
@@ -150,6 +154,7 @@ class UCBDual(Agent):
         self.lambda_peak = self.lambda_init
         self.dual_source_effective = self.dual_source
         self.last_index: np.ndarray | None = None
+        self.last_accuracy_term: float | None = None
 
     # -- decisions ------------------------------------------------------------------------------
     @property
@@ -214,18 +219,26 @@ class UCBDual(Agent):
             budget = float(info.get("budget", 0.0) or 0.0)
             if budget <= 0:
                 budget = 1.0  # no budget known: treat cost as already normalised (pure bandit use)
-        if self.discount < 1.0:
-            self.counts *= self.discount
-            self.reward_sums *= self.discount
-            self.cost_sums *= self.discount
-            self.t *= self.discount
-        r = float(reward)
-        self.counts[a] += 1.0
-        self.reward_sums[a] += r
-        self.cost_sums[a] += spent / budget
-        self.t += 1.0
-        self.r_min = min(self.r_min, r)
-        self.r_max = max(self.r_max, r)
+        r: float | None = float(reward)
+        if self.reward_signal == "improvement":
+            terms = info.get("rewards") or {}
+            acc_term = float(terms.get("accuracy", reward))
+            previous, self.last_accuracy_term = self.last_accuracy_term, acc_term
+            # the round's accuracy gain plus its latency/energy terms; nothing to difference on the first
+            # active round, so that arm stays unplayed and is tried again
+            r = None if previous is None else r - previous
+        if r is not None:
+            if self.discount < 1.0:
+                self.counts *= self.discount
+                self.reward_sums *= self.discount
+                self.cost_sums *= self.discount
+                self.t *= self.discount
+            self.counts[a] += 1.0
+            self.reward_sums[a] += r
+            self.cost_sums[a] += spent / budget
+            self.t += 1.0
+            self.r_min = min(self.r_min, r)
+            self.r_max = max(self.r_max, r)
         if self.use_dual and self.dual_source_effective == "local":
             if self.resource == "rank":
                 used, allowed = spent, budget
