@@ -211,3 +211,14 @@ def test_bad_parameters_are_refused() -> None:
                {"discount": 0.0}, {"rank_budget": -1.0}):
         with pytest.raises(ValueError, match=next(iter(kw))):
             UCBDual(**kw)  # type: ignore[arg-type]
+
+
+def test_improvement_signal_learns_on_accuracy_gains() -> None:
+    """reward_signal='improvement': the first active round only sets the baseline; then gains plus other terms."""
+    agent = UCBDual(dual_source="local", reward_signal="improvement", num_actions=2)
+    agent.reset(0)
+    agent.update(0, 100.0, 1.0, {"budget": 1.0, "rewards": {"accuracy": 101.0, "latency": -1.0}})
+    assert agent.state()["counts"] == [0.0, 0.0]
+    agent.update(1, 109.0, 1.0, {"budget": 1.0, "rewards": {"accuracy": 110.0, "latency": -1.0}})
+    assert agent.state()["counts"] == [0.0, 1.0]
+    assert agent.state()["reward_means"][1] == pytest.approx(109.0 - 101.0)
