@@ -39,7 +39,7 @@ class MobilityConfig:
     """How vehicles move: a synthetic road grid or replayed T-Drive taxi traces."""
 
     mobility_model: str = "grid"  # "grid" | "tdrive"
-    road_spacing_m: float = 100.0
+    road_spacing_m: float = 200.0
     speed_min_mps: float = 8.0
     speed_max_mps: float = 20.0
     turn_probability: float = 0.3
@@ -450,7 +450,8 @@ FIELD_SECTION = _field_index()
 def _merge_flat(target: dict[str, Any], overrides: Mapping[str, Any]) -> None:
     """Merge overrides (flat names, ``section.field`` names, or section dicts) into a flat dict."""
     for key, value in overrides.items():
-        if key in SECTIONS:
+        # "tasks" names both a section and its field: a non-mapping value is the field
+        if key in SECTIONS and (isinstance(value, Mapping) or key not in FIELD_SECTION):
             if not isinstance(value, Mapping):
                 raise ConfigError(f"{key}={value!r}; allowed: a mapping of {key} fields")
             for sub, v in value.items():
