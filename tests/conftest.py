@@ -1,0 +1,64 @@
+"""Shared fixtures for the foundation suite: small envs, a seeded random rollout, data locations."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import iov_env
+from iov_env.envs.parallel import IoVParallelEnv
+
+TESTS_DIR = Path(__file__).resolve().parent
+REPO_ROOT = TESTS_DIR.parent
+FIXTURES = TESTS_DIR / "fixtures"
+FAST_IDS = sorted(i for i, kw in iov_env.ENV_IDS.items() if kw["fidelity"] == "fast")
+REAL_IDS = sorted(i for i, kw in iov_env.ENV_IDS.items() if kw["fidelity"] == "real")
+
+
+def real_tdrive_dir() -> Path | None:
+    """``$IOV_DATA_DIR/tdrive``, else the repo-relative ``../shared/data/tdrive``, else None."""
+    candidates = []
+    if os.environ.get("IOV_DATA_DIR"):
+        candidates.append(Path(os.environ["IOV_DATA_DIR"]) / "tdrive")
+    candidates.append(REPO_ROOT.parent / "shared" / "data" / "tdrive")
+    for c in candidates:
+        if c.is_dir() and any(c.glob("*.txt")):
+            return c
+    return None
+
+
+def random_actions(env: IoVParallelEnv, rng: np.random.Generator) -> dict[str, int]:
+    """One uniformly random rank index per live agent, from a test-owned generator."""
+    return {a: int(rng.integers(env.config.num_ranks)) for a in env.agents}
+
+
+@pytest.fixture
+def make_parallel() -> Iterator[Callable[..., IoVParallelEnv]]:
+    """Factory for parallel envs that are closed after the test."""
+    made: list[IoVParallelEnv] = []
+
+    def _make(**kwargs: Any) -> IoVParallelEnv:
+        env = iov_env.parallel_env(**kwargs)
+        made.append(env)
+        return env
+
+    yield _make
+    for e in made:
+        e.close()
+
+
+@pytest.fixture
+def tiny_env(make_parallel: Callable[..., IoVParallelEnv]) -> IoVParallelEnv:
+    """The tiny preset, fast fidelity, vector observations."""
+    return make_parallel(preset="tiny")
+
+
+@pytest.fixture
+def fixture_tdrive_dir() -> Path:
+    """A hand-written T-Drive folder (two taxis) with duplicates, disorder and an impossible jump."""
+    return FIXTURES / "tdrive"
