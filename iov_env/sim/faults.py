@@ -29,24 +29,27 @@ class FaultDecision:
 
 
 def nearest_peer(
-    positions_m: np.ndarray, vehicle_task: np.ndarray, candidate: np.ndarray, leaving: np.ndarray
+    positions_m: np.ndarray, group: np.ndarray, candidate: np.ndarray, leaving: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """For each leaving vehicle, the nearest candidate of the same task and its distance (-1, inf if none)."""
-    n = len(vehicle_task)
+    """For each leaving vehicle, the nearest candidate in the same group and its distance (-1, inf if none).
+
+    A group is a (task, RSU) pair: the model state can only move to a vehicle that trains the same
+    task under the same aggregator. Looping over groups, not vehicles, keeps the cost near-linear in N.
+    """
+    n = len(group)
     peer = np.full(n, -1)
     dist = np.full(n, np.inf)
-    src = np.flatnonzero(leaving)
-    dst = np.flatnonzero(candidate)
-    if len(src) == 0 or len(dst) == 0:
-        return peer, dist
-    d = np.linalg.norm(positions_m[src, None, :] - positions_m[None, dst, :], axis=-1)
-    d = np.where(vehicle_task[src, None] == vehicle_task[None, dst], d, np.inf)
-    d = np.where(src[:, None] == dst[None, :], np.inf, d)
-    j = np.argmin(d, axis=1)
-    best = d[np.arange(len(src)), j]
-    ok = np.isfinite(best)
-    peer[src[ok]] = dst[j[ok]]
-    dist[src[ok]] = best[ok]
+    candidate = candidate & ~leaving
+    for g in np.unique(group[leaving]):
+        in_group = group == g
+        src = np.flatnonzero(leaving & in_group)
+        dst = np.flatnonzero(candidate & in_group)
+        if len(dst) == 0:
+            continue
+        d = np.linalg.norm(positions_m[src, None, :] - positions_m[None, dst, :], axis=-1)
+        j = np.argmin(d, axis=1)
+        peer[src] = dst[j]
+        dist[src] = d[np.arange(len(src)), j]
     return peer, dist
 
 

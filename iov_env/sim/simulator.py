@@ -332,8 +332,9 @@ class IoVSimulator:
         best = np.zeros(cfg.num_tasks)
         np.maximum.at(best, self.vehicle_task, np.where(active, acc_pct, 0.0))
         used = e_plan * np.clip(st.dwell_s / np.maximum(lat_plan, 1e-12), 0.0, 1.0)
-        if leaving.any():
-            peer, d = faults.nearest_peer(self.mobility.current_m, self.vehicle_task, active & ~leaving, leaving)
+        if leaving.any() and ep.fault_tolerance == "paper":
+            group = self.vehicle_task * cfg.rsu.num_rsus + st.vehicle_rsu
+            peer, d = faults.nearest_peer(self.mobility.current_m, group, active & ~leaving, leaving)
             bw = np.where(st.uplink_bps > 0, channel.shared_bandwidth_hz(
                 np.where(active, st.vehicle_rsu, -1), cfg.rsu.num_rsus, cfg.channel.rsu_bandwidth_hz), 0.0)
             v2v, _ = channel.link_rates_bps(np.where(np.isfinite(d), d, 1.0), bw, np.ones(len(d)), cfg.channel)
