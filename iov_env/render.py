@@ -34,6 +34,12 @@ def render_rgb(sim: IoVSimulator, last: RoundMetrics | None) -> np.ndarray:
     h = max(int(round(cfg.map.height_m * scale)), 1)
     img = np.full((h, CANVAS_WIDTH_PX, 3), 250, dtype=np.uint8)
     to_px = lambda p: (p[0] * scale, h - 1 - p[1] * scale)  # noqa: E731 - y grows upwards on the map
+    if cfg.mobility.mobility_model == "grid":
+        step = cfg.mobility.road_spacing_m * scale
+        for x in np.arange(0.0, CANVAS_WIDTH_PX, step):
+            img[:, int(x)] = 232
+        for y in np.arange(0.0, h, step):
+            img[h - 1 - int(y), :] = 232
     for rsu in sim.rsus_m:
         x, y = to_px(rsu)
         _disc(img, x, y, cfg.rsu.coverage_radius_m * scale, np.array([200, 200, 200]), alpha=0.35)
