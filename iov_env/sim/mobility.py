@@ -205,7 +205,9 @@ def resample(time_s: np.ndarray, xy_m: np.ndarray, dt_s: float) -> np.ndarray:
     """Linear interpolation of a trajectory onto a regular grid of step ``dt_s``."""
     if len(time_s) < 2:
         return xy_m.copy()
-    grid = np.arange(time_s[0], time_s[-1] + 1e-9, dt_s)
+    # offsets from the first fix: at unix-time magnitudes (~1e9 s) a +1e-9 tolerance is lost and the
+    # last point fell off the grid
+    grid = time_s[0] + np.arange(0.0, time_s[-1] - time_s[0] + 1e-6, dt_s)
     return np.stack([np.interp(grid, time_s, xy_m[:, 0]), np.interp(grid, time_s, xy_m[:, 1])], axis=1)
 
 
