@@ -177,8 +177,12 @@ def run_decentralized(
         rank_set = tuple(cfg.learning.rank_set)
         layout = observation_layout(cfg)
         agents: dict[str, Agent] = {}
+        seen: set[int] = set()
         for i, a in enumerate(ids):
             ag = probe if i == 0 else make_agent()
+            if id(ag) in seen:  # a factory that hands out one shared object: give each vehicle its own copy
+                ag = copy.deepcopy(ag)
+            seen.add(id(ag))
             ag.bind(AgentContext(rank_set, layout, a, i, len(ids), cfg, env))
             agents[a] = ag
         obs, infos = env.reset(seed=seed)
