@@ -194,8 +194,9 @@ class GreedyOracle(Agent):
     """Knows each rank's expected utility and energy for the coming round; best utility within the budget.
 
     Reads ``env.unwrapped.simulator.expected_outcomes()`` (fast fidelity only): information no deployable
-    agent has, so it is a reference, not a competitor. Budget = the vehicle's per-round share from the
-    latest info; when no rank fits, the cheapest feasible one.
+    agent has, so it is a reference, not a competitor. Budget = this round's per-vehicle share (observation
+    ``budget_share`` x the reference budget; the info's ``budget`` describes the round just played); when
+    no rank fits, the cheapest feasible one.
     """
 
     name = "greedy_oracle"
@@ -231,7 +232,7 @@ class GreedyOracle(Agent):
         """Best expected utility among feasible ranks whose expected energy fits the budget."""
         utility, energy = self._outcomes()
         i = self.context.index  # type: ignore[union-attr]
-        budget = float(info.get("budget", np.inf)) if info and self.respect_budget else np.inf
+        budget = self._budget(observation, info) if self.respect_budget else np.inf
         u, e = utility[i], energy[i]
         feas = feasible_indices(action_mask, len(self.rank_set))
         if np.isfinite(budget):
@@ -240,6 +241,14 @@ class GreedyOracle(Agent):
                 return int(feas[np.argmin(e[feas])])
             feas = fits
         return int(feas[np.argmax(u[feas])])
+
+    def _budget(self, observation: Any, info: Mapping[str, Any] | None) -> float:
+        """This round's budget: the observation's budget share (current) before the info's (last round's)."""
+        ctx = self.context
+        share = ctx.obs_field(observation, "budget_share") if ctx is not None and observation is not None else None
+        if share is not None and share.size and ctx.config is not None:  # type: ignore[union-attr]
+            return float(share[0]) * ctx.config.energy.energy_budget_j_per_vehicle_round  # type: ignore[union-attr]
+        return float(info.get("budget", np.inf)) if info else np.inf
 
     def state(self) -> dict[str, Any]:
         """No learned state."""
