@@ -58,6 +58,7 @@ def load_base_model(name_or_path: str, seed: int = 0) -> tuple[nn.Module, Any, s
     from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel
 
     transformers.logging.set_verbosity_error()  # v5 prints a load report for every from_pretrained
+    transformers.logging.disable_progress_bar()
     if name_or_path == TINY:
         tokenizer = AutoTokenizer.from_pretrained(str(_minilm_dir()))
         torch.manual_seed(seed)

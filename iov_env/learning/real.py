@@ -96,6 +96,7 @@ class RealBackend:
         self.layout: FleetLayout | None = None
         self.seed = 0
         self.round_wall_s: list[float] = []
+        self.last_timing_s: dict[str, float] = {}
 
     # -- protocol -----------------------------------------------------------------------------
     def reset(self, seed: int, layout: FleetLayout) -> None:
@@ -165,9 +166,12 @@ class RealBackend:
                 uploads.append(_Upload(v, k, int(plan.vehicle_rsu[v]), float(len(self.shards[v].train_idx)),
                                        blocks if steps > 0 else set(range(self.num_layers)),
                                        out["factors"], out["head"]))
+        t_train = time.perf_counter()
         new_state = [self._aggregate_task(k, [u for u in uploads if u.task == k]) for k in range(len(self.tasks))]
+        t_agg = time.perf_counter()
         final = plan.round_index >= self.config.episode.rounds - 1
         task_metrics = [self._evaluate_global(k, st, final) for k, st in enumerate(new_state)]
+        t_eval = time.perf_counter()
 
         # commit
         self.state = new_state
@@ -175,6 +179,7 @@ class RealBackend:
         self.last_task_metrics = task_metrics
         wall = time.perf_counter() - t0
         self.round_wall_s.append(wall)
+        self.last_timing_s = {"train": t_train - t0, "aggregate": t_agg - t_train, "evaluate": t_eval - t_agg}
         task_acc = np.array([m[td.spec.metric] for m, td in zip(task_metrics, self.tasks, strict=True)])
         metrics = {td.spec.name: dict(m, metric=m[td.spec.metric], round_wall_s=wall)
                    for m, td in zip(task_metrics, self.tasks, strict=True)}
