@@ -357,7 +357,7 @@ FIELD_VALUES = {
     "task_assignment": (st.sampled_from(["round_robin", "by_rsu"]), st.just("random")),
     "layer_fraction": (st.floats(0.01, 1.0), st.just(0.0)),
     "memory_max_mb": (st.floats(512.0, 4000.0), st.floats(1.0, 511.0)),
-    "aggregation": (st.sampled_from(["svd", "zero_pad", "stacking"]), st.just("mean")),  # fedavg: see report
+    "aggregation": (st.sampled_from(["svd", "zero_pad", "stacking", "fedavg"]), st.just("mean")),
 }
 
 
