@@ -404,3 +404,22 @@ def test_random_configs_build_and_step_or_raise_config_error(overrides: dict, se
                 assert env.observation_space("vehicle_0").contains(o)
     finally:
         env.close()
+
+
+def test_env_accepts_config_object_dict_and_file(tmp_path) -> None:
+    """One resolution path everywhere: IoVConfig, mapping, YAML/JSON path, or preset + keywords (+ overrides)."""
+    p = tmp_path / "c.yaml"
+    p.write_text("preset: tiny\nnum_vehicles: 5\n", encoding="utf-8")
+    want = preset("tiny", num_vehicles=5, rounds=3)
+    for cfg_arg, kw in (
+        (preset("tiny", num_vehicles=5), {"rounds": 3}),
+        ({"preset": "tiny", "num_vehicles": 5}, {"rounds": 3}),
+        (str(p), {"rounds": 3}),
+        (None, {"preset": "tiny", "num_vehicles": 5, "rounds": 3}),
+    ):
+        env = iov_env.parallel_env(config=cfg_arg, **kw)
+        try:
+            assert env.config == want
+            assert len(env.possible_agents) == 5
+        finally:
+            env.close()
