@@ -18,8 +18,7 @@ Protocol (the paper's framing: the mechanisms are part of the proposed system):
 Per run: final accuracy (mean over tasks of the global model's metric after the last round, in points),
 end-to-end latency (sum of synchronous round latencies), total energy, budget-violation rate (share of
 task-rounds spending over the task's budget). Intervals: 95% percentile bootstrap of the mean over seeds,
-stratified by preset (rliable's method; implemented here in numpy because ``rliable.library`` does not
-import with this environment's arch/pandas versions), plus IQM. Paired differences to the best baseline
+stratified by preset (``rliable.library.get_interval_estimates`` through ``benchmarks.stats``), plus IQM. Paired differences to the best baseline
 use the same seeds (same world), bootstrapped over seeds.
 
 Outputs (written atomically: temp file + ``os.replace``): ``runs.csv`` (one row per run),
@@ -29,11 +28,8 @@ Outputs (written atomically: temp file + ``os.replace``): ``runs.csv`` (one row 
 from __future__ import annotations
 
 import argparse
-import csv
 import io
-import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -46,6 +42,8 @@ from agents.base import Agent
 from agents.baselines import FlexLoRA, GreedyOracle, HetLoRA, HomoLoRA, RandomRank
 from agents.runner import run_decentralized
 from agents.ucb_dual import UCB1, UCBDual
+from benchmarks.stats import interval_estimate, iqm, stratify
+from iov_env.results import write_csv_atomic, write_text_atomic
 
 FULL_SYSTEM = {"allocation": "tri_feedback", "fault_tolerance": "paper"}
 BASELINE_SYSTEM = {"allocation": "static", "fault_tolerance": "none"}
@@ -115,29 +113,6 @@ def run_all(presets: Sequence[str], seeds: Sequence[int], rows: Sequence[Method]
 
 
 # -- statistics --------------------------------------------------------------------------------------
-def stratified_bootstrap_ci(
-    scores: np.ndarray, strata: np.ndarray, stat: Callable[[np.ndarray], float] = np.mean,
-    reps: int = 2000, level: float = 0.95, seed: int = 0,
-) -> tuple[float, float, float]:
-    """(point, lo, hi): resample runs with replacement within each stratum (rliable's stratified bootstrap)."""
-    rng = np.random.default_rng(seed)
-    scores = np.asarray(scores, dtype=float)
-    groups = [np.flatnonzero(strata == g) for g in np.unique(strata)]
-    boot = np.empty(reps)
-    for b in range(reps):
-        idx = np.concatenate([rng.choice(g, size=g.size, replace=True) for g in groups])
-        boot[b] = stat(scores[idx])
-    alpha = (1.0 - level) / 2.0
-    return float(stat(scores)), float(np.quantile(boot, alpha)), float(np.quantile(boot, 1.0 - alpha))
-
-
-def iqm(x: np.ndarray) -> float:
-    """Interquartile mean (rliable's aggregate)."""
-    from rliable import metrics as rl_metrics  # pure numpy part of rliable; imports fine
-
-    return float(rl_metrics.aggregate_iqm(np.asarray(x, dtype=float).reshape(-1, 1)))
-
-
 def summarise(records: list[dict[str, Any]], presets: Sequence[str], reps: int) -> list[dict[str, Any]]:
     """Per preset (and all presets pooled, stratified) x method x metric: mean, 95% CI, IQM."""
     out = []
@@ -148,10 +123,10 @@ def summarise(records: list[dict[str, Any]], presets: Sequence[str], reps: int) 
             sel = [r for r in records if r["method"] == label and (scope == "all" or r["preset"] == scope)]
             if not sel:
                 continue
-            strata = np.array([r["preset"] for r in sel])
+            strata = [r["preset"] for r in sel]
             for key, _, _ in METRICS:
                 x = np.array([r[key] for r in sel])
-                mean, lo, hi = stratified_bootstrap_ci(x, strata, reps=reps)
+                mean, lo, hi = interval_estimate(stratify(x, strata), reps=reps)
                 out.append({"preset": scope, "method": label, "role": sel[0]["role"], "metric": key,
                             "mean": mean, "ci_lo": lo, "ci_hi": hi, "iqm": iqm(x), "n": len(x)})
     return out
@@ -174,7 +149,7 @@ def paired_difference(
             i = rng.integers(0, len(seeds), len(seeds))
             boots.append(xa[i].mean() / xb[i].mean() - 1.0)
         return float(point), float(np.quantile(boots, 0.025)), float(np.quantile(boots, 0.975))
-    return stratified_bootstrap_ci(xa - xb, np.zeros(len(seeds)), reps=reps, seed=2)
+    return interval_estimate(xa - xb, reps=reps, seed=2)
 
 
 # -- reporting ---------------------------------------------------------------------------------------
@@ -257,30 +232,6 @@ def markdown(
     return buf.getvalue()
 
 
-def atomic_write(path: Path, text: str) -> None:
-    """Write via a temp file in the same folder, then ``os.replace``: readers never see a half file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def to_csv(rows: list[dict[str, Any]]) -> str:
-    """Rows of plain dicts as CSV text."""
-    buf = io.StringIO()
-    if rows:
-        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return buf.getvalue()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -300,9 +251,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     elapsed = time.perf_counter() - t0
     command = "python -m benchmarks.compare " + " ".join(argv if argv is not None else sys.argv[1:])
     md = markdown(summary, claim_rows, args.presets, seeds, rows, elapsed, command)
-    atomic_write(args.out / "runs.csv", to_csv(records))
-    atomic_write(args.out / "summary.csv", to_csv(summary))
-    atomic_write(args.out / "compare.md", md)
+    write_csv_atomic(args.out / "runs.csv", records)
+    write_csv_atomic(args.out / "summary.csv", summary)
+    write_text_atomic(args.out / "compare.md", md)
     print(md)
     return 0
 

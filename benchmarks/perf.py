@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+from iov_env.results import write_text_atomic
 
 DEFAULT_SIZES = (10, 100, 1000, 10000)
 
@@ -58,15 +58,6 @@ def import_time_s(repeats: int = 5) -> dict[str, float]:
     return {"import_s": statistics.median(times), "torch_imported": torch_loaded}
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file and an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmarks and print a markdown table."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -92,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
 
         results["real_rss"] = rss_table()
     if args.out:
-        write_atomic(args.out, json.dumps(results, indent=2))
+        write_text_atomic(args.out, json.dumps(results, indent=2))
     return 0
 
 

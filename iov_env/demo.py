@@ -7,8 +7,6 @@
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ import numpy as np
 
 import iov_env
 from iov_env.envs.parallel import IoVParallelEnv
+from iov_env.results import save_png_atomic
 
 Policy = Callable[[IoVParallelEnv, dict[str, dict[str, Any]], np.random.Generator], dict[str, int]]
 
@@ -65,21 +64,6 @@ def run_episode(env: IoVParallelEnv, policy: Policy, seed: int) -> dict[str, Any
     }
 
 
-def save_png(image: np.ndarray, path: Path) -> None:
-    """Write an RGB array as PNG atomically (temporary file, then rename)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
-    os.close(fd)
-    plt.imsave(tmp, image)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the demo and print a summary table."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -106,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {name} | {accs} | {s['latency_s']:.1f} | {s['energy_j']:.1f} | "
               f"{s['energy_j'] / s['budget_j']:.0%} | {s['violation_rate']:.0%} | {s['reward']:.0f} |")
     png = args.out / "final_map.png"
-    save_png(env.render(), png)
+    save_png_atomic(png, env.render())
     print(f"\nfinal map: {png}")
     env.close()
     return 0
