@@ -352,7 +352,7 @@ class IoVConfig:
         _range("difficulty_exponent", en.difficulty_exponent, 0.0, 10.0, "[0, 10]")
         k = len(tk.tasks)
         _range("budget_floor_fraction", en.budget_floor_fraction, 0.0, 1.0 / k, f"[0, 1/num_tasks={1.0 / k:.3f}]")
-        _range("budget_cap_fraction", en.budget_cap_fraction, 1.0 / k, 1.0, f"[1/num_tasks={1.0 / k:.3f}, 1]")
+        _range("budget_cap_fraction", en.budget_cap_fraction, 1e-9, 1.0, "(0, 1]; below 1/num_tasks it acts as 1/num_tasks")
         _nonneg("dual_step_size", en.dual_step_size)
 
         _choice("fidelity", ln.fidelity, ("fast", "real"))
@@ -491,9 +491,16 @@ def _build(flat: Mapping[str, Any]) -> IoVConfig:
 
 
 def _normalise(value: Any) -> Any:
-    """Lists from YAML/JSON become tuples so the config stays hashable and frozen."""
-    if isinstance(value, list):
+    """Lists (YAML/JSON) and arrays become tuples, numpy scalars Python scalars: hashable, frozen, typed."""
+    if isinstance(value, (list, tuple)):
         return tuple(_normalise(v) for v in value)
+    if type(value).__module__ == "numpy":
+        import numpy as np  # only reached when numpy values were passed in
+
+        if isinstance(value, np.ndarray):
+            return tuple(_normalise(v) for v in value.tolist())
+        if isinstance(value, np.generic):
+            return value.item()
     return value
 
 

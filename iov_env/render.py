@@ -62,7 +62,10 @@ def render_ansi(sim: IoVSimulator, last: RoundMetrics | None) -> str:
     """A few lines: round, per-task accuracy, latency, energy vs budget, dual price."""
     cfg = sim.config
     lines = [f"round {sim.round_index}/{cfg.episode.rounds}  active {int(sim.state.active.sum())}/{cfg.num_vehicles}"]
-    if last is not None:
+    if last is None:
+        for k, task in enumerate(cfg.tasks.tasks):
+            lines.append(f"  {task:<10} budget {sim.task_budget_j[k]:7.2f} J  (no round yet)")
+    else:
         for k, task in enumerate(cfg.tasks.tasks):
             lines.append(
                 f"  {task:<10} acc {last.task_accuracy[k]:.3f}  latency {last.task_latency_s[k]:6.2f} s  "

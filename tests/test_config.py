@@ -83,7 +83,7 @@ INVALID: list[tuple[dict, str]] = [
     ({"difficulty_smoothing": 1.5}, "difficulty_smoothing"),
     ({"difficulty_exponent": 11.0}, "difficulty_exponent"),
     ({"budget_floor_fraction": 0.5}, "budget_floor_fraction"),  # > 1/3 with three tasks
-    ({"budget_cap_fraction": 0.2}, "budget_cap_fraction"),  # < 1/3 with three tasks
+    ({"budget_cap_fraction": 0.0}, "budget_cap_fraction"),  # below 1/num_tasks acts as 1/num_tasks; 0 is invalid
     ({"dual_step_size": -0.01}, "dual_step_size"),
     # learning
     ({"fidelity": "slow"}, "fidelity"),
@@ -423,3 +423,18 @@ def test_env_accepts_config_object_dict_and_file(tmp_path) -> None:
             assert len(env.possible_agents) == 5
         finally:
             env.close()
+
+
+def test_numpy_scalars_and_arrays_are_accepted_as_plain_values() -> None:
+    """Sweeps driven by numpy pass np.int64 / np.float64 / arrays; they normalise to Python types."""
+    cfg = IoVConfig.from_kwargs(preset="tiny", num_vehicles=np.int64(5), width_m=np.float64(900.0),
+                                rank_set=np.array([1, 4, 16]))
+    assert cfg.num_vehicles == 5 and type(cfg.num_vehicles) is int
+    assert cfg.learning.rank_set == (1, 4, 16) and all(type(r) is int for r in cfg.learning.rank_set)
+    assert type(cfg.map.width_m) is float
+
+
+def test_single_task_config_builds_with_the_default_cap() -> None:
+    """A cap below 1/num_tasks cannot hold the whole budget; with one task it acts as 1, not an error."""
+    cfg = IoVConfig.from_kwargs(preset="tiny", tasks=("sst2",), allocation="tri_feedback")
+    assert cfg.num_tasks == 1

@@ -3,7 +3,10 @@
 Three options with the paper's costs (accuracies in percentage points):
 early upload ``C0 = gamma_f max(0, A* - A)``; migration to the nearest in-coverage vehicle of the
 same task ``C1 = alpha_f tau_m + beta_f E_m``; abandonment ``C2 = beta_f E_used + gamma_f A*``.
-The cheapest is chosen. Without the mechanism a leaving vehicle always uploads early.
+The cheapest feasible option is chosen. An option the vehicle cannot finish before it leaves is
+infeasible: early upload needs time to download and upload, migration to download and hand over.
+Without the paper's costs abandonment could never win (C2 >= C0 whenever A >= 0); it is what remains
+when neither finishes in time. Without the mechanism a leaving vehicle always uploads early.
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ def choose_fault_options(
     energy_weight: float,
     accuracy_weight: float,
     enabled: bool,
+    early_upload_feasible: np.ndarray | None = None,
 ) -> np.ndarray:
     """The (N, 3) cost matrix [C0, C1, C2]; inf where the vehicle is not leaving or the option is infeasible."""
     c0 = accuracy_weight * np.maximum(0.0, best_accuracy_pct - accuracy_pct)
@@ -71,6 +75,8 @@ def choose_fault_options(
     c2 = energy_weight * energy_used_j + accuracy_weight * best_accuracy_pct
     costs = np.stack([c0, c1, c2], axis=1).astype(float)
     costs[~np.isfinite(costs)] = np.inf
+    if early_upload_feasible is not None:
+        costs[:, 0] = np.where(early_upload_feasible, costs[:, 0], np.inf)
     if not enabled:
         costs[:, 1:] = np.inf
     costs[~leaving] = np.inf
@@ -89,11 +95,13 @@ def decide(
     energy_weight: float,
     accuracy_weight: float,
     enabled: bool,
+    early_upload_feasible: np.ndarray | None = None,
 ) -> FaultDecision:
-    """Pick the cheapest option for each leaving vehicle (early upload when the mechanism is off)."""
+    """Pick the cheapest feasible option for each leaving vehicle (early upload when the mechanism is off)."""
     costs = choose_fault_options(
         leaving, accuracy_pct, best_accuracy_pct, energy_used_j, migration_latency_s, migration_energy_j,
         latency_weight, energy_weight, accuracy_weight, enabled,
+        None if not enabled else early_upload_feasible,
     )
     choice = np.argmin(costs, axis=1) + 1
     option = np.where(leaving, choice, NONE)

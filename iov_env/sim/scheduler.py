@@ -44,7 +44,8 @@ def tri_feedback_allocation_j(
     )
     unused = total - float(used.sum())
     proposal = used + unused * weight / weight.sum()
-    return clip_and_conserve(proposal, total, cfg.budget_floor_fraction * total, cfg.budget_cap_fraction * total)
+    cap = max(cfg.budget_cap_fraction, 1.0 / len(alloc))  # a lower cap could not hold the whole budget
+    return clip_and_conserve(proposal, total, cfg.budget_floor_fraction * total, cap * total)
 
 
 def clip_and_conserve(values: np.ndarray, total: float, floor: float, cap: float) -> np.ndarray:

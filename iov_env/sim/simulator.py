@@ -164,7 +164,8 @@ class IoVSimulator:
             option == faults.ABANDON, np.clip((st.dwell_s - t_dn) / np.maximum(t_cmp_plan, 1e-12), 0, 1), frac
         )
         frac = np.where(active, frac, 0.0)
-        uploads = active & (option != faults.ABANDON)
+        late = (option == faults.EARLY_UPLOAD) & (st.dwell_s < t_dn + t_up)  # only without the mechanism
+        uploads = active & (option != faults.ABANDON) & ~late
         plan = RoundPlan(
             round_index=self.round_index,
             rank=rank,
@@ -332,6 +333,9 @@ class IoVSimulator:
         best = np.zeros(cfg.num_tasks)
         np.maximum.at(best, self.vehicle_task, np.where(active, acc_pct, 0.0))
         used = e_plan * np.clip(st.dwell_s / np.maximum(lat_plan, 1e-12), 0.0, 1.0)
+        rows = np.arange(len(active))
+        t_dn, t_up = st.download_s[rows, executed], st.upload_s[rows, executed]
+        can_upload = st.dwell_s >= t_dn + t_up
         if leaving.any() and ep.fault_tolerance == "paper":
             group = self.vehicle_task * cfg.rsu.num_rsus + st.vehicle_rsu
             peer, d = faults.nearest_peer(self.mobility.current_m, group, active & ~leaving, leaving)
@@ -339,6 +343,7 @@ class IoVSimulator:
                 np.where(active, st.vehicle_rsu, -1), cfg.rsu.num_rsus, cfg.channel.rsu_bandwidth_hz), 0.0)
             v2v, _ = channel.link_rates_bps(np.where(np.isfinite(d), d, 1.0), bw, np.ones(len(d)), cfg.channel)
             t_m = np.where(np.isfinite(d), costs.transfer_latency_s(self.payload_bits[executed], v2v), np.inf)
+            t_m = np.where(st.dwell_s >= t_dn + t_m, t_m, np.inf)  # the hand-over must finish before leaving
             e_m = cfg.channel.vehicle_tx_power_w * t_m
         else:
             peer = np.full(len(active), -1)
@@ -346,7 +351,7 @@ class IoVSimulator:
         return faults.decide(
             leaving, acc_pct, best[self.vehicle_task], used, peer, t_m, e_m,
             ep.fault_latency_weight, ep.fault_energy_weight, ep.fault_accuracy_weight,
-            enabled=ep.fault_tolerance == "paper",
+            enabled=ep.fault_tolerance == "paper", early_upload_feasible=can_upload,
         )
 
     def _reward(

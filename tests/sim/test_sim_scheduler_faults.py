@@ -156,20 +156,25 @@ def test_abandon_when_the_other_options_are_unavailable() -> None:
     assert d.cost[0] == pytest.approx(100.5)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="design question: with the PAPER costs C2 = beta E_used + gamma A* >= gamma max(0, A* - A) = C0 "
-    "for every A >= 0, so abandonment never wins against early upload with real inputs",
-)
 def test_abandon_is_reachable_with_in_range_inputs() -> None:
+    """With the paper's costs C2 >= C0 for every A >= 0: abandonment wins only when early upload cannot
+    finish before the vehicle leaves and no hand-over peer is reachable in time."""
     rng = np.random.default_rng(0)
-    n = 20_000
+    n = 2_000
     best = rng.uniform(0, 100, n)
-    d = _decide(
-        np.ones(n, bool), rng.uniform(0, 100, n), best, rng.uniform(0, 1e3, n), np.full(n, -1),
-        np.full(n, np.inf), np.full(n, np.inf),
-    )
-    assert (d.option == faults.ABANDON).any()
+    args = (np.ones(n, bool), rng.uniform(0, 100, n), best, rng.uniform(0, 1e3, n), np.full(n, -1),
+            np.full(n, np.inf), np.full(n, np.inf))
+    feasible = rng.random(n) < 0.5
+    d = faults.decide(*args, enabled=True, early_upload_feasible=feasible, **W)
+    np.testing.assert_array_equal(d.option, np.where(feasible, faults.EARLY_UPLOAD, faults.ABANDON))
+    assert not (faults.decide(*args, enabled=True, **W).option == faults.ABANDON).any()
+
+
+def test_infeasible_early_upload_is_ignored_without_the_mechanism() -> None:
+    """Baselines always pay the early-upload cost, whether or not the upload can finish."""
+    d = faults.decide(np.array([True]), np.array([10.0]), np.array([90.0]), np.array([5.0]), np.array([2]),
+                      np.array([1.0]), np.array([1.0]), enabled=False, early_upload_feasible=np.array([False]), **W)
+    assert d.option[0] == faults.EARLY_UPLOAD and d.cost[0] == pytest.approx(160.0)
 
 
 def test_not_leaving_means_no_fault_and_no_cost() -> None:
