@@ -1,0 +1,43 @@
+"""Frozen benchmark scenarios: an id (``-vN``) names one env configuration forever.
+
+Bump the suffix whenever a change alters a scenario's results; never edit a published one in place.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+SCENARIOS: dict[str, dict[str, Any]] = {
+    # the two worlds of the paper comparison
+    "tiny-v0": {"preset": "tiny", "fidelity": "fast"},
+    "paper-v0": {"preset": "paper", "fidelity": "fast"},
+    # energy scarcity: half the default per-vehicle budget, where rank collapse would show
+    "paper-tight-v0": {"preset": "paper", "fidelity": "fast", "energy_budget_j_per_vehicle_round": 2.5},
+    # fast traffic: frequent departures exercise the fault-tolerance mechanism
+    "paper-fast-traffic-v0": {"preset": "paper", "fidelity": "fast", "speed_min_mps": 15.0, "speed_max_mps": 30.0},
+    # the paper's scalability study (10 -> 90 vehicles) at its two ends and the middle
+    "scale-10-v0": {"preset": "paper", "fidelity": "fast", "num_vehicles": 10},
+    "scale-30-v0": {"preset": "paper", "fidelity": "fast", "num_vehicles": 30},
+    "scale-90-v0": {"preset": "paper", "fidelity": "fast", "num_vehicles": 90},
+    # real taxi traces (needs $IOV_DATA_DIR/tdrive)
+    "paper-tdrive-v0": {"preset": "paper", "fidelity": "fast", "mobility_model": "tdrive"},
+}
+
+
+def scenario(scenario_id: str) -> dict[str, Any]:
+    """The env keyword arguments of a frozen scenario; a clear error for unknown ids."""
+    if scenario_id not in SCENARIOS:
+        raise ValueError(f"unknown scenario {scenario_id!r}; allowed: {sorted(SCENARIOS)}")
+    return dict(SCENARIOS[scenario_id])
+
+
+def unavailable_reason(scenario_id: str) -> str | None:
+    """Why a scenario cannot run on this machine (missing data), or None when it can."""
+    kwargs = scenario(scenario_id)
+    if kwargs.get("mobility_model") == "tdrive":
+        data = os.environ.get("IOV_DATA_DIR")
+        if not data or not any((Path(data) / "tdrive").glob("*.txt")):
+            return "needs T-Drive traces in $IOV_DATA_DIR/tdrive"
+    return None
