@@ -158,3 +158,15 @@ def test_tokenisation_aligns_ner_labels_to_first_subwords_and_is_cached(data_dir
     copa = tasks.load_task("copa", data_dir, allow_hub=False)
     ctr, _ = tasks.tokenize_task(copa, tok, 32)
     assert ctr.num_choices == 2 and len(ctr.input_ids) == 2 * len(ctr)
+
+
+def test_loaders_and_aggregators_import_without_torch() -> None:
+    """The fast fidelity may reuse these modules: they must not pull torch, transformers or peft in."""
+    import subprocess
+    import sys
+
+    code = ("import sys, iov_env, iov_env.learning.tasks, iov_env.learning.aggregation\n"
+            "heavy = [m for m in ('torch', 'transformers', 'peft') if m in sys.modules]\n"
+            "assert not heavy, heavy\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
