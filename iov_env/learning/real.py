@@ -118,7 +118,7 @@ class RealBackend:
             self.config.tasks.dirichlet_alpha, self.config.tasks.local_val_fraction, part_rng,
         )
         self.state: list[_TaskState] = []
-        for td, head in zip(self.tasks, self.heads, strict=True):
+        for head in self.heads:
             for p in head.parameters():  # fresh head from the episode seed
                 if p.dim() > 1:
                     torch.nn.init.normal_(p, std=0.02)
@@ -130,7 +130,6 @@ class RealBackend:
                 for layer in self.layers
             }
             self.state.append(_TaskState(empty, lora.head_state(head)))
-            del td
         self.last_task_metrics: list[dict[str, float]] = [{} for _ in self.tasks]
         # before any training a vehicle holds the untrained model: its head's chance-level metric
         self.vehicle_accuracy = np.array([self.tasks[int(t)].spec.chance for t in layout.vehicle_task], float)
