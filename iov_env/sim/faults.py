@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 NONE, EARLY_UPLOAD, MIGRATION, ABANDON = 0, 1, 2, 3
+ALL_PAIRS_LIMIT = 20_000  # leaving x candidate pairs above which the search goes group by group
 FAULT_NAMES = {NONE: None, EARLY_UPLOAD: "early_upload", MIGRATION: "migration", ABANDON: "abandon"}
 
 
@@ -43,6 +44,18 @@ def nearest_peer(
     peer = np.full(n, -1)
     dist = np.full(n, np.inf)
     candidate = candidate & ~leaving
+    src_all, dst_all = np.flatnonzero(leaving), np.flatnonzero(candidate)
+    if len(src_all) == 0 or len(dst_all) == 0:
+        return peer, dist
+    if len(src_all) * len(dst_all) <= ALL_PAIRS_LIMIT:  # small fleets: one masked all-pairs pass is cheapest
+        d = np.linalg.norm(positions_m[src_all, None, :] - positions_m[None, dst_all, :], axis=-1)
+        d[group[src_all, None] != group[None, dst_all]] = np.inf
+        j = np.argmin(d, axis=1)
+        best = d[np.arange(len(src_all)), j]
+        ok = np.isfinite(best)
+        peer[src_all[ok]] = dst_all[j[ok]]
+        dist[src_all[ok]] = best[ok]
+        return peer, dist
     for g in np.unique(group[leaving]):
         in_group = group == g
         src = np.flatnonzero(leaving & in_group)
