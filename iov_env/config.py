@@ -115,7 +115,9 @@ class EnergyConfig:
     difficulty_exponent: float = 2.0
     budget_floor_fraction: float = 0.08
     budget_cap_fraction: float = 0.7
-    dual_step_size: float = 0.01
+    # PAPER's mu = 0.01 prices rank violations in rank units (tens); the RSU here normalises the energy
+    # violation by the budget, and 0.1 lets the price act within a 20-40-round episode (see README)
+    dual_step_size: float = 0.1
 
 
 @dataclass(frozen=True)
