@@ -74,11 +74,13 @@ def run_grid(args: argparse.Namespace, csv_path: Path) -> None:
     done = {(int(r["rank"]), int(r["shard_size"])) for r in rows}
     k = cfg.num_tasks
     ln = cfg.learning
-    for rank, shard in grid(args.ranks, args.shards):
+    todo = [(r, s, args.rounds) for r, s in grid(args.ranks, args.shards)]
+    todo += [tuple(int(x) for x in spec.split(":")) for spec in args.long]  # long horizons pin the ceiling
+    for rank, shard, num_rounds in todo:
         if (rank, shard) in done:
             continue
         backend.reset(args.seed, FleetLayout(np.arange(k), np.full(k, shard)))
-        for t in range(args.rounds):
+        for t in range(num_rounds):
             plan = RoundPlan(t, np.full(k, rank), np.ones(k, bool), np.ones(k, bool), np.ones(k), np.zeros(k, int),
                              np.ones((k, ln.model_num_layers), bool))
             t0 = time.perf_counter()
@@ -113,6 +115,15 @@ def _predict(params: dict[str, float], task_rows: list[dict[str, Any]], hetero: 
     return predict_accuracy(curve, rank, samples, hetero)
 
 
+def _samples_seen(task_rows: list[dict[str, Any]]) -> np.ndarray:
+    """Samples each recorded round's model absorbed at full rank speed (the fit's data horizon)."""
+    from iov_env.learning.surrogate import samples_per_round
+
+    shard = np.array([float(r["shard_size"]) for r in task_rows])
+    done = np.array([int(r["round"]) + 1 for r in task_rows], dtype=float)
+    return done * samples_per_round(int(task_rows[0]["local_steps"]), int(task_rows[0]["batch_size"]), shard)
+
+
 def fit(csv_path: Path, json_path: Path, model: str, holdout: list[tuple[int, int]] | None) -> dict[str, Any]:
     """Least-squares fit per task on training configs; MAE (points) on held-out configs; JSON written atomically."""
     from scipy.optimize import least_squares
@@ -138,7 +149,10 @@ def fit(csv_path: Path, json_path: Path, model: str, holdout: list[tuple[int, in
         base["floor"] = FLOOR.get(task, base["floor"])
         base["tokens_per_sample"] = float(mine[0]["tokens_per_sample"])
         lo = np.array([base["floor"], 0.0, 0.1, 20.0, 0.01])
-        hi = np.array([1.0, 0.6, 64.0, 2e6, 64.0])
+        # sample_scale capped at 5x the most samples any run absorbed: beyond that it is unidentified and
+        # would extrapolate a straight line (a COPA ceiling of 1.0) over long episodes
+        most = float(np.max(_samples_seen(train)))
+        hi = np.array([1.0, 0.6, 64.0, max(5.0 * most, 100.0), 64.0])
         x0 = np.clip(np.array([max(y_train.max(), base["floor"] + 0.01), 0.05, 2.0, 2000.0, 1.0]), lo, hi)
 
         def residual(x: np.ndarray, data: list[dict[str, Any]] = train, y: np.ndarray = y_train,
@@ -149,7 +163,7 @@ def fit(csv_path: Path, json_path: Path, model: str, holdout: list[tuple[int, in
 
         best = None
         for scale0 in (300.0, 2000.0, 20000.0):  # a few starts: the exponential scale is badly conditioned
-            x0[3] = scale0
+            x0[3] = min(scale0, hi[3] * 0.99)
             sol = least_squares(residual, x0, bounds=(lo, hi), x_scale=np.array([0.1, 0.05, 2.0, 1000.0, 1.0]))
             if best is None or sol.cost < best.cost:
                 best = sol
@@ -195,6 +209,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dirichlet-alpha", type=float, default=10.0,
                    help="label skew of the grid (one vehicle per task: 0.5 would make SST-2 single-class)")
+    p.add_argument("--long", nargs="*", default=["8:300:20"],
+                   help="extra RANK:SHARD:ROUNDS runs with a longer horizon (fit data)")
+    p.add_argument("--holdout", nargs="*", default=["4:450", "16:150"],
+                   help="RANK:SHARD configurations kept out of the fit and used for the MAE")
     p.add_argument("--resume", action="store_true", help="keep configurations already in the CSV")
     p.add_argument("--csv", default="", help="default benchmarks/data/calibration_runs_<model>.csv")
     p.add_argument("--json", default="", help="default iov_env/learning/calibration/<model>.json")
@@ -208,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
             os.environ["IOV_DATA_DIR"] = data_dir
         run_grid(args, csv_path)
     if args.phase in ("fit", "all"):
-        fit(csv_path, json_path, name, None)
+        holdout = [tuple(int(x) for x in h.split(":")) for h in args.holdout] if args.holdout else None
+        fit(csv_path, json_path, name, holdout)
     return 0
 
 
