@@ -34,9 +34,29 @@ def test_gymnasium_check_env(env_id: str) -> None:
         env.close()
 
 
+# real fidelity: the registered ids with a tiny random BERT and short rounds, so each step really trains
+REAL_SMALL = {"model_name_or_path": "tiny-random-bert", "rounds": 2, "local_steps": 2, "eval_subset_size": 16}
+
+
 @pytest.mark.parametrize("env_id", REAL_IDS)
 def test_gymnasium_check_env_real(env_id: str) -> None:
-    pytest.skip("real fidelity trains with torch: covered by the learning/real-backend suite, not here")
+    """check_env on the real ids: peft training and evaluation run inside every step it takes."""
+    env = gym.make(env_id, **REAL_SMALL)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", category=UserWarning)
+            check_env(env.unwrapped, skip_render_check=True)
+        assert env.unwrapped.config.learning.fidelity == "real"
+        assert env.unwrapped.simulator.backend.describe()["fidelity"] == "real"
+    finally:
+        env.close()
+
+
+def test_pettingzoo_parallel_api_real() -> None:
+    """parallel_api_test on the real tiny world: truncation after two really trained rounds."""
+    env = iov_env.parallel_env(preset="tiny", fidelity="real", **REAL_SMALL)
+    parallel_api_test(env, num_cycles=5)
+    env.close()
 
 
 @pytest.mark.parametrize("env_id", ["iov_env/IoVRank-tiny-fast-v0"])
