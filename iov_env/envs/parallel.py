@@ -41,11 +41,6 @@ from iov_env.sim.faults import FAULT_NAMES
 from iov_env.sim.simulator import IoVSimulator, RoundMetrics
 
 OBS_CAP = 10.0
-STEP_INFO_KEYS = (
-    "active", "action_mask", "action_corrected", "rank", "cost", "budget", "reward", "rewards", "accuracy",
-    "latency_s", "energy_j", "task", "task_index", "rsu", "dual_price", "task_energy_used_j", "task_budget_j",
-    "task_accuracy", "task_latency_s", "fault", "fault_energy_saved_j", "round",
-)
 
 
 def observation_features(config: IoVConfig) -> list[tuple[str, int, float, float]]:
@@ -275,22 +270,41 @@ class IoVParallelEnv(ParallelEnv):
                 }
                 for i, a in enumerate(self.agents)
             }
-        task = sim.vehicle_task
-        rewards = [
-            {"accuracy": a, "latency": b, "energy": c}
-            for a, b, c in zip(*(m.reward_terms[t].tolist() for t in ("accuracy", "latency", "energy")), strict=True)
-        ]
-        n = len(self.agents)
-        columns = (
-            m.active.tolist(), list(masks), m.action_corrected.tolist(), m.rank.tolist(), m.energy_j.tolist(),
-            m.budget_j.tolist(), m.reward.tolist(), rewards, m.accuracy.tolist(), m.latency_s.tolist(),
-            m.energy_j.tolist(), [tasks[t] for t in task_of], task_of, m.vehicle_rsu.tolist(),
-            m.dual_price[task].tolist(), m.task_energy_j[task].tolist(), m.task_budget_j[task].tolist(),
-            m.task_accuracy[task].tolist(), m.task_latency_s[task].tolist(),
-            [FAULT_NAMES[f] for f in m.fault.tolist()], m.fault_energy_saved_j.tolist(), [m.round_index] * n,
-        )
-        # one dict(zip()) per agent over column lists: about twice as fast as indexing 22 lists per agent
-        return {a: dict(zip(STEP_INFO_KEYS, row, strict=True)) for a, row in zip(self.agents, zip(*columns, strict=True), strict=True)}
+        active, rank, corr = m.active.tolist(), m.rank.tolist(), m.action_corrected.tolist()
+        acc, lat, en, bud = m.accuracy.tolist(), m.latency_s.tolist(), m.energy_j.tolist(), m.budget_j.tolist()
+        r_acc, r_lat, r_en = (m.reward_terms[t].tolist() for t in ("accuracy", "latency", "energy"))
+        fault, rsu = m.fault.tolist(), m.vehicle_rsu.tolist()
+        t_used, t_budget, price = m.task_energy_j.tolist(), m.task_budget_j.tolist(), m.dual_price.tolist()
+        saved = m.fault_energy_saved_j.tolist()
+        reward, t_acc, t_lat = m.reward.tolist(), m.task_accuracy.tolist(), m.task_latency_s.tolist()
+        out = {}
+        for i, a in enumerate(self.agents):
+            t = task_of[i]
+            out[a] = {
+                "active": active[i],
+                "action_mask": masks[i],
+                "action_corrected": corr[i],
+                "rank": rank[i],
+                "cost": en[i],
+                "budget": bud[i],
+                "reward": reward[i],
+                "rewards": {"accuracy": r_acc[i], "latency": r_lat[i], "energy": r_en[i]},
+                "accuracy": acc[i],
+                "latency_s": lat[i],
+                "energy_j": en[i],
+                "task": tasks[t],
+                "task_index": t,
+                "rsu": rsu[i],
+                "dual_price": price[t],
+                "task_energy_used_j": t_used[t],
+                "task_budget_j": t_budget[t],
+                "task_accuracy": t_acc[t],
+                "task_latency_s": t_lat[t],
+                "fault": FAULT_NAMES[fault[i]],
+                "fault_energy_saved_j": saved[i],
+                "round": m.round_index,
+            }
+        return out
 
 
 def parallel_env(**kwargs: Any) -> IoVParallelEnv:
