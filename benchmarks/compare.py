@@ -85,13 +85,15 @@ def methods() -> list[Method]:
     ]
 
 
-def run_all(presets: Sequence[str], seeds: Sequence[int], rows: Sequence[Method]) -> list[dict[str, Any]]:
+def run_all(
+    presets: Sequence[str], seeds: Sequence[int], rows: Sequence[Method], env_overrides: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
     """Every (preset, method, seed) episode as one flat record."""
     out = []
     for preset in presets:
         for m in rows:
             for s in seeds:
-                r = run_decentralized(m.make, {"preset": preset, **m.system, **m.extra}, seed=s)
+                r = run_decentralized(m.make, {"preset": preset, **(env_overrides or {}), **m.system, **m.extra}, seed=s)
                 out.append({
                     "preset": preset,
                     "method": m.label,
@@ -239,13 +241,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--presets", nargs="+", default=["tiny", "paper"])
     p.add_argument("--seeds", type=int, default=10, help="number of seeds (0..n-1)")
     p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples")
+    p.add_argument("--calibration", default="", help="surrogate calibration for every run, e.g. 'default' "
+                   "(rank-sensitive priors) instead of the base model's fit")
     args = p.parse_args(argv)
     if args.seeds < 2:
         p.error("--seeds must be >= 2 for confidence intervals")
     seeds = list(range(args.seeds))
     rows = methods()
     t0 = time.perf_counter()
-    records = run_all(args.presets, seeds, rows)
+    overrides = {"calibration": args.calibration} if args.calibration else {}
+    records = run_all(args.presets, seeds, rows, overrides)
     summary = summarise(records, args.presets, args.reps)
     claim_rows = claims(records, args.presets, args.reps)
     elapsed = time.perf_counter() - t0
