@@ -16,8 +16,11 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# the shared data sets when they sit beside the checkout, else the labelled synthetic stand-ins
+DATA := $(if $(wildcard ../shared/data),IOV_DATA_DIR=$(abspath ../shared/data),)
+
 demo: $(STAMP)
-	$(BIN)/python -m iov_env.demo --out results/demo
+	$(DATA) $(BIN)/python -m iov_env.demo --out results/demo --real-rounds 2
 
 test: $(STAMP)
 	$(BIN)/ruff check iov_env agents benchmarks tests

@@ -1,7 +1,8 @@
 """The main demo: one episode of the ``tiny`` world per policy, a summary table and the final map.
 
     python -m iov_env.demo --out results/demo                 # fast surrogate, seconds
-    python -m iov_env.demo --fidelity real --rounds 3         # real LoRA training inside step()
+    python -m iov_env.demo --fidelity real --rounds 3         # every episode with real LoRA training
+    python -m iov_env.demo --real-rounds 2                    # fast episodes, then 2 real rounds (make demo)
 """
 
 from __future__ import annotations
@@ -64,6 +65,29 @@ def run_episode(env: IoVParallelEnv, policy: Policy, seed: int) -> dict[str, Any
     }
 
 
+def real_rounds(preset: str, rounds: int, seed: int) -> None:
+    """A few rounds of real peft LoRA training inside ``step()``: per-task dev metric and wall time per round."""
+    import time
+
+    t0 = time.perf_counter()
+    env = iov_env.parallel_env(preset=preset, fidelity="real", rounds=rounds)
+    _, infos = env.reset(seed=seed)
+    backend = env.simulator.backend.describe()
+    print(f"\nreal fidelity: {backend['model']} ({backend['model_hidden_dim']} hidden, {backend['model_num_layers']} layers), "
+          f"data {backend['tasks']}, set-up {time.perf_counter() - t0:.1f} s")
+    policy = fixed_rank_policy(8)
+    rng = np.random.default_rng(seed)
+    while env.agents:
+        t = time.perf_counter()
+        env.step(policy(env, infos, rng))
+        m = env.last_round
+        metrics = "  ".join(
+            f"{task}={m.task_accuracy[k]:.3f}" for k, task in enumerate(env.config.tasks.tasks)
+        )
+        print(f"round {m.round_index}: {metrics}  energy {m.energy_j.sum():.1f} J  wall {time.perf_counter() - t:.1f} s")
+    env.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the demo and print a summary table."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -72,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=None, help="override the preset's rounds")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("results/demo"))
+    parser.add_argument("--real-rounds", type=int, default=0, help="then run this many rounds of real LoRA training")
     args = parser.parse_args(argv)
     overrides: dict[str, Any] = {"preset": args.preset, "fidelity": args.fidelity}
     if args.rounds is not None:
@@ -93,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     save_png_atomic(png, env.render())
     print(f"\nfinal map: {png}")
     env.close()
+    if args.real_rounds > 0:
+        real_rounds(args.preset, args.real_rounds, args.seed)
     return 0
 
 

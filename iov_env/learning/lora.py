@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import math
 import re
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,7 +92,9 @@ def attach_lora(base: nn.Module, max_rank: int, lora_alpha: float, lora_dropout:
 
     cfg = LoraConfig(r=max_rank, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
                      target_modules=list(target_modules), bias="none")
-    model = get_peft_model(base, cfg)
+    with warnings.catch_warnings():  # peft calls a transformers v5 deprecated property; nothing for us to fix
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        model = get_peft_model(base, cfg)
     for p in model.parameters():
         p.requires_grad_(False)
     return model
