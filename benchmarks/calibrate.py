@@ -32,7 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.learning_curves import atomic_write_bytes, default_data_dir, write_csv
+from benchmarks.learning_curves import default_data_dir
+from iov_env.results import write_csv_atomic, write_text_atomic
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = REPO_ROOT / "benchmarks" / "data"
@@ -98,7 +99,7 @@ def run_grid(args: argparse.Namespace, csv_path: Path) -> None:
             print(f"rank {rank:3d} shard {shard:4d} round {t}: wall {wall:5.1f} s  "
                   + "  ".join(f"{td.spec.name}={a:.3f}" for td, a in zip(backend.tasks, res.task_accuracy, strict=True)),
                   flush=True)
-            write_csv(csv_path, rows, RUN_FIELDS)
+            write_csv_atomic(csv_path, rows, RUN_FIELDS)
 
 
 def _predict(params: dict[str, float], task_rows: list[dict[str, Any]], hetero: float) -> np.ndarray:
@@ -192,7 +193,7 @@ def fit(csv_path: Path, json_path: Path, model: str, holdout: list[tuple[int, in
     }
     buf = io.StringIO()
     json.dump(doc, buf, indent=2)
-    atomic_write_bytes(json_path, (buf.getvalue() + "\n").encode())
+    write_text_atomic(json_path, buf.getvalue() + "\n")
     print(f"# wrote {json_path}", flush=True)
     return doc
 

@@ -12,16 +12,15 @@ decides) or the ``RealBackend`` directly with every vehicle training every round
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from iov_env.results import save_figure_atomic, write_csv_atomic
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FIELDS = ["round", "task", "metric_name", "metric", "token_accuracy", "dev_loss", "n_eval", "n_trained",
@@ -34,30 +33,6 @@ def default_data_dir() -> str:
         return os.environ["IOV_DATA_DIR"]
     cand = REPO_ROOT.parent / "shared" / "data"
     return str(cand) if (cand / "sst2").is_dir() else ""
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write via a temp file in the same folder and ``os.replace`` (never a half-written file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def write_csv(path: Path, rows: list[dict[str, Any]], fields: list[str]) -> None:
-    """Atomic CSV write."""
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
-    w.writeheader()
-    w.writerows(rows)
-    atomic_write_bytes(path, buf.getvalue().encode())
 
 
 def plot(path: Path, rows: list[dict[str, Any]], title: str) -> None:
@@ -84,10 +59,8 @@ def plot(path: Path, rows: list[dict[str, Any]], title: str) -> None:
         ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
+    save_figure_atomic(path, fig)
     plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
 
 
 def _rows(round_index: int, backend: Any, n_trained: int, n_up: int, wall_s: float) -> list[dict[str, Any]]:
@@ -166,7 +139,7 @@ def _report(rows: list[dict[str, Any]]) -> None:
 
 
 def _save(out: Path, rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
-    write_csv(out / "learning_curves.csv", rows, FIELDS)
+    write_csv_atomic(out / "learning_curves.csv", rows, FIELDS)
     plot(out / "learning_curves.png", rows,
          f"{args.model}, preset {args.preset}, rank {args.rank}, driver {args.driver}, seed {args.seed}, "
          f"alpha {args.dirichlet_alpha or 'config'}")
