@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from iov_env.envs.parallel import largest_feasible_at_or_below
+
 
 @dataclass
 class AgentContext:
@@ -110,10 +112,10 @@ def feasible_indices(action_mask: np.ndarray | None, num_actions: int) -> np.nda
 
 
 def largest_feasible_at_most(target: int, action_mask: np.ndarray | None, num_actions: int) -> int:
-    """The largest feasible index <= target, else the smallest feasible one (what the env's correction does)."""
-    feas = feasible_indices(action_mask, num_actions)
-    below = feas[feas <= target]
-    return int(below[-1]) if below.size else int(feas[0])
+    """The largest feasible index <= target, else the smallest feasible one: the env's own correction rule."""
+    mask = np.zeros((1, num_actions), dtype=bool)
+    mask[0, feasible_indices(action_mask, num_actions)] = True
+    return int(largest_feasible_at_or_below(mask, np.array([target]))[0])
 
 
 def nearest_rank_index(rank: float, rank_set: tuple[int, ...]) -> int:

@@ -38,9 +38,15 @@ from pettingzoo import ParallelEnv
 
 from iov_env.config import IoVConfig
 from iov_env.sim.faults import FAULT_NAMES
-from iov_env.sim.simulator import IoVSimulator, RoundMetrics
+from iov_env.sim.simulator import IoVSimulator, RoundMetrics, largest_feasible_at_or_below
 
 OBS_CAP = 10.0
+
+# the action-correction rule is part of the API: agents mirror it to know what the env will execute
+__all__ = [
+    "IoVParallelEnv", "largest_feasible_at_or_below", "observation_bounds", "observation_features",
+    "observation_layout", "parallel_env", "resolve_config", "validate_actions",
+]
 
 
 def observation_features(config: IoVConfig) -> list[tuple[str, int, float, float]]:

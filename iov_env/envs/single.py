@@ -9,7 +9,7 @@ import numpy as np
 from gymnasium import spaces
 
 from iov_env.config import IoVConfig
-from iov_env.envs.parallel import IoVParallelEnv, _as_rank_index
+from iov_env.envs.parallel import IoVParallelEnv
 
 
 class IoVRankEnv(gym.Env):
@@ -52,8 +52,6 @@ class IoVRankEnv(gym.Env):
             raise ValueError(f"action has shape {arr.shape}; allowed: ({n},) rank indices, one per vehicle")
         if not np.issubdtype(arr.dtype, np.integer):
             raise TypeError(f"action has dtype {arr.dtype}; allowed: integer rank indices in [0, {self.config.num_ranks - 1}]")
-        for i, a in enumerate(arr.tolist()):
-            _as_rank_index(a, self.config.num_ranks, self._agents[i])
         actions = dict(zip(self._agents, arr.tolist(), strict=True))
         _, rewards, _, truncs, infos = self.parallel.step(actions)
         m = self.parallel.last_round

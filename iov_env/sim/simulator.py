@@ -143,7 +143,7 @@ class IoVSimulator:
         rows = np.arange(n)
         requested = np.asarray(rank_index, dtype=int)
 
-        executed = _largest_feasible_at_or_below(st.mask, requested)
+        executed = largest_feasible_at_or_below(st.mask, requested)
         active = st.active
         if cfg.learning.aggregation == "fedavg":
             executed = self._homogeneous_per_task(executed, active)
@@ -155,7 +155,8 @@ class IoVSimulator:
         lat_plan = st.latency_table_s[rows, executed]
         e_plan = st.energy_table_j[rows, executed]
 
-        decision = self._fault_decision(active, st, executed, lat_plan, e_plan)
+        can_upload = st.dwell_s >= t_dn + t_up  # an upload can finish before the vehicle leaves
+        decision = self._fault_decision(active, st, executed, lat_plan, e_plan, t_dn, can_upload)
         option = decision.option
         avail_cmp = np.maximum(st.dwell_s - t_dn - t_up, 0.0)
         frac = np.ones(n)
@@ -164,7 +165,7 @@ class IoVSimulator:
             option == faults.ABANDON, np.clip((st.dwell_s - t_dn) / np.maximum(t_cmp_plan, 1e-12), 0, 1), frac
         )
         frac = np.where(active, frac, 0.0)
-        late = (option == faults.EARLY_UPLOAD) & (st.dwell_s < t_dn + t_up)  # only without the mechanism
+        late = (option == faults.EARLY_UPLOAD) & ~can_upload  # only without the mechanism
         uploads = active & (option != faults.ABANDON) & ~late
         plan = RoundPlan(
             round_index=self.round_index,
@@ -325,7 +326,8 @@ class IoVSimulator:
         )
 
     def _fault_decision(
-        self, active: np.ndarray, st: RoundState, executed: np.ndarray, lat_plan: np.ndarray, e_plan: np.ndarray
+        self, active: np.ndarray, st: RoundState, executed: np.ndarray, lat_plan: np.ndarray, e_plan: np.ndarray,
+        t_dn: np.ndarray, can_upload: np.ndarray,
     ) -> faults.FaultDecision:
         cfg, ep = self.config, self.config.episode
         leaving = active & (st.dwell_s < lat_plan)
@@ -333,9 +335,6 @@ class IoVSimulator:
         best = np.zeros(cfg.num_tasks)
         np.maximum.at(best, self.vehicle_task, np.where(active, acc_pct, 0.0))
         used = e_plan * np.clip(st.dwell_s / np.maximum(lat_plan, 1e-12), 0.0, 1.0)
-        rows = np.arange(len(active))
-        t_dn, t_up = st.download_s[rows, executed], st.upload_s[rows, executed]
-        can_upload = st.dwell_s >= t_dn + t_up
         if leaving.any() and ep.fault_tolerance == "paper":
             group = self.vehicle_task * cfg.rsu.num_rsus + st.vehicle_rsu
             peer, d = faults.nearest_peer(self.mobility.current_m, group, active & ~leaving, leaving)
@@ -438,8 +437,9 @@ def _linear_shards(vehicle_task: np.ndarray, num_tasks: int, lo: int, hi: int) -
     return sizes
 
 
-def _largest_feasible_at_or_below(mask: np.ndarray, requested: np.ndarray) -> np.ndarray:
-    """Per row, ``requested`` if feasible, else the largest feasible index below it, else the smallest feasible."""
+def largest_feasible_at_or_below(mask: np.ndarray, requested: np.ndarray) -> np.ndarray:
+    """The env's action correction: per row, ``requested`` if feasible, else the largest feasible index below
+    it, else the smallest feasible one."""
     r = mask.shape[1]
     below = mask & (np.arange(r)[None, :] <= requested[:, None])
     has_below = below.any(axis=1)

@@ -7,10 +7,10 @@ import pytest
 
 from iov_env.config import preset
 from iov_env.sim import faults
-from iov_env.sim.simulator import IoVSimulator, _largest_feasible_at_or_below
+from iov_env.sim.simulator import IoVSimulator, largest_feasible_at_or_below
 
 
-def test_largest_feasible_at_or_below() -> None:
+def testlargest_feasible_at_or_below() -> None:
     mask = np.array(
         [
             [1, 1, 0, 1, 0],  # request 4 -> 3; request 2 -> 1
@@ -20,7 +20,7 @@ def test_largest_feasible_at_or_below() -> None:
         ],
         dtype=bool,
     )
-    got = _largest_feasible_at_or_below(mask, np.array([4, 2, 1, 4]))
+    got = largest_feasible_at_or_below(mask, np.array([4, 2, 1, 4]))
     np.testing.assert_array_equal(got, [3, 1, 2, 0])
 
 
