@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 KNOWN_TASKS = ("sst2", "conll2003", "copa")
+LORA_SCALINGS = ("standard", "rslora")
+ALL_LINEAR = "all-linear"
 AGGREGATIONS = ("svd", "zero_pad", "fedavg", "stacking")
 
 
@@ -131,7 +133,12 @@ class LearningConfig:
     rank_set: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
     lora_alpha: float = 32.0
     lora_dropout: float = 0.1
+    # "standard": scaling lora_alpha / r (Hu et al. 2021); "rslora": lora_alpha / sqrt(r) (Kalajdzievski 2023)
+    lora_scaling: str = "standard"
+    # module names as peft matches them (suffix of the module path), or ("all-linear",): every linear layer
+    # of every transformer block (QLoRA's recipe)
     target_modules: tuple[str, ...] = ("query", "value")
+    head_lr_scale: float = 10.0  # task head learning rate / adapter learning rate; 0 freezes the head
     local_steps: int = 10
     batch_size: int = 16
     learning_rate: float = 3e-4
@@ -377,8 +384,17 @@ class IoVConfig:
             )
         _positive("lora_alpha", ln.lora_alpha)
         _range("lora_dropout", ln.lora_dropout, 0.0, 0.9, "[0, 0.9]")
+        _choice("lora_scaling", ln.lora_scaling, LORA_SCALINGS)
         if len(ln.target_modules) == 0:
-            raise ConfigError("target_modules=(): allowed: a non-empty tuple of module names, e.g. ('query','value')")
+            raise ConfigError("target_modules=(): allowed: a non-empty tuple of module names, e.g. ('query','value'), "
+                              f"or {ALL_LINEAR!r}")
+        if ALL_LINEAR in ln.target_modules and len(ln.target_modules) > 1:
+            raise ConfigError(f"target_modules={ln.target_modules} mixes {ALL_LINEAR!r} with module names; allowed: "
+                              f"{ALL_LINEAR!r} alone, or a tuple of module names")
+        for name in ln.target_modules:
+            if not name.strip() or name != name.strip():
+                raise ConfigError(f"target_modules contains {name!r}; allowed: non-empty module names without spaces")
+        _range("head_lr_scale", ln.head_lr_scale, 0.0, 1e3, "[0, 1000] (0 freezes the task head)")
         _positive_int("local_steps", ln.local_steps)
         _positive_int("batch_size", ln.batch_size)
         _range("learning_rate", ln.learning_rate, 1e-7, 1.0, "(0, 1]")
@@ -486,6 +502,8 @@ def _build(flat: Mapping[str, Any]) -> IoVConfig:
     top: dict[str, Any] = {}
     for name, value in flat.items():
         section = FIELD_SECTION[name]
+        if name == "target_modules" and isinstance(value, str):  # target_modules="all-linear", as in peft
+            value = (value,)
         value = _normalise(value)
         if section:
             per_section[section][name] = value

@@ -96,6 +96,10 @@ INVALID: list[tuple[dict, str]] = [
     ({"lora_alpha": 0.0}, "lora_alpha"),
     ({"lora_dropout": 0.95}, "lora_dropout"),
     ({"target_modules": ()}, "target_modules"),
+    ({"target_modules": ("all-linear", "query")}, "target_modules"),
+    ({"target_modules": ("query", " ")}, "target_modules"),
+    ({"lora_scaling": "sqrt"}, "lora_scaling"),
+    ({"head_lr_scale": -1.0}, "head_lr_scale"),
     ({"local_steps": 0}, "local_steps"),
     ({"batch_size": 0}, "batch_size"),
     ({"learning_rate": 0.0}, "learning_rate"),
@@ -155,6 +159,15 @@ def test_every_field_is_touched_by_the_invalid_table() -> None:
     free = {"tdrive_dir", "calibration"}
     missing = set(FIELD_SECTION) - touched - free
     assert not missing, f"no invalid case for {sorted(missing)}"
+
+
+def test_lora_regime_knobs_accept_peft_spellings() -> None:
+    """target_modules takes peft's "all-linear" string as well as a list; the regime knobs round-trip."""
+    cfg = IoVConfig.from_kwargs(preset="tiny", target_modules="all-linear", lora_scaling="rslora", head_lr_scale=0.0)
+    assert cfg.learning.target_modules == ("all-linear",)
+    assert (cfg.learning.lora_scaling, cfg.learning.head_lr_scale) == ("rslora", 0.0)
+    assert IoVConfig.from_dict(cfg.to_dict()) == cfg
+    assert IoVConfig.from_kwargs(preset="tiny", target_modules=["query", "key"]).learning.target_modules == ("query", "key")
 
 
 def test_config_error_is_a_value_error() -> None:

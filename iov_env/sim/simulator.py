@@ -75,7 +75,8 @@ class IoVSimulator:
         ln = config.learning
         self.rank_set = np.asarray(ln.rank_set, dtype=int)
         self.num_layers_adapted = max(1, round(ln.model_num_layers * ln.layer_fraction))
-        self.adapted_matrices = self.num_layers_adapted * len(ln.target_modules)
+        self.adapted_matrices = self.num_layers_adapted * costs.adapted_matrix_equivalents(
+            ln.target_modules, ln.model_hidden_dim, ln.model_intermediate_dim)
         self.payload_bits = costs.payload_bits(
             self.rank_set, ln.model_hidden_dim, self.adapted_matrices, config.compute.bits_per_param
         )
