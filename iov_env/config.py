@@ -11,6 +11,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -150,6 +151,7 @@ class LearningConfig:
     model_intermediate_dim: int = 1536
     layer_fraction: float = 1.0  # share of layers adapted each round; < 1 samples layers at random (FedRA)
     calibration: str = ""  # empty: the calibration named after the base model, else default.json
+    device: str = "cpu"  # real fidelity: "cpu", "cuda", "cuda:<index>" or "mps"
     observation_noise: bool = True
 
 
@@ -405,6 +407,8 @@ class IoVConfig:
         _range("model_num_layers", ln.model_num_layers, 1, 256, "[1, 256]")
         _range("layer_fraction", ln.layer_fraction, 1e-6, 1.0, "(0, 1]")
         _range("model_intermediate_dim", ln.model_intermediate_dim, 8, 65536, "[8, 65536]")
+        if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", ln.device):
+            raise ConfigError(f"device={ln.device!r} is not a torch device; allowed: 'cpu', 'cuda', 'cuda:<index>', 'mps'")
 
         _positive_int("rounds", ep.rounds)
         _choice("reward_mode", ep.reward_mode, ("constrained", "lagrangian", "code"))

@@ -99,6 +99,8 @@ INVALID: list[tuple[dict, str]] = [
     ({"target_modules": ("all-linear", "query")}, "target_modules"),
     ({"target_modules": ("query", " ")}, "target_modules"),
     ({"lora_scaling": "sqrt"}, "lora_scaling"),
+    ({"device": "gpu"}, "device"),
+    ({"device": "cuda:x"}, "device"),
     ({"head_lr_scale": -1.0}, "head_lr_scale"),
     ({"local_steps": 0}, "local_steps"),
     ({"batch_size": 0}, "batch_size"),

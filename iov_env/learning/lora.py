@@ -179,8 +179,8 @@ def load_adapter(layers: Sequence[AdaptedLayer], factors: dict[str, Factors], ra
             b_t[:, dead] = 0.0
         a_w.zero_()
         b_w.zero_()
-        a_w[:rank] = a_t
-        b_w[:, :rank] = b_t
+        a_w[:rank].copy_(a_t)  # copy_: the adapter may live on an accelerator
+        b_w[:, :rank].copy_(b_t)
         layer.module.scaling[ADAPTER] = scaling
 
 
@@ -191,8 +191,8 @@ def read_adapter(layers: Sequence[AdaptedLayer], rank: int, lora_alpha: float,
     root = math.sqrt(lora_scaling(lora_alpha, rank, scaling_mode))
     out = {}
     for layer in layers:
-        a = layer.module.lora_A[ADAPTER].weight[:rank].detach().numpy() * root
-        b = layer.module.lora_B[ADAPTER].weight[:, :rank].detach().numpy() * root
+        a = layer.module.lora_A[ADAPTER].weight[:rank].detach().cpu().numpy() * root
+        b = layer.module.lora_B[ADAPTER].weight[:, :rank].detach().cpu().numpy() * root
         out[layer.name] = (b.astype(np.float32), a.astype(np.float32))
     return out
 
@@ -218,7 +218,7 @@ def merged_deltas(model: nn.Module, layers: Sequence[AdaptedLayer], deltas: dict
             for layer in layers:
                 w = layer.module.get_base_layer().weight
                 saved[layer.name] = w.detach().clone()
-                w += torch.from_numpy(deltas[layer.name]).to(w.dtype)
+                w += torch.from_numpy(deltas[layer.name]).to(device=w.device, dtype=w.dtype)
         with model.disable_adapter():
             yield
     finally:
@@ -265,6 +265,13 @@ class Batch:
     def tokens(self) -> int:
         """Non-pad tokens in the batch (all choices)."""
         return int(self.attention_mask.sum())
+
+    def to(self, device: torch.device | str) -> Batch:
+        """The same batch with its tensors on ``device`` (a no-op on the CPU)."""
+        if torch.device(device).type == "cpu":
+            return self
+        return Batch(self.input_ids.to(device), self.attention_mask.to(device), self.token_type_ids.to(device),
+                     self.labels.to(device), self.example_idx)
 
 
 def collate(split: TokenizedSplit, idx: Sequence[int], pad_id: int) -> Batch:
@@ -323,11 +330,12 @@ def evaluate(model: nn.Module, head: TaskHead, split: TokenizedSplit, idx: np.nd
         loss_sum = 0.0
         pred_tags: list[list[str]] = []
         gold_tags: list[list[str]] = []
+        device = next(head.parameters()).device
         for chunk in batches_by_length(split, np.asarray(idx), batch_size):
             batch = collate(split, chunk, pad_id)
-            logits = forward(model, head, batch)
-            loss_sum += float(loss_fn(logits, batch.labels)) * len(chunk)
-            pred = logits.argmax(-1)
+            logits = forward(model, head, batch.to(device))
+            loss_sum += float(loss_fn(logits, batch.labels.to(device))) * len(chunk)
+            pred = logits.argmax(-1).cpu()  # one transfer; the per-word loop below reads it element-wise
             if spec.kind == "token":
                 valid = batch.labels != IGNORE_INDEX
                 correct += int((pred[valid] == batch.labels[valid]).sum())
@@ -359,7 +367,7 @@ def evaluate(model: nn.Module, head: TaskHead, split: TokenizedSplit, idx: np.nd
 
 def head_state(head: TaskHead) -> dict[str, np.ndarray]:
     """Copy of the head's parameters as numpy arrays."""
-    return {k: v.detach().numpy().copy() for k, v in head.state_dict().items()}
+    return {k: v.detach().cpu().numpy().copy() for k, v in head.state_dict().items()}
 
 
 @torch.no_grad()

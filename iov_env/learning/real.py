@@ -81,14 +81,16 @@ class RealBackend:
         self.max_rank = int(ln.rank_set[-1])
         if self.max_rank > self.hidden_dim:
             raise ValueError(f"rank_set's largest rank {self.max_rank} exceeds the model's hidden size {self.hidden_dim}")
+        self.device = _torch_device(ln.device)
         self.model = lora.attach_lora(base, self.max_rank, ln.lora_alpha, ln.lora_dropout, ln.target_modules)
+        self.model.to(self.device)
         self.layers = lora.adapted_layers(self.model)
         self.pad_id = int(self.tokenizer.pad_token_id or 0)
         self.tasks: list[TaskData] = [load_task(t, data_dir) for t in config.tasks.tasks]
         self.tokenized: list[tuple[TokenizedSplit, TokenizedSplit]] = [
             tokenize_task(td, self.tokenizer, ln.max_seq_len) for td in self.tasks
         ]
-        self.heads = [lora.TaskHead(td.spec, self.hidden_dim) for td in self.tasks]
+        self.heads = [lora.TaskHead(td.spec, self.hidden_dim).to(self.device) for td in self.tasks]
         self.tokens_per_sample = np.array([tr.tokens_per_example().mean() for tr, _ in self.tokenized])
         self.dev_idx = [dev_subset(len(dv), ln.eval_subset_size) for _, dv in self.tokenized]
         self.setup_s = time.perf_counter() - t0
@@ -190,6 +192,7 @@ class RealBackend:
             "fidelity": "real",
             "model": ln.model_name_or_path,
             "model_source": self.model_source,
+            "device": str(self.device),
             "model_hidden_dim": self.hidden_dim,
             "model_num_layers": self.num_layers,
             "adapter": f"one shared peft LoRA adapter at rank {self.max_rank} on {list(ln.target_modules)} "
@@ -256,7 +259,7 @@ class RealBackend:
                 order, pos = rng.permutation(shard.train_idx), 0
             idx = order[pos:pos + ln.batch_size]
             pos += ln.batch_size
-            batch = lora.collate(train_split, idx, self.pad_id)
+            batch = lora.collate(train_split, idx, self.pad_id).to(self.device)
             loss = lora.loss_fn(lora.forward(self.model, head, batch), batch.labels)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -341,6 +344,16 @@ class RealBackend:
                         f"aggregation='fedavg' needs equal LoRA ranks, task {td.spec.name!r} got ranks {ranks}; "
                         "use 'svd', 'zero_pad' or 'stacking' for heterogeneous ranks"
                     )
+
+
+def _torch_device(name: str) -> torch.device:
+    """The configured device, or a clear error when this machine lacks it."""
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device={name!r} but torch sees no CUDA GPU here (torch {torch.__version__}); use device='cpu'")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise RuntimeError(f"device={name!r} but the MPS backend is not available here; use device='cpu'")
+    return dev
 
 
 __all__ = ["TASK_SPECS", "RealBackend"]

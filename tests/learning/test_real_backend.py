@@ -217,3 +217,11 @@ def test_frozen_head_stays_at_its_initialisation() -> None:
     trained.reset(0, _layout([0], [60]))
     trained.train_round(_plan(1, [4]))
     assert any(not np.array_equal(trained.state[0].head[k], before[k]) for k in before)
+
+
+def test_a_missing_accelerator_is_a_clear_error() -> None:
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():  # pragma: no cover - GPU machines
+        pytest.skip("this machine has a CUDA GPU")
+    with pytest.raises(RuntimeError, match="no CUDA GPU"):
+        _backend(tasks=("sst2",), device="cuda")
