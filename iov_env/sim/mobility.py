@@ -1,4 +1,9 @@
-"""Where vehicles are: T-Drive traces or a synthetic road grid, RSU placement, coverage and dwell time."""
+"""Where vehicles are: a synthetic road grid, T-Drive traces or SUMO traffic; RSU placement, coverage, dwell time.
+
+Every mobility model offers ``current_m`` and ``velocity_mps`` (N, 2), ``present`` (N,) (the vehicle is on
+the road: always, except in SUMO where vehicles enter and leave), ``dwell_time_s(centres_m, radius_m)``
+and ``step(dt_s)``.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +11,14 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from iov_env.config import ConfigError, IoVConfig
+
+if TYPE_CHECKING:
+    from iov_env.sim.sumo import SumoTrace
 
 EARTH_RADIUS_M = 6_371_000.0
 MAX_DWELL_S = 1.0e6  # a parked vehicle never leaves; keep the number finite for observations
@@ -59,13 +68,26 @@ def predict_dwell_time_s(
     return np.clip(t, 0.0, MAX_DWELL_S)
 
 
+class _StraightLine:
+    """Vehicles that are always on the road and whose dwell is extrapolated along their current velocity."""
+
+    @property
+    def present(self) -> np.ndarray:
+        """Every vehicle is on the road."""
+        return np.ones(len(self.current_m), dtype=bool)
+
+    def dwell_time_s(self, centres_m: np.ndarray, radius_m: float) -> np.ndarray:
+        """Time before each vehicle leaves the disc around its row of ``centres_m`` (straight, constant velocity)."""
+        return predict_dwell_time_s(self.current_m, self.velocity_mps, centres_m, radius_m)
+
+
 # -- synthetic road grid -----------------------------------------------------------------------------
 HEADINGS = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]])  # E, N, W, S
 HEADING_SIGN = np.array([1.0, 1.0, -1.0, -1.0])
 
 
 @dataclass
-class GridMobility:
+class GridMobility(_StraightLine):
     """Vehicles drive on a Manhattan grid of roads, turning at intersections, reflecting at the edges."""
 
     width_m: float
@@ -242,7 +264,7 @@ def tdrive_directory(config: IoVConfig) -> Path:
 
 
 @dataclass
-class TraceMobility:
+class TraceMobility(_StraightLine):
     """Replays T-Drive displacements: each vehicle follows a trace from a random offset, from its start point."""
 
     width_m: float
@@ -294,3 +316,120 @@ def _reflect_into(pos: np.ndarray, width_m: float, height_m: float) -> np.ndarra
     period = 2 * size
     m = np.mod(pos, period)
     return np.where(m > size, period - m, m)
+
+
+# -- SUMO --------------------------------------------------------------------------------------------
+DWELL_MIN_SPEED_MPS = 1.0  # a vehicle stopped at a light or in a queue is assumed to creep on, not to stay
+
+
+class SumoMobility:
+    """Replays a SUMO trace round by round (``sim/sumo.py`` runs SUMO); dwell follows each vehicle's route.
+
+    Agent ``i`` is a vehicle that drives a trip, leaves the network (``present`` False: inactive), and later
+    enters again on a new trip. Its dwell under an RSU is the time to drive along its SUMO route until the
+    route leaves the coverage disc, or ends (the vehicle leaves the network), at SUMO's speeds: each edge's
+    mean speed over the last round (SUMO's edgeData, the limit on an empty edge), and on the current edge
+    the vehicle's own speed where it is faster.
+    """
+
+    def __init__(self, trace: SumoTrace, width_m: float, height_m: float) -> None:
+        self.trace = trace
+        self.size_m = np.array([width_m, height_m])
+        self.t = 0
+        tr = trace
+        lengths = tr.edge_length_m
+        self._edge_points = [tr.edge_xy_m[tr.edge_ptr[e]: tr.edge_ptr[e + 1]] for e in range(len(lengths))]
+        # each edge's shape in "driven metres": geometric arc length rescaled to SUMO's lane length
+        self._edge_arc = []
+        for e, pts in enumerate(self._edge_points):
+            arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(pts, axis=0), axis=1))])
+            self._edge_arc.append(arc * (lengths[e] / arc[-1]) if len(arc) > 1 and arc[-1] > 0 else arc)
+        self._routes = [self._route_polyline(tr.route_edges[tr.route_ptr[r]: tr.route_ptr[r + 1]])
+                        for r in range(len(tr.route_ptr) - 1)]
+
+    def _route_polyline(self, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(points, driven metres at each point, route position of each point, start metres of each edge, edges)."""
+        lengths = self.trace.edge_length_m[edges]
+        start = np.concatenate([[0.0], np.cumsum(lengths)])
+        pts = [self._edge_points[e] for e in edges]
+        arc = [start[j] + self._edge_arc[e] for j, e in enumerate(edges)]
+        pos = [np.full(len(p), j) for j, p in enumerate(pts)]
+        return np.concatenate(pts), np.concatenate(arc), np.concatenate(pos), start, edges
+
+    @property
+    def current_m(self) -> np.ndarray:
+        """Positions this round, inside the map (a boundary road's outer lane sits a metre or two outside)."""
+        return np.clip(self.trace.xy_m[self.t], 0.0, self.size_m)
+
+    @property
+    def present(self) -> np.ndarray:
+        """Whether each agent's vehicle is on the road this round."""
+        return self.trace.present[self.t]
+
+    @property
+    def speed_mps(self) -> np.ndarray:
+        """SUMO speed of each agent's vehicle (0 when absent)."""
+        return self.trace.speed_mps[self.t]
+
+    @property
+    def heading_deg(self) -> np.ndarray:
+        """SUMO heading: 0 = north (+y), clockwise."""
+        return self.trace.angle_deg[self.t]
+
+    @property
+    def velocity_mps(self) -> np.ndarray:
+        """Velocity vectors from SUMO's speed and heading."""
+        a = np.radians(self.heading_deg)
+        return self.speed_mps[:, None] * np.stack([np.sin(a), np.cos(a)], axis=1)
+
+    @property
+    def background_m(self) -> np.ndarray:
+        """Vehicles on the road that are not agents (traffic), this round."""
+        tr = self.trace
+        return tr.background_xy_m[tr.background_ptr[self.t]: tr.background_ptr[self.t + 1]]
+
+    def roads_m(self) -> list[np.ndarray]:
+        """Polyline of every road (edge), for drawing."""
+        return self._edge_points
+
+    def step(self, dt_s: float) -> None:
+        """Advance one round (the trace was sampled every ``round_duration_s``)."""
+        self.t = min(self.t + 1, self.trace.num_rounds - 1)
+
+    def dwell_time_s(self, centres_m: np.ndarray, radius_m: float) -> np.ndarray:
+        """Time before each present vehicle's route leaves the disc around its row of ``centres_m`` (0 if absent)."""
+        out = np.zeros(len(centres_m))
+        here = self.current_m
+        for i in np.flatnonzero(self.present):
+            out[i] = self._route_dwell_s(i, here[i], centres_m[i], radius_m)
+        return out
+
+    def _route_dwell_s(self, i: int, here: np.ndarray, centre: np.ndarray, radius_m: float) -> float:
+        tr, t = self.trace, self.t
+        pts, arc, pos, start, edges = self._routes[tr.route[t, i]]
+        j = int(tr.route_pos[t, i])
+        s0 = start[j] + min(float(tr.lane_pos_m[t, i]), float(tr.edge_length_m[edges[j]]))
+        ahead = np.searchsorted(arc, s0, side="right")
+        p = np.vstack([here[None, :], pts[ahead:]])
+        s = np.concatenate([[s0], arc[ahead:]])
+        k_pos = np.concatenate([[j], pos[ahead:]])
+        d2 = np.sum((p - centre) ** 2, axis=1)
+        r2 = radius_m * radius_m
+        if d2[0] > r2:
+            return 0.0
+        outside = np.flatnonzero(d2 > r2)
+        if len(outside):  # leaves the disc on segment (k - 1, k): the far root of |a + u (b - a) - c| = r
+            k = int(outside[0])
+            a, b = p[k - 1], p[k]
+            ab, ac = b - a, a - centre
+            qa, qb, qc = ab @ ab, 2 * (ab @ ac), ac @ ac - r2
+            u = (-qb + math.sqrt(max(qb * qb - 4 * qa * qc, 0.0))) / (2 * qa)
+            ds = np.diff(s[: k + 1])
+            ds[-1] *= min(max(u, 0.0), 1.0)
+            seg_pos = k_pos[1: k + 1]
+        else:  # the route ends under this RSU: the vehicle leaves the network there
+            ds = np.diff(s)
+            seg_pos = k_pos[1:]
+        edge_speed = tr.edge_speed_mps[t, edges[seg_pos]]
+        speed = np.where(seg_pos == j, np.maximum(tr.speed_mps[t, i], edge_speed), edge_speed)
+        return float(min(np.sum(ds / np.maximum(speed, DWELL_MIN_SPEED_MPS)), MAX_DWELL_S))
