@@ -588,6 +588,21 @@ def trace_key(meta: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:32]
 
 
+ORPHAN_AGE_S = 3600.0
+
+
+def sweep_orphans(folder: Path, max_age_s: float = ORPHAN_AGE_S) -> int:
+    """Delete temporary files a killed writer left behind (older than ``max_age_s``); returns how many."""
+    removed = 0
+    now = time.time()
+    for tmp in folder.glob(".*.tmp"):
+        with contextlib.suppress(OSError):
+            if now - tmp.stat().st_mtime > max_age_s:
+                tmp.unlink()
+                removed += 1
+    return removed
+
+
 def _writable(folder: Path) -> bool:
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -624,24 +639,28 @@ def _net_is_whole(path: Path) -> bool:
         return False
 
 
-def build_trace(config: IoVConfig, traffic_seed: int, backend: str | None = None) -> tuple[SumoTrace, RunStats]:
-    """Run SUMO for ``config`` and one traffic seed, bypassing the cache (benchmarks, tests)."""
-    check_config(config)
+def prepare_inputs(config: IoVConfig, traffic_seed: int, scratch: Path) -> tuple[Path, Path]:
+    """(network, routes) for one SUMO run: the user's files, or the generated grid and seeded randomTrips demand."""
     mob = config.mobility
-    backend = resolve_backend(backend or mob.sumo_backend)
+    net = network_file(config, scratch)
+    if mob.sumo_route_file:
+        return net, Path(mob.sumo_route_file)
+    x0, y0, x1, y1 = net_boundary_m(net)
+    w, h = x1 - x0, y1 - y0
+    routes = random_trips(
+        net, scratch / "trips.xml", traffic_seed, mob.sumo_warmup_s + config.episode.rounds * mob.round_duration_s,
+        demand_period_s(config, w, h), MIN_TRIP_SHARE * (w + h),
+        validate=bool(mob.sumo_net_file),  # a generated grid is strongly connected: no need to route-check
+    )
+    return net, routes
+
+
+def build_trace(config: IoVConfig, traffic_seed: int, backend: str | None = None) -> tuple[SumoTrace, RunStats]:
+    """Run SUMO for ``config`` and one traffic seed, bypassing the trace cache (benchmarks, tests)."""
+    check_config(config)
+    backend = resolve_backend(backend or config.mobility.sumo_backend)
     with tempfile.TemporaryDirectory(prefix="iov_sumo_") as tmp:
-        scratch = Path(tmp)
-        net = network_file(config, scratch)
-        if mob.sumo_route_file:
-            routes = Path(mob.sumo_route_file)
-        else:
-            x0, y0, x1, y1 = net_boundary_m(net)
-            w, h = x1 - x0, y1 - y0
-            routes = random_trips(
-                net, scratch / "trips.xml", traffic_seed, mob.sumo_warmup_s + config.episode.rounds * mob.round_duration_s,
-                demand_period_s(config, w, h), MIN_TRIP_SHARE * (w + h),
-                validate=bool(mob.sumo_net_file),  # a generated grid is strongly connected: no need to route-check
-            )
+        net, routes = prepare_inputs(config, traffic_seed, Path(tmp))
         return run_sumo(config, net, routes, traffic_seed, backend)
 
 
@@ -658,6 +677,7 @@ def load_trace(config: IoVConfig, traffic_seed: int) -> SumoTrace:
             pass  # unreadable or foreign: rebuild and replace it
     trace, _ = build_trace(config, traffic_seed)
     if _writable(folder):
+        sweep_orphans(folder)
         try:
             write_bytes_atomic(path, trace.to_bytes(meta))
         except OSError as exc:
