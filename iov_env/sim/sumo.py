@@ -343,11 +343,22 @@ def demand_period_s(config: IoVConfig, width_m: float, height_m: float) -> float
 
 
 # -- running SUMO --------------------------------------------------------------------------------
+def _import_libsumo() -> Any:
+    with contextlib.redirect_stdout(io.StringIO()):  # its import warns about pyarrow, which we do not use
+        import libsumo
+    return libsumo
+
+
+def libsumo_busy() -> bool:
+    """Whether this process already runs a libsumo simulation (libsumo holds one; a second start replaces it)."""
+    return "libsumo" in sys.modules and sys.modules["libsumo"] is not None and bool(
+        sys.modules["libsumo"].simulation.isLoaded())
+
+
 def _start(backend: str, cmd: list[str]) -> Any:
     """A started simulation exposing the TraCI API: the libsumo module, or a traci connection."""
     if backend == "libsumo":
-        with contextlib.redirect_stdout(io.StringIO()):  # its import warns about pyarrow, which we do not use
-            import libsumo
+        libsumo = _import_libsumo()
         libsumo.start(cmd)
         return libsumo
     import traci
@@ -389,6 +400,8 @@ def run_sumo(config: IoVConfig, net: Path, routes: Path, seed: int, backend: str
             "--seed", str(seed), "--no-step-log", "true", "--no-warnings", "true", "--duration-log.disable", "true",
             "--ignore-route-errors", "true", "--xml-validation", "never", "--error-log", str(error_log),
         ]
+        if backend == "libsumo" and libsumo_busy():
+            backend = "traci"  # never replace a simulation someone else runs in this process
         t0 = time.perf_counter()
         try:
             api = _start(backend, cmd)
@@ -467,9 +480,7 @@ def _sample(api: Any, tc: Any, n: int, rounds: int, warmup_s: float, round_s: fl
         entered = [v for v in ids if v not in vehicle_route]
         for vid in entered:
             api.vehicle.subscribe(vid, var)
-            key = tuple(edge_index.get(e, -1) for e in api.vehicle.getRoute(vid))
-            route_table.setdefault(key, len(route_table))
-            vehicle_route[vid] = key
+            vehicle_route[vid] = tuple(edge_index[e] for e in api.vehicle.getRoute(vid))
         # a slot whose vehicle left stays empty for one round (the agent is seen inactive, as if parked);
         # only vehicles that entered since the last round take slots, in the order SUMO inserted them
         free = sorted(free + freed)
@@ -494,7 +505,7 @@ def _sample(api: Any, tc: Any, n: int, rounds: int, warmup_s: float, round_s: fl
             xy[t, slot] = pos
             speed[t, slot] = r[tc.VAR_SPEED]
             angle[t, slot] = r[tc.VAR_ANGLE]
-            route[t, slot] = route_table[key]
+            route[t, slot] = route_table.setdefault(key, len(route_table))  # agents' routes only
             route_pos[t, slot] = idx
             # on a junction's internal lane the vehicle has just finished route edge idx
             on_edge = r[tc.VAR_ROAD_ID] in edge_index

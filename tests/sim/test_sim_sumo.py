@@ -245,6 +245,49 @@ def test_trace_shapes_and_positions_on_the_roads(small_trace) -> None:
     assert np.any(tr.edge_speed_mps < 20.0)  # some edges were driven (slower than the limit) in some round
 
 
+def _reference_dwell_s(tr: sumo.SumoTrace, t: int, i: int, here: np.ndarray, centre: np.ndarray, radius: float) -> float:
+    """Walk the route edge by edge in 0.05 m steps of driven metres: an independent, brute-force dwell."""
+    if np.sum((here - centre) ** 2) > radius**2:
+        return 0.0
+    r, j = tr.route[t, i], tr.route_pos[t, i]
+    edges = tr.route_edges[tr.route_ptr[r]: tr.route_ptr[r + 1]]
+    total = 0.0
+    for pos in range(j, len(edges)):
+        e = edges[pos]
+        shape = tr.edge_xy_m[tr.edge_ptr[e]: tr.edge_ptr[e + 1]]
+        geo = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(shape, axis=0), axis=1))])
+        length = tr.edge_length_m[e]
+        v = max(tr.edge_speed_mps[t, e], tr.speed_mps[t, i] if pos == j else 0.0, mobility.DWELL_MIN_SPEED_MPS)
+        start = min(tr.lane_pos_m[t, i], length) if pos == j else 0.0
+        d = np.append(np.arange(start, length, 0.05), length)
+        g = d * geo[-1] / length
+        p = np.stack([np.interp(g, geo, shape[:, 0]), np.interp(g, geo, shape[:, 1])], axis=1)
+        out = np.flatnonzero(np.sum((p - centre) ** 2, axis=1) > radius**2)
+        if len(out):
+            return total + (d[out[0]] - start) / v
+        total += (length - start) / v
+    return total
+
+
+@needs_sumo
+def test_vectorised_dwell_matches_a_brute_force_walk(small_trace) -> None:
+    tr, _ = small_trace
+    m = mobility.SumoMobility(tr, 1000.0, 600.0)
+    rsus = np.array([[250.0, 300.0], [750.0, 300.0]])
+    checked = 0
+    for t in range(0, tr.num_rounds, 4):
+        m.t = t
+        here = m.current_m
+        nearest = np.argmin(np.linalg.norm(here[:, None] - rsus[None], axis=2), axis=1)
+        got = m.dwell_time_s(rsus[nearest], 350.0)
+        for i in np.flatnonzero(tr.present[t]):
+            want = _reference_dwell_s(tr, t, i, here[i], rsus[nearest[i]], 350.0)
+            # the walk takes a straight line from the vehicle to its lane's next shape point; the table does too
+            assert got[i] == pytest.approx(want, abs=0.06 / mobility.DWELL_MIN_SPEED_MPS + 0.01 * want), (t, i)
+            checked += int(want > 0)
+    assert checked >= 10
+
+
 @needs_sumo
 def test_vehicles_enter_and_leave_a_fixed_set_of_agents(small_trace) -> None:
     tr, _ = small_trace
@@ -383,3 +426,20 @@ def test_random_trips_leaves_no_global_state_behind() -> None:
     path = list(sys.path)
     sumo.build_trace(preset("tiny", **SMALL), 9)
     assert random.random() == expected and sys.path == path
+
+
+@needs_libsumo
+def test_a_libsumo_simulation_of_the_user_is_left_alone(tmp_path: Path) -> None:
+    """libsumo holds one simulation per process and a second start would replace it: SUMO then runs over traci."""
+    libsumo = sumo._import_libsumo()
+    net = sumo.network_file(preset("tiny", mobility_model="sumo"), tmp_path)
+    libsumo.start([sumo.binary("sumo"), "--net-file", str(net), "--no-step-log", "true"])
+    try:
+        libsumo.simulationStep(42.0)
+        _, stats = sumo.build_trace(preset("tiny", **SMALL), 0, "libsumo")
+        assert stats.backend == "traci"
+        assert libsumo.simulation.getTime() == 42.0
+    finally:
+        libsumo.close()
+    _, stats = sumo.build_trace(preset("tiny", **SMALL), 0, "libsumo")
+    assert stats.backend == "libsumo"
