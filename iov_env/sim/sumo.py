@@ -707,3 +707,47 @@ def traffic_seed(config: IoVConfig, episode_seed: int | None, rng: np.random.Gen
     if episode_seed is None:
         return int(rng.integers(pool))
     return int(episode_seed) % pool
+
+
+# -- inspecting traffic --------------------------------------------------------------------------------
+def describe(trace: SumoTrace, config: IoVConfig) -> dict[str, float]:
+    """How busy a trace is: vehicles on the road per agent, the share of agent-rounds on the road, trips per agent."""
+    n = config.num_vehicles
+    on_road = trace.present.sum(axis=1) + np.diff(trace.background_ptr)
+    entries = int(np.sum(~trace.present[:-1] & trace.present[1:]))
+    return {
+        "vehicles_on_road_per_agent": float(on_road.mean() / n),
+        "demand_target_per_agent": config.mobility.sumo_vehicles_per_agent,
+        "agent_rounds_on_road": float(trace.present.mean()),
+        "trips_per_agent": float((entries + trace.present[0].sum()) / n),
+        "background_vehicles_per_round": float(np.diff(trace.background_ptr).mean()),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run SUMO for a preset and print how busy its traffic is (one line per traffic seed)."""
+    import argparse
+
+    from iov_env.config import preset
+
+    p = argparse.ArgumentParser(description="Build SUMO traces (no cache) and describe them.")
+    p.add_argument("--preset", default="paper")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--backend", default="auto", choices=("auto", "libsumo", "traci"))
+    args = p.parse_args(argv)
+    cfg = preset(args.preset, mobility_model="sumo")
+    print(f"preset {args.preset}: {cfg.num_vehicles} agents, {cfg.episode.rounds} rounds of {cfg.mobility.round_duration_s} s, "
+          f"map {cfg.map.width_m:.0f} x {cfg.map.height_m:.0f} m, SUMO {sumo_version()}")
+    print("\n| seed | on road per agent (target) | agent-rounds on road | trips per agent | background per round | SUMO s |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for seed in args.seeds:
+        trace, stats = build_trace(cfg, seed, args.backend)
+        d = describe(trace, cfg)
+        print(f"| {seed} | {d['vehicles_on_road_per_agent']:.2f} ({d['demand_target_per_agent']:.1f}) | "
+              f"{d['agent_rounds_on_road']:.2f} | {d['trips_per_agent']:.1f} | {d['background_vehicles_per_round']:.1f} | "
+              f"{stats.sumo_wall_s:.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

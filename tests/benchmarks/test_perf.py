@@ -45,3 +45,13 @@ def test_sumo_backends_are_compared_side_by_side() -> None:
         r = out[mode]
         assert r["libsumo_steps_per_s"] > 0 and r["traci_steps_per_s"] > 0
         assert r["ratio_libsumo_to_traci"] == r["libsumo_steps_per_s"] / r["traci_steps_per_s"]
+
+
+def test_env_on_sumo_against_the_grid_is_a_ratio() -> None:
+    from iov_env.sim import sumo
+
+    if sumo.missing_reason():
+        pytest.skip(sumo.missing_reason())
+    out = perf.env_on_sumo_vs_grid(preset="tiny", episodes=1)
+    assert out["sumo_agent_steps_per_s"] > 0 and out["grid_agent_steps_per_s"] > 0
+    assert out["ratio_sumo_to_grid"] == out["sumo_agent_steps_per_s"] / out["grid_agent_steps_per_s"]

@@ -443,3 +443,21 @@ def test_a_libsumo_simulation_of_the_user_is_left_alone(tmp_path: Path) -> None:
         libsumo.close()
     _, stats = sumo.build_trace(preset("tiny", **SMALL), 0, "libsumo")
     assert stats.backend == "libsumo"
+
+
+def test_describe_counts_by_hand() -> None:
+    tr = _straight_trace(10.0, 50.0, (8.0, 5.0, 20.0))
+    # 3 rounds: on the road, off, on again (a second trip); 2, 0 and 1 background vehicles
+    tr = replace(tr, present=np.array([[True], [False], [True]]), background_ptr=np.array([0, 2, 2, 3]),
+                 background_xy_m=np.zeros((3, 2)))
+    d = sumo.describe(tr, preset("tiny", mobility_model="sumo", num_vehicles=1))
+    assert d["vehicles_on_road_per_agent"] == pytest.approx((3 + 0 + 2) / 3)
+    assert d["agent_rounds_on_road"] == pytest.approx(2 / 3)
+    assert d["trips_per_agent"] == 2.0 and d["background_vehicles_per_round"] == 1.0
+
+
+@needs_sumo
+def test_cli_prints_one_row_per_seed(capsys: pytest.CaptureFixture[str]) -> None:
+    assert sumo.main(["--preset", "tiny", "--seeds", "0", "1"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 0 |") or line.startswith("| 1 |")]
+    assert len(rows) == 2
