@@ -44,7 +44,9 @@ from iov_env.config import ConfigError, IoVConfig
 from iov_env.results import write_bytes_atomic
 
 INSTALL_HINT = "pip install 'iov-env[sumo]'"
-TRACE_FORMAT_VERSION = 1
+# part of every cache key: bump when anything that shapes a trace changes (sampling, the slot rule, demand
+# sizing, the file layout), so that no cached trace from older code is replayed
+TRACE_VERSION = 1
 GRID_VERSION = 1  # bump when generate_grid changes: part of the network's cache key
 # randomTrips demand is sized by Little's law: vehicles on the road = insertion rate x mean trip time.
 # A trip is about the mean Manhattan distance between random points, (W + H) / 3, plus one block; it is
@@ -335,7 +337,10 @@ def random_trips(net: Path, out: Path, seed: int, end_s: float, period_s: float,
 
 
 def demand_period_s(config: IoVConfig, width_m: float, height_m: float) -> float:
-    """Seconds between randomTrips departures so that about ``sumo_vehicles_per_agent * N`` vehicles are on the road."""
+    """Seconds between randomTrips departures so that about ``sumo_vehicles_per_agent * N`` vehicles are on the road.
+
+    On a user network, ``road_spacing_m`` stands for its typical block length (the distance between junctions).
+    """
     mob = config.mobility
     trip_m = (width_m + height_m) / 3.0 + mob.road_spacing_m
     trip_s = trip_m / (CRUISE_SHARE_OF_LIMIT * mob.speed_max_mps) + JUNCTION_DELAY_S * trip_m / mob.road_spacing_m
@@ -587,7 +592,7 @@ def trace_meta(config: IoVConfig, traffic_seed: int) -> dict[str, Any]:
                   "map_m": [m.width_m, m.height_m], "road_spacing_m": mob.road_spacing_m,
                   "speed_max_mps": mob.speed_max_mps}
     return {
-        "format": TRACE_FORMAT_VERSION, "sumo": sumo_version(), "network": _network_spec(config), "demand": demand,
+        "format": TRACE_VERSION, "sumo": sumo_version(), "network": _network_spec(config), "demand": demand,
         "num_vehicles": config.num_vehicles, "rounds": config.episode.rounds,
         "round_duration_s": mob.round_duration_s, "warmup_s": mob.sumo_warmup_s,
         "step_length_s": mob.sumo_step_length_s, "seed": int(traffic_seed),
