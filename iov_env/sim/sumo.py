@@ -37,6 +37,7 @@ import warnings
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
+from xml.sax.saxutils import quoteattr
 
 import numpy as np
 
@@ -398,7 +399,7 @@ def run_sumo(config: IoVConfig, net: Path, routes: Path, seed: int, backend: str
         first = warmup_s - math.floor(warmup_s / round_s) * round_s
         additional = Path(tmp) / "edgedata.add.xml"
         additional.write_text(f'<additional><edgeData id="iov" period="{round_s!r}" begin="{first!r}" '
-                              f'file="{edge_data}" excludeEmpty="true"/></additional>', encoding="utf-8")
+                              f'file={quoteattr(str(edge_data))} excludeEmpty="true"/></additional>', encoding="utf-8")
         cmd = [
             binary("sumo"), "--net-file", str(net), "--route-files", str(routes), "--additional-files", str(additional),
             "--begin", "0", "--end", repr(end_s + mob.sumo_step_length_s), "--step-length", repr(mob.sumo_step_length_s),
@@ -416,10 +417,10 @@ def run_sumo(config: IoVConfig, net: Path, routes: Path, seed: int, backend: str
             sampled = _sample(api, tc, config.num_vehicles, ep.rounds, warmup_s, round_s, offset)
             steps = round(float(api.simulation.getTime()) / mob.sumo_step_length_s)
         except Exception as exc:
-            raise RuntimeError(f"SUMO failed while running {net} with {routes}: {_log(error_log) or exc}") from exc
-        finally:
             with contextlib.suppress(Exception):
-                api.close()  # also flushes the edgeData file
+                api.close()  # a SUMO process has finished writing its error log once it is closed
+            raise RuntimeError(f"SUMO failed while running {net} with {routes}: {_log(error_log) or exc}") from exc
+        api.close()  # also flushes the edgeData file
         wall = time.perf_counter() - t0
         edge_speed = _edge_speeds(edge_data, sampled.pop("edge_ids"), sampled.pop("speed_limit_mps"),
                                   warmup_s, round_s, ep.rounds + 1)

@@ -461,3 +461,15 @@ def test_cli_prints_one_row_per_seed(capsys: pytest.CaptureFixture[str]) -> None
     assert sumo.main(["--preset", "tiny", "--seeds", "0", "1"]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 0 |") or line.startswith("| 1 |")]
     assert len(rows) == 2
+
+
+@needs_sumo
+@pytest.mark.parametrize("backend", ["libsumo", "traci"])
+def test_sumo_errors_carry_sumos_own_message(tmp_path: Path, backend: str) -> None:
+    if backend == "libsumo" and not sumo._importable("libsumo"):
+        pytest.skip("libsumo is not installed")
+    routes = tmp_path / "bad.rou.xml"
+    routes.write_text('<routes><vehicle id="x" depart="0"><route edges="NOPE"/></vehicle></routes>', encoding="utf-8")
+    cfg = preset("tiny", **SMALL, sumo_route_file=str(routes))
+    with pytest.raises(RuntimeError, match="The edge 'NOPE' within the route for vehicle 'x' is not known"):
+        sumo.build_trace(cfg, 0, backend)
