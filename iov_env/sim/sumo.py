@@ -108,14 +108,24 @@ def require() -> None:
 
 
 def resolve_backend(name: str) -> str:
-    """``"auto"`` -> libsumo when it is installed, else traci; an explicit choice must be installed."""
+    """``"auto"`` -> libsumo when it imports, else traci (the fallback); an explicit choice must work."""
     require()
+    if name == "traci":
+        return name
+    problem = None
+    if not _importable("libsumo"):
+        problem = "libsumo is not installed"
+    else:
+        try:
+            _import_libsumo()
+        except (ImportError, OSError) as exc:  # e.g. a wheel built against other system libraries
+            problem = f"libsumo does not import ({type(exc).__name__}: {exc})"
+    if problem is None:
+        return "libsumo"
     if name == "auto":
-        return "libsumo" if _importable("libsumo") else "traci"
-    if name == "libsumo" and not _importable("libsumo"):
-        raise SumoUnavailableError(f"sumo_backend='libsumo' but libsumo is not installed; install it with: {INSTALL_HINT} "
-                                   "(or use sumo_backend='traci' or 'auto')")
-    return name
+        return "traci"
+    raise SumoUnavailableError(f"sumo_backend='libsumo' but {problem}; install it with: {INSTALL_HINT} "
+                               "(or use sumo_backend='traci' or 'auto')")
 
 
 def sumo_version() -> str:

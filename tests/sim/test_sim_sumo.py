@@ -473,3 +473,13 @@ def test_sumo_errors_carry_sumos_own_message(tmp_path: Path, backend: str) -> No
     cfg = preset("tiny", **SMALL, sumo_route_file=str(routes))
     with pytest.raises(RuntimeError, match="The edge 'NOPE' within the route for vehicle 'x' is not known"):
         sumo.build_trace(cfg, 0, backend)
+
+
+@needs_sumo
+def test_traci_is_the_fallback_when_libsumo_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "libsumo", None)
+    assert sumo.resolve_backend("auto") == "traci"
+    with pytest.raises(sumo.SumoUnavailableError, match="sumo_backend='libsumo' but libsumo is not installed"):
+        sumo.resolve_backend("libsumo")
+    _, stats = sumo.build_trace(preset("tiny", **SMALL), 0)
+    assert stats.backend == "traci"
