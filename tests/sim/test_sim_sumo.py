@@ -365,7 +365,9 @@ def test_a_run_killed_while_caching_leaves_no_partial_file(tmp_path: Path, monke
         "from iov_env.config import preset\nfrom iov_env.sim import sumo\n"
         "sumo.load_trace(preset('tiny', mobility_model='sumo', rounds=6), 8)\n"
     )
-    env = {**os.environ, "IOV_CACHE_DIR": str(tmp_path)}
+    scratch = tmp_path / "tmp"  # the killed run cannot remove its scratch folder: keep it out of /tmp
+    scratch.mkdir()
+    env = {**os.environ, "IOV_CACHE_DIR": str(tmp_path), "TMPDIR": str(scratch)}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == -signal.SIGKILL, done.stderr
     where = tmp_path / "sumo" / folder
