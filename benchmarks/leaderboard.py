@@ -34,7 +34,7 @@ from iov_env.results import save_figure_atomic, write_csv_atomic, write_text_ato
 
 SB3_AGENTS = {"ppo_shared": "PPO", "a2c_shared": "A2C", "dqn_shared": "DQN"}
 DEFAULT_AGENTS = ("ucb_dual", "ucb1", "homolora", "hetlora", "flexlora", "fedra", "random", "greedy_oracle")
-DEFAULT_SCENARIOS = ("tiny-v0", "paper-v0", "paper-tight-v0", "paper-rank-prior-v0", "scale-90-v0")
+DEFAULT_SCENARIOS = ("tiny-v0", "paper-v0", "paper-tight-v0", "paper-rank-prior-v0", "scale-90-v0", "paper-sumo-v0")
 # (record key, label, higher is better)
 METRICS = (
     ("cumulative_reward", "reward", True),

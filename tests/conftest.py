@@ -32,6 +32,15 @@ def real_tdrive_dir() -> Path | None:
     return None
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """SUMO traces are cached under $IOV_CACHE_DIR: the suite writes a folder of its own, never the user's cache."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("IOV_CACHE_DIR", str(tmp_path_factory.mktemp("iov_cache")))
+    yield
+    mp.undo()
+
+
 def random_actions(env: IoVParallelEnv, rng: np.random.Generator) -> dict[str, int]:
     """One uniformly random rank index per live agent, from a test-owned generator."""
     return {a: int(rng.integers(env.config.num_ranks)) for a in env.agents}
