@@ -54,7 +54,8 @@ HYPERPARAMETERS: dict[str, dict[str, Any]] = {
     "ppo_lag_shared": {**PPO_HP, "lagrangian": {"ki": 0.05}},
     "a2c_shared": {"n_steps": 16},
     "dqn_shared": {"learning_starts": 1000, "buffer_size": 50_000},
-    "rllib_ppo": {"train_batch_size": 2048, "minibatch_size": 256, "num_epochs": 5, "lr": 3e-4, "gamma": 0.99},
+    # RLlib counts its train batch in env steps: 128 rounds, like the SB3 rollouts
+    "rllib_ppo": {"train_batch_size": 128, "minibatch_size": 64, "num_epochs": 5, "lr": 3e-4, "gamma": 0.99},
 }
 METRIC_KEYS = ("return", "energy_j", "violation_rate")
 
