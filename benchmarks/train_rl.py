@@ -312,6 +312,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=1, help="training runs in parallel (processes)")
     p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS", help="run the training runs as Ray tasks")
     p.add_argument("--reps", type=int, default=1000, help="bootstrap resamples for the CIs")
+    p.add_argument("--report-only", action="store_true",
+                   help="train nothing: aggregate the curves, plateau and plots of the runs already in --out")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="override a hyperparameter of every agent trained (JSON values), e.g. n_epochs=10")
     args = p.parse_args(argv)
@@ -340,7 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
          "dir": str(run_dir(args.out, sid, agent, TRAIN_SEED_BASE + k))}
         for sid in args.scenarios for agent in args.agents for k in range(args.seeds)
     ]
-    todo = [j for j in jobs if not is_done(j)]
+    todo = [] if args.report_only else [j for j in jobs if not is_done(j)]
     print(f"{len(jobs) - len(todo)} of {len(jobs)} training runs already done; training {len(todo)}", file=sys.stderr)
     runs.execute(train_run, todo, workers=args.workers, ray_address=args.ray, desc="train_rl")
     curves = aggregate(args.out, jobs, reps=args.reps)
