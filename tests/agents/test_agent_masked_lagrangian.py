@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -22,13 +21,7 @@ SCARCE = {"preset": "tiny", "vehicle_energy_j": 60.0}
 SMALL_PPO = {"n_steps": 40, "batch_size": 40, "n_epochs": 1}
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """Two shared cores: keep torch off the other engineers' CPU, and restore afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _count_corrections(trainer: SB3Trainer, timesteps: int) -> tuple[int, int]:
