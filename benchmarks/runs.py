@@ -152,10 +152,9 @@ def _execute_ray(fn: Callable[[Any], Any], jobs: Sequence[Any], address: str, do
         ) from exc
     started = not ray.is_initialized()
     if started:
-        # the project root on the workers' path, so that the job function imports there as it does here
-        root = str(Path(__file__).resolve().parents[1])
-        env = {"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}}
-        ray.init(address=None if address == "local" else address, runtime_env=env, include_dashboard=False,
+        # local workers inherit this process's environment; on a cluster every node needs iov-env installed
+        # (pip install 'iov-env[ray]'), as Ray ships only the function, not the package
+        ray.init(address=None if address == "local" else address, include_dashboard=False,
                  log_to_driver=False, ignore_reinit_error=True)
     try:
         remote = ray.remote(num_cpus=1)(fn)

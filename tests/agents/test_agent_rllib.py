@@ -49,14 +49,12 @@ def test_masked_observations_use_rllib_keys_and_the_env_masks() -> None:
 
 
 @pytest.fixture(scope="module")
-def trainer() -> Iterator[RLlibTrainer]:
-    """One small local Ray and one trainer for the module (Ray's start-up dominates the cost)."""
+def trainer(local_ray: object) -> Iterator[RLlibTrainer]:
+    """One trainer for the module, on the session's local Ray."""
     torch.set_num_threads(1)
-    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
     tr = RLlibTrainer(SCARCE, seed=0, **SMALL).learn(60 * 6 * 2)
     yield tr
     tr.close()
-    ray.shutdown()
 
 
 @pytest.mark.ray

@@ -99,9 +99,8 @@ def test_workers_give_the_same_rows_as_one_process(tmp_path: Path) -> None:
 
 
 @pytest.mark.ray
-def test_ray_gives_the_same_rows_as_one_process(tmp_path: Path) -> None:
-    """--ray (a local Ray) writes the rows --workers 1 writes."""
-    pytest.importorskip("ray", reason="Ray is not installed here; run `make test-ray` (its own venv)")
+def test_ray_gives_the_same_rows_as_one_process(tmp_path: Path, local_ray: object) -> None:
+    """--ray (on the session's local Ray) writes the rows --workers 1 writes."""
     assert leaderboard.main([*GRID, "--out", str(tmp_path / "w1"), "--no-plots"]) == 0
     assert leaderboard.main([*GRID, "--out", str(tmp_path / "ray"), "--no-plots", "--ray"]) == 0
     assert _rows(tmp_path / "w1") == _rows(tmp_path / "ray")
