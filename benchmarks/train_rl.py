@@ -51,7 +51,9 @@ PPO_HP: dict[str, Any] = {"n_steps": 128, "batch_size": 256, "n_epochs": 5, "lea
 HYPERPARAMETERS: dict[str, dict[str, Any]] = {
     "ppo_shared": PPO_HP,
     "maskable_ppo_shared": PPO_HP,
-    "ppo_lag_shared": {**PPO_HP, "lagrangian": {"ki": 0.05}},
+    # PI gains: lambda (reward/J) must reach ~0.5-1 within a few rollouts of a ~100% overspend, and the
+    # proportional term answers at once while the integral holds the steady state (PID-Lagrangian)
+    "ppo_lag_shared": {**PPO_HP, "lagrangian": {"ki": 0.2, "kp": 0.5}},
     "a2c_shared": {"n_steps": 16},
     "dqn_shared": {"learning_starts": 1000, "buffer_size": 50_000},
     # RLlib counts its train batch in env steps: 128 rounds, like the SB3 rollouts
@@ -130,6 +132,12 @@ def train_run(job: dict[str, Any]) -> dict[str, Any]:
     folder = Path(job["dir"])
     env_kwargs = scenario(job["scenario"])
     curve_path, state_dir = folder / "curve.csv", folder / "trainer"
+    settings = {k: job[k] for k in ("scenario", "agent", "seed", "eval_seeds", "hp")}
+    settings_path = folder / "settings.json"
+    if settings_path.exists() and json.loads(settings_path.read_text()) != json.loads(json.dumps(settings)):
+        raise ValueError(f"{folder} was trained with other settings ({settings_path}); delete the folder to "
+                         "retrain it, or train into another --out")
+    write_text_atomic(settings_path, json.dumps(settings, indent=1))
     curve = _read_curve(curve_path)
     if curve and (state_dir / "trainer.json").exists():
         trainer = load_trainer(job["agent"], state_dir)

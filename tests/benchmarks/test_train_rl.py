@@ -60,6 +60,9 @@ def test_train_then_leaderboard_evaluates_the_checkpoints_without_training(tmp_p
     monkeypatch.setattr(train_rl, "train_run", no_training)
     assert train_rl.main([*TINY_RUN, "--env-steps", "80", "--out", str(out)]) == 0
     monkeypatch.undo()
+    # other hyperparameters in the same folder: refused, not silently mixed into the old run
+    with pytest.raises(ValueError, match="other settings"):
+        train_rl.main([*TINY_RUN[:-1], "n_epochs=2", "--seeds", "1", "--env-steps", "120", "--out", str(out)])
     # a larger budget resumes from the saved trainer: the first three evaluations stay as they were
     assert train_rl.main([*TINY_RUN, "--seeds", "1", "--env-steps", "120", "--out", str(out)]) == 0
     longer = _csv(run0 / "curve.csv")
