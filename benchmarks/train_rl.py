@@ -198,13 +198,16 @@ def is_done(job: Mapping[str, Any]) -> bool:
 
 # -- aggregation -----------------------------------------------------------------------------------
 def aggregate(out: Path, jobs: Sequence[Mapping[str, Any]], reps: int = 1000) -> list[dict[str, Any]]:
-    """Per scenario, agent and evaluation step: mean and 95% CI over training seeds of each metric."""
+    """Per scenario, agent and evaluation step: mean and 95% CI over the finished training runs of each metric."""
     from benchmarks.stats import interval_estimate
 
     rows = []
     groups: dict[tuple[str, str], list[list[dict[str, Any]]]] = {}
     for job in jobs:
-        groups.setdefault((job["scenario"], job["agent"]), []).append(_read_curve(Path(job["dir"]) / "curve.csv"))
+        # finished runs only: an unfinished one would cut every seed's curve short (the common schedule)
+        done = (Path(job["dir"]) / "done.json").exists()
+        groups.setdefault((job["scenario"], job["agent"]), []).append(
+            _read_curve(Path(job["dir"]) / "curve.csv") if done else [])
     for (sid, agent), curves in groups.items():
         curves = [c for c in curves if c]
         if not curves:
