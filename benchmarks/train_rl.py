@@ -317,6 +317,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--scenarios", nargs="+", default=list(DEFAULT_SCENARIOS), help=f"from {sorted(SCENARIOS)}")
     p.add_argument("--agents", nargs="+", default=list(DEFAULT_AGENTS), help=f"from {list(trained_agents())}")
     p.add_argument("--seeds", type=int, default=5, help=f"training runs per scenario and agent (seeds {TRAIN_SEED_BASE}+k)")
+    p.add_argument("--first-seed", type=int, default=0,
+                   help="index of the first training run (seed TRAIN_SEED_BASE+index): split one grid across machines")
     p.add_argument("--env-steps", type=int, default=20_000, help="training budget per run, in federated rounds")
     p.add_argument("--eval-every", type=int, default=1_000, help="env steps between evaluations")
     p.add_argument("--eval-episodes", type=int, default=2, help=f"validation episodes per evaluation (seeds {VALIDATION_SEED_BASE}+j)")
@@ -334,6 +336,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = [a for a in args.agents if a not in trained_agents()]
     if unknown:
         p.error(f"unknown agents {unknown}; allowed: {list(trained_agents())}")
+    if args.first_seed < 0:
+        p.error(f"--first-seed={args.first_seed}: at least 0")
     for name, v in (("--seeds", args.seeds), ("--env-steps", args.env_steps), ("--eval-every", args.eval_every),
                     ("--eval-episodes", args.eval_episodes), ("--workers", args.workers)):
         if v < 1:
@@ -351,7 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         {"scenario": sid, "agent": agent, "seed": TRAIN_SEED_BASE + k, "env_steps": args.env_steps,
          "eval_every": args.eval_every, "eval_seeds": eval_seeds, "hp": {**HYPERPARAMETERS[agent], **overrides},
          "dir": str(run_dir(args.out, sid, agent, TRAIN_SEED_BASE + k))}
-        for sid in args.scenarios for agent in args.agents for k in range(args.seeds)
+        for sid in args.scenarios for agent in args.agents for k in range(args.first_seed, args.first_seed + args.seeds)
     ]
     todo = [] if args.report_only else [j for j in jobs if not is_done(j)]
     print(f"{len(jobs) - len(todo)} of {len(jobs)} training runs already done; training {len(todo)}", file=sys.stderr)
