@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
 import io
 import sys
 import time
@@ -109,9 +110,12 @@ def jobs_for(scenario_ids: Sequence[str], agent_names: Sequence[str], seeds: Seq
             for i, s in enumerate(seeds):
                 job: dict[str, Any] = {"scenario": sid, "agent": name, "seed": s}
                 if checkpoints is not None and name in RL_AGENTS:
+                    from agents.checkpoints import manifest_path
                     from benchmarks.train_rl import trained_policy_path
 
                     job["checkpoint"] = str(trained_policy_path(checkpoints, sid, name, i))
+                    # a retrained policy at the same path is a different run: key on its manifest too
+                    job["checkpoint_sha1"] = hashlib.sha1(manifest_path(job["checkpoint"]).read_bytes()).hexdigest()[:12]
                 elif name in SB3_AGENTS:
                     job["sb3_timesteps"] = sb3_timesteps
                 jobs.append(job)
