@@ -226,23 +226,32 @@ def aggregate(out: Path, jobs: Sequence[Mapping[str, Any]], reps: int = 1000) ->
     return rows
 
 
-def plateau_step(steps: Sequence[int], mean: Sequence[float], ci_halfwidth: float, frac: float = 0.05) -> int | None:
-    """The first evaluation step after which the mean curve stays within tolerance of its final level.
+NO_CHANGE = "no change beyond seed noise"
 
-    Final level: the mean of the last quarter of the evaluations (at least two). Tolerance: the larger of
-    ``frac`` of the total change (final level minus the first evaluation) and the 95% CI half-width of
-    the final level across seeds, so seed noise alone never postpones the plateau. None when the curve
-    only settles in its last quarter: it may still be improving, and the budget was too small to tell.
+
+def plateau_step(steps: Sequence[int], mean: Sequence[float], ci_halfwidth: float, frac: float = 0.95,
+                 window: int = 3) -> int | str | None:
+    """The first evaluation from which the curve keeps ``frac`` of its total change: where it plateaus.
+
+    The mean curve is smoothed over ``window`` evaluations (trailing), its final level is the mean of
+    the last quarter of the evaluations (at least two) and its total change is that level minus the
+    first evaluation (the untrained policy). Returns ``NO_CHANGE`` when the total change is within the
+    95% CI half-width of the final level across seeds (training moved nothing measurable), and None
+    when the curve only gets there in its last quarter (it may still be moving: the budget was too
+    small to tell).
     """
     m = np.asarray(mean, dtype=float)
     if m.size < 4:
         return None
     tail = max(2, m.size // 4)
     final = float(m[-tail:].mean())
-    tol = max(frac * abs(final - m[0]), ci_halfwidth, 1e-12)
-    inside = np.abs(m - final) <= tol
-    outside = np.flatnonzero(~inside)
-    first = int(outside[-1]) + 1 if outside.size else 0
+    change = final - m[0]
+    if abs(change) <= ci_halfwidth:
+        return NO_CHANGE
+    smooth = np.array([m[max(0, k - window + 1): k + 1].mean() for k in range(m.size)])
+    progress = (smooth - m[0]) / change
+    below = np.flatnonzero(progress < frac)
+    first = int(below[-1]) + 1 if below.size else 0
     return int(steps[first]) if first < m.size - tail else None
 
 
@@ -257,6 +266,7 @@ def plateaus(curves: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             half = (rows[-1][f"{key}_hi"] - rows[-1][f"{key}_lo"]) / 2
             p = plateau_step(steps, [r[f"{key}_mean"] for r in rows], half)
             rec[f"{key}_plateau_env_steps"] = p if p is not None else "not reached"
+            rec[f"{key}_initial_mean"] = rows[0][f"{key}_mean"]
             rec[f"{key}_final_mean"] = rows[-1][f"{key}_mean"]
         out.append(rec)
     return out
@@ -358,7 +368,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for sid in args.scenarios for agent in args.agents for k in range(args.first_seed, args.first_seed + args.seeds)
     ]
     todo = [] if args.report_only else [j for j in jobs if not is_done(j)]
-    print(f"{len(jobs) - len(todo)} of {len(jobs)} training runs already done; training {len(todo)}", file=sys.stderr)
+    finished = sum(is_done(j) for j in jobs) if args.report_only else len(jobs) - len(todo)
+    print(f"{finished} of {len(jobs)} training runs finished; training {len(todo)}", file=sys.stderr)
     runs.execute(train_run, todo, workers=args.workers, ray_address=args.ray, desc="train_rl")
     curves = aggregate(args.out, jobs, reps=args.reps)
     refs = references(args.scenarios, eval_seeds)

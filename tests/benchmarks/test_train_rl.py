@@ -22,12 +22,13 @@ def _csv(path: Path) -> list[dict[str, str]]:
 
 
 def test_plateau_step_finds_where_the_curve_settles() -> None:
-    """A curve that rises then stays flat plateaus where it enters the final band; one still rising does not."""
+    """Rise then flat: the smoothed curve keeps 95% of its change from step 500 on; noise and rising curves are told apart."""
     steps = list(range(0, 1100, 100))
     rising_then_flat = [0, 50, 80, 95, 99, 100, 100, 101, 100, 99, 100]
-    assert train_rl.plateau_step(steps, rising_then_flat, ci_halfwidth=0.0) == 300
-    assert train_rl.plateau_step(steps, rising_then_flat, ci_halfwidth=25.0) == 200  # seed noise widens the band
-    assert train_rl.plateau_step(steps, list(range(11)), ci_halfwidth=0.0) is None
+    assert train_rl.plateau_step(steps, rising_then_flat, ci_halfwidth=0.0) == 500
+    assert train_rl.plateau_step(steps, [-x for x in rising_then_flat], ci_halfwidth=0.0) == 500  # falling energy
+    assert train_rl.plateau_step(steps, rising_then_flat, ci_halfwidth=150.0) == train_rl.NO_CHANGE
+    assert train_rl.plateau_step(steps, list(range(11)), ci_halfwidth=0.0) is None  # still rising at the end
 
 
 def test_training_seeds_are_disjoint_from_validation_and_evaluation_seeds() -> None:
