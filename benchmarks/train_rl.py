@@ -368,7 +368,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for sid in args.scenarios for agent in args.agents for k in range(args.first_seed, args.first_seed + args.seeds)
     ]
     todo = [] if args.report_only else [j for j in jobs if not is_done(j)]
-    finished = sum(is_done(j) for j in jobs) if args.report_only else len(jobs) - len(todo)
+    finished = sum((Path(j["dir"]) / "done.json").exists() for j in jobs) if args.report_only else len(jobs) - len(todo)
     print(f"{finished} of {len(jobs)} training runs finished; training {len(todo)}", file=sys.stderr)
     runs.execute(train_run, todo, workers=args.workers, ray_address=args.ray, desc="train_rl")
     curves = aggregate(args.out, jobs, reps=args.reps)
