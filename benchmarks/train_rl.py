@@ -231,7 +231,7 @@ NO_CHANGE = "no change beyond seed noise"
 
 def plateau_step(steps: Sequence[int], mean: Sequence[float], ci_halfwidth: float, frac: float = 0.95,
                  window: int = 3) -> int | str | None:
-    """The first evaluation from which the curve keeps ``frac`` of its total change: where it plateaus.
+    """The first evaluation from which the curve stays within ``1 - frac`` of its total change of its final level.
 
     The mean curve is smoothed over ``window`` evaluations (trailing), its final level is the mean of
     the last quarter of the evaluations (at least two) and its total change is that level minus the
@@ -249,9 +249,10 @@ def plateau_step(steps: Sequence[int], mean: Sequence[float], ci_halfwidth: floa
     if abs(change) <= ci_halfwidth:
         return NO_CHANGE
     smooth = np.array([m[max(0, k - window + 1): k + 1].mean() for k in range(m.size)])
-    progress = (smooth - m[0]) / change
-    below = np.flatnonzero(progress < frac)
-    first = int(below[-1]) + 1 if below.size else 0
+    # within (1 - frac) of the change from the final level, or within seed noise: overshoots count as outside
+    band = max((1.0 - frac) * abs(change), ci_halfwidth)
+    outside = np.flatnonzero(np.abs(smooth - final) > band)
+    first = int(outside[-1]) + 1 if outside.size else 0
     return int(steps[first]) if first < m.size - tail else None
 
 
