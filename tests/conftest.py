@@ -71,3 +71,23 @@ def tiny_env(make_parallel: Callable[..., IoVParallelEnv]) -> IoVParallelEnv:
 def fixture_tdrive_dir() -> Path:
     """A hand-written T-Drive folder (two taxis) with duplicates, disorder and an impossible jump."""
     return FIXTURES / "tdrive"
+
+
+@pytest.fixture(scope="session")
+def local_ray() -> Iterator[Any]:
+    """One small local Ray for every test that needs it (its start-up dominates their cost); skip without Ray."""
+    ray = pytest.importorskip("ray", reason="Ray is not installed here; run `make test-ray` (its own venv)")
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """Two shared cores: keep torch off the other engineers' CPU, and restore afterwards."""
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
