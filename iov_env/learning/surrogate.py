@@ -93,6 +93,11 @@ def calibration_path(config: IoVConfig) -> Path:
         return p
     model = Path(config.learning.model_name_or_path.rstrip("/")).name
     candidate = CALIBRATION_DIR / f"{model}.json"
+    # a model may be calibrated in several LoRA regimes (<model>-<regime>.json): take the one measured in
+    # this config's regime, so switching regime switches the fast world's curves with it
+    for path in [candidate, *sorted(CALIBRATION_DIR.glob(f"{model}-*.json"))]:
+        if path.is_file() and not regime_mismatch(path, config):
+            return path
     return candidate if candidate.is_file() else CALIBRATION_DIR / "default.json"
 
 

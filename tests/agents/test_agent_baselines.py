@@ -178,7 +178,7 @@ def test_centralized_view_reproduces_the_decentralized_episode(agent_cls: type) 
 
     import iov_env  # noqa: F401 - registers the ids
 
-    env = gym.make("iov_env/IoVRank-tiny-fast-v0")
+    env = gym.make("iov_env/IoVRank-tiny-fast-v1")
     try:
         cen = run_centralized(agent_cls(), env, seed=3)
     finally:

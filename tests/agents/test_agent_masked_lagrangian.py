@@ -48,7 +48,7 @@ def test_centralized_action_masks_follow_the_info_through_gym_make() -> None:
     import gymnasium as gym
     from sb3_contrib.common.maskable.utils import get_action_masks, is_masking_supported
 
-    env = gym.make("iov_env/IoVRank-tiny-fast-v0", vehicle_energy_j=60.0)
+    env = gym.make("iov_env/IoVRank-tiny-fast-v1", vehicle_energy_j=60.0)
     try:
         assert is_masking_supported(env)
         _, info = env.reset(seed=0)
@@ -176,7 +176,7 @@ def test_checkpoint_round_trip_gives_identical_actions(algo: str, centralized: b
     if centralized:
         runs = []
         for agent in (policy, loaded):
-            env = gym.make("iov_env/IoVRank-tiny-fast-v0")
+            env = gym.make("iov_env/IoVRank-tiny-fast-v1")
             runs.append(run_centralized(agent, env, seed=11))
             env.close()
     else:

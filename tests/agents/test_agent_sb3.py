@@ -46,7 +46,7 @@ def test_centralized_training_then_episode(algo: str) -> None:
 
     policy = train_centralized(algo, TINY, total_timesteps=200, seed=0, **SMALL[algo])
     assert policy.centralized and policy.state()["num_timesteps"] >= 200
-    env = gym.make("iov_env/IoVRank-tiny-fast-v0")
+    env = gym.make("iov_env/IoVRank-tiny-fast-v1")
     try:
         out = run_centralized(policy, env, seed=1)
     finally:

@@ -18,7 +18,7 @@ def _runs(path: Path) -> list[dict[str, str]]:
 
 def test_leaderboard_writes_files_and_is_reproducible(tmp_path: Path) -> None:
     """Same command, same numbers; runs.csv has one row per (scenario, agent, seed); plots are PNGs."""
-    args = ["--scenarios", "tiny-v0", "--agents", "homolora", "random", "--seeds", "2", "--reps", "100"]
+    args = ["--scenarios", "tiny-v1", "--agents", "homolora", "random", "--seeds", "2", "--reps", "100"]
     assert leaderboard.main([*args, "--out", str(tmp_path / "a")]) == 0
     assert leaderboard.main([*args, "--out", str(tmp_path / "b"), "--no-plots"]) == 0
     a, b = _runs(tmp_path / "a"), _runs(tmp_path / "b")
@@ -26,9 +26,9 @@ def test_leaderboard_writes_files_and_is_reproducible(tmp_path: Path) -> None:
     for ra, rb in zip(a, b, strict=True):
         assert {k: v for k, v in ra.items() if k != "wall_s"} == {k: v for k, v in rb.items() if k != "wall_s"}
     md = (tmp_path / "a" / "LEADERBOARD.md").read_text()
-    assert "## tiny-v0" in md and "| homolora |" in md and "| random |" in md
-    assert (tmp_path / "a" / "tiny-v0.png").read_bytes()[:4] == b"\x89PNG"
-    assert not (tmp_path / "b" / "tiny-v0.png").exists()
+    assert "## tiny-v1" in md and "| homolora |" in md and "| random |" in md
+    assert (tmp_path / "a" / "tiny-v1.png").read_bytes()[:4] == b"\x89PNG"
+    assert not (tmp_path / "b" / "tiny-v1.png").exists()
 
 
 def test_ranking_orders_by_mean_reward_rank() -> None:

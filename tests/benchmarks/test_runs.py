@@ -9,7 +9,7 @@ import pytest
 
 from benchmarks import leaderboard, runs
 
-GRID = ["--scenarios", "tiny-v0", "--agents", "homolora", "random", "ucb_dual", "--seeds", "2", "--reps", "50"]
+GRID = ["--scenarios", "tiny-v1", "--agents", "homolora", "random", "ucb_dual", "--seeds", "2", "--reps", "50"]
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -76,14 +76,14 @@ def test_leaderboard_resumes_after_a_kill_without_rerunning_or_duplicating(tmp_p
 def test_a_new_run_removes_the_earlier_runs_outputs(tmp_path: Path) -> None:
     """No PNG of a scenario that is not in the new run, and no stored runs of the old grid."""
     out = tmp_path / "lb"
-    assert leaderboard.main(["--scenarios", "tiny-v0", "--agents", "homolora", "--seeds", "2", "--reps", "20",
+    assert leaderboard.main(["--scenarios", "tiny-v1", "--agents", "homolora", "--seeds", "2", "--reps", "20",
                              "--out", str(out)]) == 0
-    assert (out / "tiny-v0.png").exists()
+    assert (out / "tiny-v1.png").exists()
     (out / "notes.txt").write_text("mine")
-    assert leaderboard.main(["--scenarios", "scale-10-v0", "--agents", "random", "--seeds", "2", "--reps", "20",
+    assert leaderboard.main(["--scenarios", "scale-10-v1", "--agents", "random", "--seeds", "2", "--reps", "20",
                              "--out", str(out), "--no-plots"]) == 0
-    assert not (out / "tiny-v0.png").exists() and not list(out.glob("*.png"))
-    assert {r["scenario"] for r in _rows(out)} == {"scale-10-v0"} and len(list((out / "runs").glob("*.json"))) == 2
+    assert not (out / "tiny-v1.png").exists() and not list(out.glob("*.png"))
+    assert {r["scenario"] for r in _rows(out)} == {"scale-10-v1"} and len(list((out / "runs").glob("*.json"))) == 2
     assert (out / "notes.txt").read_text() == "mine"  # only the leaderboard's own kinds of files go
     unrelated = tmp_path / "mine"
     unrelated.mkdir()

@@ -12,7 +12,7 @@ pytest.importorskip("sb3_contrib")
 
 from benchmarks import leaderboard, train_rl  # noqa: E402
 
-TINY_RUN = ["--scenarios", "tiny-v0", "--agents", "maskable_ppo_shared", "--seeds", "2", "--eval-every", "40",
+TINY_RUN = ["--scenarios", "tiny-v1", "--agents", "maskable_ppo_shared", "--seeds", "2", "--eval-every", "40",
             "--eval-episodes", "1", "--reps", "50", "--set", "n_steps=20", "batch_size=60", "n_epochs=1"]
 
 
@@ -43,12 +43,12 @@ def test_train_then_leaderboard_evaluates_the_checkpoints_without_training(tmp_p
     the leaderboard then loads (never trains) the policies, evaluation seed i <- training run i."""
     out = tmp_path / "rl"
     assert train_rl.main([*TINY_RUN, "--env-steps", "80", "--out", str(out)]) == 0
-    run0 = out / "tiny-v0" / "maskable_ppo_shared" / "seed1000"
+    run0 = out / "tiny-v1" / "maskable_ppo_shared" / "seed1000"
     curve = _csv(run0 / "curve.csv")
     assert [int(r["env_steps"]) for r in curve] == [0, 40, 80]
     assert {"return", "energy_j", "violation_rate", "lambda"} <= set(curve[0])
     assert (run0 / "policy.zip").stat().st_size < 400_000 and json.loads((run0 / "done.json").read_text())["env_steps"] == 80
-    assert (out / "curves_tiny-v0.png").read_bytes()[:4] == b"\x89PNG"
+    assert (out / "curves_tiny-v1.png").read_bytes()[:4] == b"\x89PNG"
     agg = _csv(out / "curves.csv")
     assert len(agg) == 3 and all(r["seeds"] == "2" for r in agg)
     assert float(agg[-1]["return_lo"]) <= float(agg[-1]["return_mean"]) <= float(agg[-1]["return_hi"])
@@ -76,7 +76,7 @@ def test_train_then_leaderboard_evaluates_the_checkpoints_without_training(tmp_p
 
     monkeypatch.setattr(sb3, "train_decentralized", no_sb3_training)
     lb = tmp_path / "lb"
-    assert leaderboard.main(["--scenarios", "tiny-v0", "--agents", "maskable_ppo_shared", "--seeds", "3",
+    assert leaderboard.main(["--scenarios", "tiny-v1", "--agents", "maskable_ppo_shared", "--seeds", "3",
                              "--reps", "20", "--no-plots", "--checkpoints", str(out), "--out", str(lb)]) == 0
     stored = sorted(json.loads(p.read_text())["job"]["checkpoint"] for p in (lb / "runs").glob("*.json"))
     assert [Path(c).parent.name for c in stored] == ["seed1000", "seed1000", "seed1001"]  # seed 2 cycles to run 0
@@ -87,7 +87,7 @@ def test_train_then_leaderboard_evaluates_the_checkpoints_without_training(tmp_p
 def test_missing_checkpoints_and_unknown_agents_are_clear_errors(tmp_path: Path, capsys) -> None:
     """The leaderboard names the train_rl command to run; train_rl names the agents it knows."""
     with pytest.raises(SystemExit):
-        leaderboard.main(["--scenarios", "tiny-v0", "--agents", "ppo_lag_shared", "--seeds", "2",
+        leaderboard.main(["--scenarios", "tiny-v1", "--agents", "ppo_lag_shared", "--seeds", "2",
                           "--checkpoints", str(tmp_path), "--out", str(tmp_path / "lb")])
     assert "benchmarks.train_rl" in capsys.readouterr().err
     with pytest.raises(SystemExit):

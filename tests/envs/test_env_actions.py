@@ -100,7 +100,7 @@ def test_step_before_reset_and_after_the_end(make_parallel) -> None:
 # -- gym (centralised) view ---------------------------------------------------------------------
 @pytest.fixture
 def gym_env():
-    env = gym.make("iov_env/IoVRank-tiny-fast-v0")
+    env = gym.make("iov_env/IoVRank-tiny-fast-v1")
     env.reset(seed=0)
     yield env
     env.close()

@@ -14,8 +14,8 @@ import iov_env
 
 
 def test_fast_and_real_ids_are_listed() -> None:
-    assert "iov_env/IoVRank-fast-v0" in FAST_IDS
-    assert "iov_env/IoVRank-city-fast-v0" in FAST_IDS
+    assert "iov_env/IoVRank-fast-v1" in FAST_IDS
+    assert "iov_env/IoVRank-city-fast-v1" in FAST_IDS
     assert REAL_IDS and set(FAST_IDS).isdisjoint(REAL_IDS)
 
 
@@ -59,7 +59,7 @@ def test_pettingzoo_parallel_api_real() -> None:
     env.close()
 
 
-@pytest.mark.parametrize("env_id", ["iov_env/IoVRank-tiny-fast-v0"])
+@pytest.mark.parametrize("env_id", ["iov_env/IoVRank-tiny-fast-v1"])
 @pytest.mark.parametrize("render_mode", ["rgb_array", "ansi"])
 def test_gymnasium_check_env_with_render(env_id: str, render_mode: str) -> None:
     env = gym.make(env_id, render_mode=render_mode)
@@ -108,7 +108,7 @@ def test_dict_observation_carries_the_mask() -> None:
 
 def test_gym_view_rejects_dict_observations() -> None:
     with pytest.raises(ValueError, match="obs_type"):
-        gym.make("iov_env/IoVRank-tiny-fast-v0", obs_type="dict")
+        gym.make("iov_env/IoVRank-tiny-fast-v1", obs_type="dict")
 
 
 def test_render_mode_is_validated() -> None:

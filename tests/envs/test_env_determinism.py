@@ -74,7 +74,7 @@ def test_different_seeds_give_different_trajectories() -> None:
 
 def test_gym_view_is_deterministic_per_seed() -> None:
     def run(seed: int) -> tuple[list, list, list]:
-        env = gym.make("iov_env/IoVRank-paper-fast-v0")
+        env = gym.make("iov_env/IoVRank-paper-fast-v1")
         rng = np.random.default_rng(0)
         obs, _ = env.reset(seed=seed)
         o, r, c = [obs], [], []

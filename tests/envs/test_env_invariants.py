@@ -185,7 +185,7 @@ def test_truncation_exactly_after_rounds(make_parallel) -> None:
     assert env.agents == [] and env.simulator.done
 
 
-@pytest.mark.parametrize("env_id", ["iov_env/IoVRank-tiny-fast-v0", "iov_env/IoVRank-paper-fast-v0"])
+@pytest.mark.parametrize("env_id", ["iov_env/IoVRank-tiny-fast-v1", "iov_env/IoVRank-paper-fast-v1"])
 def test_gym_view_reward_and_cost_are_sums(env_id: str) -> None:
     env = gym.make(env_id)
     rng = np.random.default_rng(0)
@@ -213,7 +213,7 @@ def test_gym_view_reward_and_cost_are_sums(env_id: str) -> None:
 
 def test_gym_view_matches_parallel_view() -> None:
     """The centralised reward is exactly the sum of the decentralised rewards on the same seed and actions."""
-    g = gym.make("iov_env/IoVRank-tiny-fast-v0")
+    g = gym.make("iov_env/IoVRank-tiny-fast-v1")
     p = iov_env.parallel_env(preset="tiny")
     g.reset(seed=8)
     p.reset(seed=8)

@@ -54,7 +54,7 @@ def test_no_render_mode_renders_nothing(tiny_env) -> None:
 
 @pytest.mark.parametrize("mode", ["rgb_array", "ansi"])
 def test_gym_view_renders(mode: str) -> None:
-    env = gym.make("iov_env/IoVRank-tiny-fast-v0", render_mode=mode)
+    env = gym.make("iov_env/IoVRank-tiny-fast-v1", render_mode=mode)
     env.reset(seed=0)
     env.step(env.action_space.sample())
     out = env.render()

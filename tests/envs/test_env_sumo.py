@@ -36,7 +36,7 @@ def test_tiny_preset_passes_parallel_api_test() -> None:
 
 
 def test_gymnasium_check_env() -> None:
-    env = gym.make("iov_env/IoVRank-tiny-fast-v0", mobility_model="sumo", rounds=5)
+    env = gym.make("iov_env/IoVRank-tiny-fast-v1", mobility_model="sumo", rounds=5)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error")

@@ -51,11 +51,11 @@ def test_missing_extra_names_the_install_command(monkeypatch: pytest.MonkeyPatch
 def test_scenario_reports_the_missing_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     from benchmarks.scenarios import SCENARIOS, unavailable_reason
 
-    assert SCENARIOS["paper-sumo-v0"] == {"preset": "paper", "fidelity": "fast", "mobility_model": "sumo"}
-    assert unavailable_reason("paper-sumo-v0") == MISSING
+    assert SCENARIOS["paper-sumo-v1"] == {"preset": "paper", "fidelity": "fast", "mobility_model": "sumo"}
+    assert unavailable_reason("paper-sumo-v1") == MISSING
     _hide_sumo(monkeypatch)
-    assert "iov-env[sumo]" in (unavailable_reason("paper-sumo-v0") or "")
-    assert unavailable_reason("paper-v0") is None
+    assert "iov-env[sumo]" in (unavailable_reason("paper-sumo-v1") or "")
+    assert unavailable_reason("paper-v1") is None
 
 
 def test_grid_layout_spans_the_map() -> None:
