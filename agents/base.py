@@ -103,12 +103,20 @@ class Agent:
 
 
 def feasible_indices(action_mask: np.ndarray | None, num_actions: int) -> np.ndarray:
-    """Indices allowed by the mask; all of them when the mask is missing or empty (never an empty set)."""
+    """Indices allowed by the mask (all of them when there is no mask); ValueError when it allows none.
+
+    The env always leaves at least the smallest rank feasible (also for inactive vehicles), so an all-zero
+    mask means the caller built it wrongly; returning some index anyway would hide that.
+    """
     if action_mask is None:
         return np.arange(num_actions)
     idx = np.flatnonzero(np.asarray(action_mask)[:num_actions])
-    # an all-zero mask would leave nothing to pick; index 0 is what the env executes for inactive vehicles
-    return idx if idx.size else np.array([0])
+    if not idx.size:
+        raise ValueError(
+            f"action_mask {np.asarray(action_mask).tolist()} allows no action; allowed: at least one of the "
+            f"{num_actions} entries set (the env always leaves the smallest rank feasible)"
+        )
+    return idx
 
 
 def largest_feasible_at_most(target: int, action_mask: np.ndarray | None, num_actions: int) -> int:

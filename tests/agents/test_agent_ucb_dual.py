@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _agent_bandit import lagrangian_regret, run_bandit
+from _agent_bandit import agent_actions, lagrangian_regret, reward_matrix, run_bandit, ucb1_actions
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -132,18 +132,19 @@ def test_same_seed_same_decisions() -> None:
     seed=st.integers(0, 2**16),
 )
 def test_never_picks_a_masked_rank(masks: list[list[bool]], seed: int) -> None:
-    """Whatever the availability pattern, the choice is feasible (index 0 when nothing is)."""
+    """Whatever the availability pattern, the choice is feasible; a mask that allows nothing is refused."""
     agent = UCBDual(dual_source="local")
     agent.bind(AgentContext(rank_set=(1, 2, 4, 8, 16, 32, 64)))
     agent.reset(seed)
     rng = np.random.default_rng(seed)
     for m in masks:
         mask = np.array(m, dtype=np.int8)
+        if not mask.any():
+            with pytest.raises(ValueError, match="allows no action"):
+                agent.act(None, mask)
+            continue
         a = agent.act(None, mask)
-        if mask.any():
-            assert mask[a] == 1
-        else:
-            assert a == 0
+        assert mask[a] == 1
         agent.update(a, float(rng.uniform(0, 100)), float(rng.uniform(0, 20)), {"budget": 10.0})
 
 
@@ -222,3 +223,109 @@ def test_improvement_signal_learns_on_accuracy_gains() -> None:
     agent.update(1, 109.0, 1.0, {"budget": 1.0, "rewards": {"accuracy": 110.0, "latency": -1.0}})
     assert agent.state()["counts"] == [0.0, 1.0]
     assert agent.state()["reward_means"][1] == pytest.approx(109.0 - 101.0)
+
+
+# the reviewer's instance: 7 arms, means 0.1..0.7 (sigma 0.1 for Gaussian rewards)
+BANDIT_MEANS = np.linspace(0.1, 0.7, 7)
+
+
+def _pseudo_regret(actions: np.ndarray) -> float:
+    return float(np.sum(BANDIT_MEANS.max() - BANDIT_MEANS[actions]))
+
+
+@pytest.mark.parametrize("kind", ["bernoulli", "gaussian"])
+def test_regret_within_ten_percent_of_textbook_ucb1(kind: str) -> None:
+    """Same reward draws for both (paired): UCB-DUAL's regret (no cost, so no price) is <= 1.1x UCB1's over 4 seeds."""
+    ours, ref = [], []
+    for seed in range(4):
+        rewards = reward_matrix(kind, BANDIT_MEANS, 10_000, seed)
+        agent = UCBDual(dual_source="local", num_actions=len(BANDIT_MEANS))
+        ours.append(_pseudo_regret(agent_actions(agent, rewards, seed)))
+        ref.append(_pseudo_regret(ucb1_actions(rewards)))
+    ratio = np.sum(ours) / np.sum(ref)
+    assert ratio <= 1.1, f"{kind}: regret {np.sum(ours):.0f} vs UCB1 {np.sum(ref):.0f} (x{ratio:.2f})"
+
+
+def test_minmax_normalisation_overexplores_on_gaussian_rewards() -> None:
+    """Why the default changed: running extremes widen like sigma*sqrt(2 ln n), so min-max explores too much."""
+    ours, ref = [], []
+    for seed in range(2):
+        rewards = reward_matrix("gaussian", BANDIT_MEANS, 10_000, seed)
+        agent = UCB1(normalization="minmax", num_actions=len(BANDIT_MEANS))
+        ours.append(_pseudo_regret(agent_actions(agent, rewards, seed)))
+        ref.append(_pseudo_regret(ucb1_actions(rewards)))
+    assert np.sum(ours) / np.sum(ref) > 1.15
+
+
+def test_robust_band_is_exact_for_binary_rewards_and_ignores_gaussian_extremes() -> None:
+    """Rewards in {0, 1}: the band is [0, 1]; Gaussian rewards: the arms' +-2 sd band, inside the record values."""
+    agent = UCB1(num_actions=2)
+    agent.reset(0)
+    for a, r in [(0, 0.0), (0, 1.0), (1, 1.0), (1, 1.0), (1, 0.0)]:
+        agent.update(a, r, 0.0, {"budget": 1.0})
+    assert agent.reward_band() == (0.0, 1.0)
+    rng = np.random.default_rng(0)
+    agent.reset(0)
+    for _ in range(20_000):
+        agent.update(0, float(rng.normal(0.5, 0.1)), 0.0, {"budget": 1.0})
+    lo, hi = agent.reward_band()
+    assert lo == pytest.approx(0.3, abs=0.01) and hi == pytest.approx(0.7, abs=0.01)
+    assert agent.r_min < 0.15 and agent.r_max > 0.85  # the record values a min-max scale would have used
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((1, float("nan"), 1.0, {}), "reward=nan"),
+        ((1, float("inf"), 1.0, {}), "reward=inf"),
+        ((1, 5.0, float("nan"), {}), "cost=nan"),
+        ((1, 5.0, -1.0, {}), "cost=-1.0"),
+        ((1, 5.0, 1.0, {"budget": float("inf")}), "budget=inf"),
+        ((1, 5.0, 1.0, {"budget": float("nan")}), "budget=nan"),
+        ((1, 5.0, 1.0, {"task_energy_used_j": float("nan"), "task_budget_j": 1.0}), "task_energy_used_j=nan"),
+        ((1, 5.0, 1.0, {"dual_price": float("nan")}), "dual_price=nan"),
+        ((-1, 5.0, 1.0, {}), r"action=-1; allowed: an integer arm index in \[0, 2\]"),
+        ((3, 5.0, 1.0, {}), "action=3"),
+        ((1.0, 5.0, 1.0, {}), "action=1.0"),
+        ((True, 5.0, 1.0, {}), "action=True"),
+    ],
+)
+def test_update_refuses_bad_inputs_and_keeps_its_state(args: tuple, message: str) -> None:
+    """A NaN or inf number, a negative cost or an out-of-range action raises ValueError before anything changes."""
+    agent = UCBDual(dual_source="local", num_actions=3)
+    agent.reset(0)
+    agent.update(0, 4.0, 1.0, {"budget": 2.0})
+    before = agent.state()
+    with pytest.raises(ValueError, match=message):
+        agent.update(*args)
+    assert repr(agent.state()) == repr(before)  # repr: the unplayed arms' means are NaN on both sides
+
+
+def test_act_refuses_a_nan_price_and_an_empty_mask() -> None:
+    """act() reads the RSU price: a NaN one raises rather than turning every index into NaN."""
+    agent = UCBDual(num_actions=3)
+    agent.reset(0)
+    with pytest.raises(ValueError, match="dual_price"):
+        agent.act(None, np.ones(3, np.int8), {"dual_price": float("nan")})
+    with pytest.raises(ValueError, match="allows no action"):
+        agent.act(None, np.zeros(3, np.int8))
+
+
+def test_state_reports_the_step_size_in_use() -> None:
+    """With the RSU's price the env's dual_step_size moves lambda, and state() says so; locally, the agent's own."""
+    from iov_env.config import IoVConfig
+
+    cfg = IoVConfig.from_kwargs(preset="tiny", dual_step_size=0.25)
+    agent = UCBDual(dual_step_size=0.01)
+    agent.bind(AgentContext(rank_set=(1, 2, 4), config=cfg))
+    agent.reset(0)
+    agent.update(0, 1.0, 1.0, {"active": True, "budget": 1.0, "dual_price": 0.3})
+    s = agent.state()
+    assert s["dual_source_effective"] == "rsu" and s["dual_step_size"] == 0.25 and s["dual_step_size_local"] == 0.01
+    agent.update(0, 1.0, 1.0, {"active": True, "budget": 1.0})  # no price in the info: local update
+    assert agent.state()["dual_step_size"] == 0.01
+    assert UCB1(num_actions=2).state()["dual_step_size"] == 0.0
+    unbound = UCBDual(num_actions=2)
+    unbound.reset(0)
+    unbound.update(0, 1.0, 1.0, {"active": True, "budget": 1.0, "dual_price": 0.3})
+    assert unbound.state()["dual_step_size"] is None  # the RSU's step size was never told to the agent
