@@ -37,7 +37,7 @@ class AgentContext:
     index: int = 0  # vehicle index in 0..N-1
     num_agents: int = 1
     config: Any = None  # the env's IoVConfig (read-only facts such as rounds, shard sizes)
-    env: Any = None  # the env itself: only oracles (GreedyOracle) may look inside
+    env: Any = None  # the env itself: only privileged references (greedy, oracle) may look inside
 
     @property
     def num_actions(self) -> int:

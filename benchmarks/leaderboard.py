@@ -8,8 +8,16 @@ Agents are the names of ``agents.baselines.AGENTS`` plus ``ppo_shared``, ``a2c_s
 ``dqn_shared`` (Stable-Baselines3, one policy shared by all vehicles, trained per scenario and seed
 before its evaluation episode on the same seed). Each agent runs under the env system it implies
 (its aggregation) with the scenario's allocation and fault tolerance. Every run is seeded: the same
-command gives the same numbers. Cells are means over seeds with 95% stratified-bootstrap CIs
-(rliable); ranking is by the mean of the per-scenario reward rank.
+command gives the same numbers, and seed s is the same world for every agent.
+
+Scoring (``benchmarks/scoring.py``): per run a normalised score (random = 0, oracle = 1, paired by
+seed; ``random`` and ``oracle`` are always run) and the energy ratio and violation share; per agent
+the IQM with stratified-bootstrap 95% CIs over seeds x scenarios, the probability of improvement over
+UCB-DUAL and the paired difference to it; per scenario the headroom (oracle - random in paired
+standard errors; under 10 the scenario is flagged and left out of the aggregate). The headline ranks
+the agents within budget (mean energy / budget <= 1.05 on every scenario kept); the others are listed
+below with their violation. Outputs: runs.csv, summary.csv, scores.csv, LEADERBOARD.md, per scenario
+<id>.png (metrics) and <id>-return-vs-energy.png.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from __future__ import annotations
 import argparse
 import copy
 import io
+import json
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -28,12 +37,13 @@ import numpy as np
 from agents.base import Agent
 from agents.baselines import AGENTS, make_agent
 from agents.runner import run_decentralized
+from benchmarks import scoring
 from benchmarks.scenarios import SCENARIOS, scenario, unavailable_reason
-from benchmarks.stats import interval_estimate, iqm
 from iov_env.results import save_figure_atomic, write_csv_atomic, write_text_atomic
 
 SB3_AGENTS = {"ppo_shared": "PPO", "a2c_shared": "A2C", "dqn_shared": "DQN"}
-DEFAULT_AGENTS = ("ucb_dual", "ucb1", "homolora", "hetlora", "flexlora", "fedra", "random", "greedy_oracle")
+DEFAULT_AGENTS = ("ucb_dual", "ucb1", "homolora", "hetlora", "flexlora", "fedra", "greedy", "random", "oracle")
+REFERENCES = (scoring.REFERENCE_LOW, scoring.REFERENCE_HIGH)  # the score's 0 and 1, always run
 DEFAULT_SCENARIOS = ("tiny-v0", "paper-v0", "paper-tight-v0", "paper-rank-prior-v0", "scale-90-v0")
 # (record key, label, higher is better)
 METRICS = (
@@ -41,7 +51,8 @@ METRICS = (
     ("accuracy_pts", "final accuracy (pts)", True),
     ("latency_s", "end-to-end latency (s)", False),
     ("energy_j", "energy (J)", False),
-    ("violation_rate", "budget violations", False),
+    ("energy_ratio", "energy / budget", False),
+    ("violation_rate", "task-rounds over budget", False),
 )
 
 
@@ -75,59 +86,53 @@ def run_grid(
                     "accuracy_pts": 100.0 * r["final_accuracy"],
                     "latency_s": r["end_to_end_latency_s"],
                     "energy_j": r["total_energy_j"],
+                    "budget_j": r["total_budget_j"],
+                    "energy_ratio": r["energy_ratio"],
                     "violation_rate": r["budget_violation_rate"],
                     "wall_s": time.perf_counter() - t0,
                     "accuracy_trace": ";".join(f"{np.mean(row):.4f}" for row in r["task_accuracy"]),
+                    **oracle_fields(r.get("agent_state_vehicle_0", {})),
                 })
             progress(f"{sid:<22} {name:<14} {len(seeds)} seeds done")
     return records
 
 
+def oracle_fields(state: dict[str, Any]) -> dict[str, Any]:
+    """The oracle's price and certificate from its state (empty strings for other agents: one CSV schema)."""
+    if "bound_reward" not in state:
+        return {"lagrange_mu": "", "certificate": ""}
+    cert = [[float(f"{m:.6g}") for m in state["bound_mu"]], [round(b, 4) for b in state["bound_reward"]]]
+    return {"lagrange_mu": state["mu"], "certificate": json.dumps(cert, separators=(",", ":"))}
+
+
 def summarise(records: list[dict[str, Any]], reps: int) -> list[dict[str, Any]]:
     """Per scenario x agent x metric: mean with 95% CI, and IQM."""
-    out = []
-    for sid in dict.fromkeys(r["scenario"] for r in records):
-        for name in dict.fromkeys(r["agent"] for r in records):
-            sel = [r for r in records if r["scenario"] == sid and r["agent"] == name]
-            for key, _, _ in METRICS:
-                x = np.array([r[key] for r in sel], dtype=float)
-                mean, lo, hi = interval_estimate(x, reps=reps)
-                out.append({"scenario": sid, "agent": name, "metric": key, "mean": mean, "ci_lo": lo, "ci_hi": hi,
-                            "iqm": iqm(x), "n": len(x)})
-    return out
+    scenarios = list(dict.fromkeys(r["scenario"] for r in records))
+    return scoring.metric_summary(records, [k for k, _, _ in METRICS], "agent", scenarios, world="scenario", reps=reps)
 
 
-def ranking(summary: list[dict[str, Any]]) -> list[tuple[str, float]]:
-    """Agents ordered by their mean rank of cumulative reward across scenarios (1 = best)."""
-    ranks: dict[str, list[int]] = {}
-    for sid in dict.fromkeys(r["scenario"] for r in summary):
-        rows = [r for r in summary if r["scenario"] == sid and r["metric"] == "cumulative_reward"]
-        for i, r in enumerate(sorted(rows, key=lambda r: -r["mean"]), start=1):
-            ranks.setdefault(r["agent"], []).append(i)
-    return sorted(((a, float(np.mean(v))) for a, v in ranks.items()), key=lambda t: t[1])
-
-
-def markdown(summary: list[dict[str, Any]], seeds: Sequence[int], command: str, elapsed_s: float) -> str:
-    """LEADERBOARD.md: overall ranking, then one table per scenario."""
+def markdown(
+    summary: list[dict[str, Any]], scores: dict[str, Any], seeds: Sequence[int], command: str, elapsed_s: float
+) -> str:
+    """LEADERBOARD.md: the constraint-aware ranking, headroom, the oracle's check, then per-scenario tables."""
     buf = io.StringIO()
     w = buf.write
     w("# iov-env leaderboard\n\n")
-    w(f"`{command}` — seeds {list(seeds)}, {elapsed_s:.0f} s. Mean [95% CI] over seeds (rliable stratified "
-      "bootstrap). Rank = mean rank of cumulative reward across scenarios.\n\n")
-    w("| rank | agent | mean reward rank |\n|---:|---|---:|\n")
-    for i, (agent, r) in enumerate(ranking(summary), start=1):
-        w(f"| {i} | {agent} | {r:.2f} |\n")
+    w(f"`{command}` — seeds {list(seeds)}, {elapsed_s:.0f} s. Every comparison is paired by seed (seed s is the same "
+      "world for every agent) and every score is shown beside the energy it cost.\n\n")
+    w(scoring.report(scores["scored"], scores["headroom"], scores["agents"], scores["checks"], scores["worlds"],
+                     describe=lambda sid: f"`{scenario(sid)}`"))
+    w("\n## Metrics per scenario\n\nMean [95% CI] over seeds (rliable stratified bootstrap).\n")
     cell = {(r["scenario"], r["agent"], r["metric"]): r for r in summary}
     for sid in dict.fromkeys(r["scenario"] for r in summary):
-        w(f"\n## {sid}\n\n`{scenario(sid)}`\n\n| agent | " + " | ".join(lbl for _, lbl, _ in METRICS) + " |\n")
+        w(f"\n### {sid}\n\n| agent | " + " | ".join(lbl for _, lbl, _ in METRICS) + " |\n")
         w("|---|" + "---:|" * len(METRICS) + "\n")
-        agents = [a for a, _ in ranking([r for r in summary if r["scenario"] == sid])]
-        for a in agents:
+        for a in dict.fromkeys(r["agent"] for r in summary if r["scenario"] == sid):
             cells = []
             for key, _, _ in METRICS:
                 c = cell[(sid, a, key)]
-                fmt = ".2f" if key == "violation_rate" else ".1f"
-                cells.append(f"{c['mean']:{fmt}} [{c['ci_lo']:{fmt}}, {c['ci_hi']:{fmt}}]")
+                fmt = ".2f" if key in ("violation_rate", "energy_ratio") else ".1f"
+                cells.append(scoring.fmt_ci(c["mean"], c["ci_lo"], c["ci_hi"], fmt))
             w(f"| {a} | " + " | ".join(cells) + " |\n")
     return buf.getvalue()
 
@@ -181,6 +186,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.seeds < 2:
         p.error(f"--seeds={args.seeds}: at least 2 seeds are needed for confidence intervals")
+    missing = [a for a in REFERENCES if a not in args.agents]
+    if missing:
+        print(f"adding {missing}: the normalised score's references (random = 0, oracle = 1)", file=sys.stderr)
+        args.agents = [*args.agents, *missing]
     unknown = [a for a in args.agents if a not in AGENTS and a not in SB3_AGENTS]
     if unknown:
         p.error(f"unknown agents {unknown}; allowed: {sorted([*AGENTS, *SB3_AGENTS])}")
@@ -200,13 +209,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.perf_counter()
     records = run_grid(scenario_ids, args.agents, seeds, args.sb3_timesteps)
     summary = summarise(records, args.reps)
+    scores = scoring.score_all(records, reps=args.reps)
     command = "python -m benchmarks.leaderboard " + " ".join(argv if argv is not None else sys.argv[1:])
-    md = markdown(summary, seeds, command, time.perf_counter() - t0)
+    md = markdown(summary, scores, seeds, command, time.perf_counter() - t0)
     write_csv_atomic(args.out / "runs.csv", records)
     write_csv_atomic(args.out / "summary.csv", summary)
+    write_csv_atomic(args.out / "scores.csv", [
+        {k: v for k, v in r.items() if k not in ("accuracy_trace", "certificate")} for r in scores["scored"]
+    ])
     write_text_atomic(args.out / "LEADERBOARD.md", md)
     if not args.no_plots:
         plot(records, summary, args.out)
+        scoring.plot_return_vs_energy(scores["scored"], scores["worlds"], args.out)
     print(md)
     return 0
 
