@@ -102,6 +102,15 @@ class Agent:
         return self.context.rank_set
 
 
+def require_fast_env(context: AgentContext, who: str) -> None:
+    """For privileged references that read the simulator: the env must be given and run the fast surrogate."""
+    if context.env is None:
+        raise ValueError(f"{who} needs the env in its AgentContext (it reads the simulator)")
+    cfg = context.config
+    if cfg is not None and cfg.learning.fidelity != "fast":
+        raise ValueError(f"{who} needs fidelity='fast' (it reads the surrogate's expectations); got {cfg.learning.fidelity!r}")
+
+
 def feasible_indices(action_mask: np.ndarray | None, num_actions: int) -> np.ndarray:
     """Indices allowed by the mask (all of them when there is no mask); ValueError when it allows none.
 

@@ -26,7 +26,14 @@ from typing import Any
 
 import numpy as np
 
-from agents.base import Agent, AgentContext, feasible_indices, largest_feasible_at_most, nearest_rank_index
+from agents.base import (
+    Agent,
+    AgentContext,
+    feasible_indices,
+    largest_feasible_at_most,
+    nearest_rank_index,
+    require_fast_env,
+)
 from agents.oracle import Oracle
 from agents.ucb_dual import UCB1, UCBDual
 
@@ -216,13 +223,7 @@ class Greedy(Agent):
     def bind(self, context: AgentContext) -> None:
         """Needs the env itself; refuses the real fidelity up front."""
         super().bind(context)
-        if context.env is None:
-            raise ValueError("Greedy needs the env in its AgentContext (it reads the simulator)")
-        cfg = context.config
-        if cfg is not None and cfg.learning.fidelity != "fast":
-            raise ValueError(
-                f"Greedy needs fidelity='fast' (expected outcomes come from the surrogate); got {cfg.learning.fidelity!r}"
-            )
+        require_fast_env(context, "Greedy")
 
     def _outcomes(self) -> tuple[np.ndarray, np.ndarray]:
         env = self.context.env  # type: ignore[union-attr]

@@ -64,7 +64,7 @@ from typing import Any
 
 import numpy as np
 
-from agents.base import Agent, AgentContext, largest_feasible_at_most
+from agents.base import Agent, AgentContext, largest_feasible_at_most, require_fast_env
 
 MAX_EXACT_COMBINATIONS = 2401  # 7 ranks ^ 4 vehicles: enumerate; above, mean field
 GRID_EXACT = 48  # h-grid points where every joint choice is enumerated
@@ -513,11 +513,8 @@ class Oracle(Agent):
     def bind(self, context: AgentContext) -> None:
         """Needs the env (it reads the simulator) and the fast fidelity, checked up front."""
         super().bind(context)
-        if context.env is None:
-            raise ValueError("Oracle needs the env in its AgentContext (it reads the simulator)")
+        require_fast_env(context, "Oracle")
         cfg = context.config
-        if cfg is not None and cfg.learning.fidelity != "fast":
-            raise ValueError(f"Oracle needs fidelity='fast' (it plans on the surrogate); got {cfg.learning.fidelity!r}")
         if cfg is not None and cfg.learning.aggregation not in SUPPORTED_AGGREGATIONS:
             raise ValueError(
                 f"Oracle plans per-vehicle ranks under aggregation in {SUPPORTED_AGGREGATIONS}; got "

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import copy
 import io
-import json
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -91,18 +90,10 @@ def run_grid(
                     "violation_rate": r["budget_violation_rate"],
                     "wall_s": time.perf_counter() - t0,
                     "accuracy_trace": ";".join(f"{np.mean(row):.4f}" for row in r["task_accuracy"]),
-                    **oracle_fields(r.get("agent_state_vehicle_0", {})),
+                    **scoring.oracle_fields(r.get("agent_state_vehicle_0", {})),
                 })
             progress(f"{sid:<22} {name:<14} {len(seeds)} seeds done")
     return records
-
-
-def oracle_fields(state: dict[str, Any]) -> dict[str, Any]:
-    """The oracle's price and certificate from its state (empty strings for other agents: one CSV schema)."""
-    if "bound_reward" not in state:
-        return {"lagrange_mu": "", "certificate": ""}
-    cert = [[float(f"{m:.6g}") for m in state["bound_mu"]], [round(b, 4) for b in state["bound_reward"]]]
-    return {"lagrange_mu": state["mu"], "certificate": json.dumps(cert, separators=(",", ":"))}
 
 
 def summarise(records: list[dict[str, Any]], reps: int) -> list[dict[str, Any]]:

@@ -176,6 +176,15 @@ def world_summary(scored: Sequence[Mapping[str, Any]], reps: int = 2000, f: Fiel
 
 
 # -- the oracle's claims ------------------------------------------------------------------------------
+def oracle_fields(state: Mapping[str, Any]) -> dict[str, Any]:
+    """A run record's ``lagrange_mu`` and ``certificate`` from an agent's state (empty for non-oracles: one CSV schema)."""
+    if "bound_reward" not in state:
+        return {"lagrange_mu": "", "certificate": ""}
+    cert = [[float(f"{m:.6g}") for m in state["bound_mu"]], [round(float(b), 4) for b in state["bound_reward"]]]
+    return {"lagrange_mu": state["mu"], "certificate": json.dumps(cert, separators=(",", ":"))}
+
+
+
 def certificate_of(record: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
     """The oracle's certificate (multipliers, bounds) stored in a run record, if any."""
     raw = record.get("certificate")
@@ -320,18 +329,45 @@ def fmt_ci(mean: float, lo: float, hi: float, spec: str = ".2f") -> str:
     return f"{mean:{spec}} [{lo:{spec}}, {hi:{spec}}]"
 
 
+SECTIONS = ("ranking", "headroom", "checks", "worlds")
+
+
 def report(
     scored: Sequence[Mapping[str, Any]], rooms: Sequence[Mapping[str, Any]], agents: Sequence[Mapping[str, Any]],
     checks: Sequence[Mapping[str, Any]], worlds: Sequence[Mapping[str, Any]], baseline: str = BASELINE,
     world_label: str = "scenario", describe: Callable[[Any], str] | None = None,
+    references: tuple[str, str] = (REFERENCE_LOW, REFERENCE_HIGH), sections: Sequence[str] = SECTIONS,
+    reference_names: Sequence[str] = (),
 ) -> str:
-    """The constraint-aware ranking, headroom, the oracle's check and one table per world, as markdown."""
+    """The constraint-aware ranking, headroom, the oracle's check and one table per world, as markdown.
+
+    Agents in ``references`` (and ``reference_names``) are marked as references, not competitors.
+    """
     buf = io.StringIO()
     w = buf.write
     kept = [r["world"] for r in rooms if r["kept"]]
     dropped = [r["world"] for r in rooms if not r["kept"]]
+    low, high = references
+    marked = {*references, *reference_names}
+
+    def label(agent: Any) -> str:
+        return f"{agent} (reference)" if agent in marked else str(agent)
+
+    if "ranking" in sections:
+        _ranking_section(w, agents, kept, dropped, baseline, world_label, label, low, high)
+    if "headroom" in sections:
+        _headroom_section(w, rooms, world_label, low, high)
+    if "checks" in sections:
+        _checks_section(w, checks, world_label, label, low, high)
+    if "worlds" in sections:
+        _worlds_section(w, worlds, describe, label)
+    return buf.getvalue()
+
+
+def _ranking_section(w: Callable[[str], Any], agents: Sequence[Mapping[str, Any]], kept: list, dropped: list,
+                     baseline: str, world_label: str, label: Callable[[Any], str], low: str, high: str) -> None:
     w("## Constraint-aware ranking\n\n")
-    w(f"Normalised score: random = 0, oracle = 1 on the same {world_label} and seed (paired). IQM over seeds x "
+    w(f"Normalised score: {low} = 0, {high} = 1 on the same {world_label} and seed (paired). IQM over seeds x "
       f"{world_label}s [95% stratified-bootstrap CI, rliable]; P(> {baseline}): probability of improvement over "
       f"{baseline} (rliable); Δ: paired difference of scores to {baseline}, same seeds. Energy: episode energy / "
       f"the fleet's long-run budget, mean [CI]; over budget: share of task-rounds above the task's budget. "
@@ -344,33 +380,45 @@ def report(
     w(f"| rank | agent | IQM score | P(> {baseline}) | Δ score vs {baseline} | energy / budget | over budget |\n")
     w("|---:|---|---:|---:|---:|---:|---:|\n")
     for i, r in enumerate(within, start=1):
-        w(f"| {i} | {_label(r['agent'])} | {fmt_ci(r['iqm'], r['iqm_lo'], r['iqm_hi'])} | {_poi(r)} | {_diff(r)} | "
+        w(f"| {i} | {label(r['agent'])} | {fmt_ci(r['iqm'], r['iqm_lo'], r['iqm_hi'])} | {_poi(r)} | {_diff(r)} | "
           f"{fmt_ci(r['energy_ratio'], r['energy_ratio_lo'], r['energy_ratio_hi'])} | {r['violation']:.2f} |\n")
     if over:
         w(f"\nOver budget (mean energy/budget > {ENERGY_TOLERANCE} on some {world_label}), not ranked:\n\n")
         w(f"| agent | IQM score | P(> {baseline}) | energy / budget | over budget | over-budget {world_label}s |\n")
         w("|---|---:|---:|---:|---:|---|\n")
         for r in over:
-            w(f"| {_label(r['agent'])} | {fmt_ci(r['iqm'], r['iqm_lo'], r['iqm_hi'])} | {_poi(r)} | "
+            w(f"| {label(r['agent'])} | {fmt_ci(r['iqm'], r['iqm_lo'], r['iqm_hi'])} | {_poi(r)} | "
               f"{fmt_ci(r['energy_ratio'], r['energy_ratio_lo'], r['energy_ratio_hi'])} | {r['violation']:.2f} | "
               f"{', '.join(map(str, r['over_budget_worlds']))} |\n")
+
+
+def _headroom_section(w: Callable[[str], Any], rooms: Sequence[Mapping[str, Any]], world_label: str, low: str,
+                      high: str) -> None:
     w("\n## Headroom\n\n")
-    w(f"Oracle minus random reward, paired by seed; a {world_label} needs at least {MIN_HEADROOM_SE:.0f} paired "
+    w(f"{high} minus {low} reward, paired by seed; a {world_label} needs at least {MIN_HEADROOM_SE:.0f} paired "
       "standard errors to separate agents.\n\n")
-    w(f"| {world_label} | oracle - random (reward) | paired SD | headroom (paired SE) | kept |\n|---|---:|---:|---:|---|\n")
+    w(f"| {world_label} | {high} - {low} (reward) | paired SD | headroom (paired SE) | kept |\n|---|---:|---:|---:|---|\n")
     for r in rooms:
         w(f"| {r['world']} | {fmt_ci(r['gap'], r['gap_lo'], r['gap_hi'], '.1f')} | {r['gap_sd']:.1f} | "
           f"{r['headroom_se']:.1f} | {'yes' if r['kept'] else '**no: flagged**'} |\n")
+
+
+def _checks_section(w: Callable[[str], Any], checks: Sequence[Mapping[str, Any]], world_label: str,
+                    label: Callable[[Any], str], low: str, high: str) -> None:
     w("\n## The oracle's bound\n\n")
-    w("Per run, paired by seed: the Lagrangian gap (R - R_oracle - mu (E - E_oracle)) / (R_oracle - R_random) must not "
-      f"exceed 0 by more than {NOISE_SE:.0f} paired SE, and R must stay below the certified bound UB(E) "
-      "(agents/oracle.py). Slack: mean (UB(E) - R) / (R_oracle - R_random); the oracle's own slack is how far "
-      "its plan may still be from the best possible.\n\n")
+    w(f"Per run, paired by seed ({high} and {low} on the same seed): the Lagrangian gap (R - R_{high} - mu (E - "
+      f"E_{high})) / (R_{high} - R_{low}) must not exceed 0 by more than {NOISE_SE:.0f} paired SE, and R must stay "
+      f"below the certified bound UB(E) (agents/oracle.py). Slack: mean (UB(E) - R) / (R_{high} - R_{low}); the "
+      f"{high}'s own slack is how far its plan may still be from the best possible.\n\n")
     w(f"| {world_label} | agent | Lagrangian gap (mean ± SE) | beyond noise | certified slack | runs above UB |\n")
     w("|---|---|---:|---|---:|---:|\n")
     for c in checks:
-        w(f"| {c['world']} | {_label(c['agent'])} | {c['lagrangian_gap']:+.3f} ± {c['lagrangian_gap_se']:.3f} | "
+        w(f"| {c['world']} | {label(c['agent'])} | {c['lagrangian_gap']:+.3f} ± {c['lagrangian_gap_se']:.3f} | "
           f"{'**yes**' if c['beyond_noise'] else 'no'} | {c['bound_slack']:.3f} | {c['bound_violations']} |\n")
+
+
+def _worlds_section(w: Callable[[str], Any], worlds: Sequence[Mapping[str, Any]], describe: Callable[[Any], str] | None,
+                    label: Callable[[Any], str]) -> None:
     for world in ordered(worlds, "world"):
         w(f"\n## {world}\n\n")
         if describe is not None:
@@ -378,15 +426,10 @@ def report(
         w("| agent | score | reward | energy / budget | over budget | within budget |\n|---|---:|---:|---:|---:|---|\n")
         rows = sorted((r for r in worlds if r["world"] == world), key=lambda r: -(r["score"] if math.isfinite(r["score"]) else -1e9))
         for r in rows:
-            w(f"| {_label(r['agent'])} | {fmt_ci(r['score'], r['score_lo'], r['score_hi'])} | "
+            w(f"| {label(r['agent'])} | {fmt_ci(r['score'], r['score_lo'], r['score_hi'])} | "
               f"{fmt_ci(r['reward'], r['reward_lo'], r['reward_hi'], '.1f')} | "
               f"{fmt_ci(r['energy_ratio'], r['energy_ratio_lo'], r['energy_ratio_hi'])} | {r['violation']:.2f} | "
               f"{'yes' if r['within_budget'] else 'no'} |\n")
-    return buf.getvalue()
-
-
-def _label(agent: Any) -> str:
-    return f"{agent} (reference)" if agent in (REFERENCE_LOW, REFERENCE_HIGH) else str(agent)
 
 
 def _poi(r: Mapping[str, Any]) -> str:
@@ -466,11 +509,13 @@ def _err(r: Mapping[str, Any], name: str) -> np.ndarray | None:
 
 
 def score_all(
-    records: Sequence[Mapping[str, Any]], reps: int = 2000, baseline: str = BASELINE, f: Fields = F
+    records: Sequence[Mapping[str, Any]], reps: int = 2000, baseline: str = BASELINE, f: Fields = F,
+    references: tuple[str, str] = (REFERENCE_LOW, REFERENCE_HIGH),
 ) -> dict[str, Any]:
     """Everything above in one call: scored runs, headroom, per-world and per-agent summaries, oracle checks."""
-    scored = score_runs(records, f=f)
-    rooms = headroom(records, reps=reps, f=f)
+    low, high = references
+    scored = score_runs(records, low=low, high=high, f=f)
+    rooms = headroom(records, low=low, high=high, reps=reps, f=f)
     kept = [r["world"] for r in rooms if r["kept"]]
     worlds = world_summary(scored, reps=reps, f=f)
     return {
@@ -478,5 +523,5 @@ def score_all(
         "headroom": rooms,
         "worlds": worlds,
         "agents": agent_summary(scored, kept, worlds, baseline=baseline, reps=reps, f=f),
-        "checks": oracle_checks(scored, f=f),
+        "checks": oracle_checks(scored, high=high, low=low, f=f),
     }

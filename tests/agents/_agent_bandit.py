@@ -55,39 +55,3 @@ def lagrangian_regret(
     gaps = value[best] - value
     return np.cumsum(gaps[actions])
 
-
-def reward_matrix(kind: str, means: np.ndarray, horizon: int, seed: int, sigma: float = 0.1) -> np.ndarray:
-    """(T, K) rewards of every arm at every round: Bernoulli(mean) or Normal(mean, sigma)."""
-    rng = np.random.default_rng(seed)
-    if kind == "bernoulli":
-        return (rng.random((horizon, len(means))) < means).astype(float)
-    if kind == "gaussian":
-        return rng.normal(means, sigma, (horizon, len(means)))
-    raise ValueError(f"kind={kind!r}; allowed: 'bernoulli' or 'gaussian'")
-
-
-def ucb1_actions(rewards: np.ndarray) -> np.ndarray:
-    """Textbook UCB1 (Auer et al. 2002) on a reward matrix: each arm once, then argmax mean + sqrt(2 ln t / n)."""
-    horizon, k = rewards.shape
-    counts, sums = np.zeros(k), np.zeros(k)
-    actions = np.empty(horizon, dtype=np.int64)
-    for t in range(horizon):
-        a = t if t < k else int(np.argmax(sums / counts + np.sqrt(2.0 * np.log(t) / counts)))
-        actions[t] = a
-        counts[a] += 1
-        sums[a] += rewards[t, a]
-    return actions
-
-
-def agent_actions(agent: Agent, rewards: np.ndarray, seed: int) -> np.ndarray:
-    """Drive ``agent`` through a reward matrix with no cost (an unconstrained bandit)."""
-    horizon, k = rewards.shape
-    mask = np.ones(k, dtype=np.int8)
-    info = {"budget": 1.0, "active": True, "task_index": 0}
-    agent.reset(seed)
-    actions = np.empty(horizon, dtype=np.int64)
-    for t in range(horizon):
-        a = agent.act(None, mask)
-        actions[t] = a
-        agent.update(a, rewards[t, a], 0.0, info)
-    return actions

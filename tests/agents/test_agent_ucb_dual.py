@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _agent_bandit import agent_actions, lagrangian_regret, reward_matrix, run_bandit, ucb1_actions
+from _agent_bandit import lagrangian_regret, run_bandit
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agents.base import AgentContext
 from agents.ucb_dual import UCB1, UCBDual
+from benchmarks.bandit import agent_actions, compare, reward_matrix, ucb1_actions
 
 # five "ranks": reward concave in cost, so the best budget-feasible arm is also the LP optimum at budget 1.0
 MEANS = np.array([0.3, 0.5, 0.7, 0.8, 0.85])
@@ -225,36 +226,30 @@ def test_improvement_signal_learns_on_accuracy_gains() -> None:
     assert agent.state()["reward_means"][1] == pytest.approx(109.0 - 101.0)
 
 
-# the reviewer's instance: 7 arms, means 0.1..0.7 (sigma 0.1 for Gaussian rewards)
-BANDIT_MEANS = np.linspace(0.1, 0.7, 7)
-
-
-def _pseudo_regret(actions: np.ndarray) -> float:
-    return float(np.sum(BANDIT_MEANS.max() - BANDIT_MEANS[actions]))
-
-
 @pytest.mark.parametrize("kind", ["bernoulli", "gaussian"])
 def test_regret_within_ten_percent_of_textbook_ucb1(kind: str) -> None:
-    """Same reward draws for both (paired): UCB-DUAL's regret (no cost, so no price) is <= 1.1x UCB1's over 4 seeds."""
-    ours, ref = [], []
-    for seed in range(4):
-        rewards = reward_matrix(kind, BANDIT_MEANS, 10_000, seed)
-        agent = UCBDual(dual_source="local", num_actions=len(BANDIT_MEANS))
-        ours.append(_pseudo_regret(agent_actions(agent, rewards, seed)))
-        ref.append(_pseudo_regret(ucb1_actions(rewards)))
-    ratio = np.sum(ours) / np.sum(ref)
-    assert ratio <= 1.1, f"{kind}: regret {np.sum(ours):.0f} vs UCB1 {np.sum(ref):.0f} (x{ratio:.2f})"
+    """Same reward draws for both (paired): UCB-DUAL's regret (no cost, so no price) is <= 1.1x UCB1's over 4 seeds.
+
+    The reviewer's instance: 7 arms, means 0.1..0.7, Gaussian sigma 0.1.
+    """
+    ours, ref = compare(kind, "robust", 10_000, range(4))
+    assert ours / ref <= 1.1, f"{kind}: regret {ours:.0f} vs UCB1 {ref:.0f} (x{ours / ref:.2f})"
 
 
 def test_minmax_normalisation_overexplores_on_gaussian_rewards() -> None:
     """Why the default changed: running extremes widen like sigma*sqrt(2 ln n), so min-max explores too much."""
-    ours, ref = [], []
-    for seed in range(2):
-        rewards = reward_matrix("gaussian", BANDIT_MEANS, 10_000, seed)
-        agent = UCB1(normalization="minmax", num_actions=len(BANDIT_MEANS))
-        ours.append(_pseudo_regret(agent_actions(agent, rewards, seed)))
-        ref.append(_pseudo_regret(ucb1_actions(rewards)))
-    assert np.sum(ours) / np.sum(ref) > 1.15
+    ours, ref = compare("gaussian", "minmax", 10_000, range(2))
+    assert ours / ref > 1.15
+
+
+def test_bandit_helpers_drive_the_contract() -> None:
+    """The textbook UCB1 and the agent driver see the same matrix; a perfect arm is found by both."""
+    rewards = reward_matrix("bernoulli", np.array([0.0, 1.0]), 200, 0)
+    assert rewards[:, 0].sum() == 0 and rewards[:, 1].sum() == 200
+    assert np.mean(ucb1_actions(rewards)[-100:] == 1) > 0.9
+    assert np.mean(agent_actions(UCBDual(dual_source="local", num_actions=2), rewards, 0)[-100:] == 1) > 0.9
+    with pytest.raises(ValueError, match="kind"):
+        reward_matrix("poisson", np.array([0.5]), 10, 0)
 
 
 def test_robust_band_is_exact_for_binary_rewards_and_ignores_gaussian_extremes() -> None:

@@ -58,7 +58,7 @@ def test_headroom_flags_worlds_that_cannot_separate_agents() -> None:
     rooms = {r["world"]: r for r in scoring.headroom(records)}
     assert rooms["wide"]["kept"] and rooms["wide"]["headroom_se"] > 10
     assert not rooms["flat"]["kept"] and rooms["flat"]["headroom_se"] < 10
-    out = scoring.score_all(records, reps=200)
+    out = scoring.score_all(records, reps=60)
     assert all(a["worlds"] == 1 for a in out["agents"])  # the flagged world is left out of the aggregate
     md = scoring.report(out["scored"], out["headroom"], out["agents"], out["checks"], out["worlds"])
     assert "**no: flagged**" in md and "Left out for lack of headroom: flat" in md
@@ -66,7 +66,7 @@ def test_headroom_flags_worlds_that_cannot_separate_agents() -> None:
 
 def test_constraint_aware_ranking_lists_overspenders_apart() -> None:
     """Within budget (<= 1.05) ranked by IQM score; the overspender is listed below despite the top score."""
-    out = scoring.score_all(_runs({"w1": 100.0, "w2": 300.0}, AGENTS), reps=200)
+    out = scoring.score_all(_runs({"w1": 100.0, "w2": 300.0}, AGENTS), reps=60)
     within, over = scoring.ranking(out["agents"])
     assert [r["agent"] for r in within] == ["oracle", "good", "ucb_dual", "random"]
     assert [r["agent"] for r in over] == ["greedy_spender"] and over[0]["over_budget_worlds"] == ["w1", "w2"]
@@ -102,6 +102,6 @@ def test_paired_difference_uses_shared_seeds_only() -> None:
     """a - b over the seeds both ran; relative: ratio of means minus one."""
     rec = [{"scenario": "w", "agent": a, "seed": s, "x": v} for a, s, v in
            [("a", 0, 3.0), ("a", 1, 5.0), ("a", 2, 7.0), ("b", 0, 1.0), ("b", 1, 1.0)]]
-    point, lo, hi = scoring.paired_difference(rec, "w", "a", "b", "x", reps=200)
+    point, lo, hi = scoring.paired_difference(rec, "w", "a", "b", "x", reps=60)
     assert point == pytest.approx(3.0) and lo <= point <= hi
-    assert scoring.paired_difference(rec, "w", "a", "b", "x", relative=True, reps=200)[0] == pytest.approx(3.0)
+    assert scoring.paired_difference(rec, "w", "a", "b", "x", relative=True, reps=60)[0] == pytest.approx(3.0)
