@@ -16,6 +16,7 @@ from agents.baselines import (
     Greedy,
     HetLoRA,
     HomoLoRA,
+    Oracle,
     RandomRank,
     make_agent,
 )
@@ -171,7 +172,7 @@ def test_unknown_agent_name_is_refused() -> None:
         make_agent("nope")
 
 
-@pytest.mark.parametrize("agent_cls", [UCBDual, Greedy, HomoLoRA])
+@pytest.mark.parametrize("agent_cls", [UCBDual, Greedy, Oracle, HomoLoRA])
 def test_centralized_view_reproduces_the_decentralized_episode(agent_cls: type) -> None:
     """Same seed, same config: per-vehicle copies on the Gymnasium view make the same choices and metrics."""
     import gymnasium as gym
