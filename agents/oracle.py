@@ -75,6 +75,19 @@ BOUND_MU = np.concatenate([[0.0], np.geomspace(1e-4, 1e4, 64)])
 SUPPORTED_AGGREGATIONS = ("svd", "stacking")  # efficiency 1 in the surrogate, ranks free per vehicle
 
 
+def covers(run_env_kwargs: Mapping[str, Any], oracle_env_kwargs: Mapping[str, Any]) -> bool:
+    """Whether the bound of an oracle run under ``oracle_env_kwargs`` covers a policy run under ``run_env_kwargs``.
+
+    The same world except the aggregation (any of them: fedavg and zero-padding only remove options) and
+    the cloud's allocation (budgets change what agents see, not rewards or energy).
+    """
+    from iov_env.envs.parallel import resolve_config
+
+    neutral = {"aggregation": "svd", "allocation": "static"}
+    run, oracle = resolve_config(None, **dict(run_env_kwargs)), resolve_config(None, **dict(oracle_env_kwargs))
+    return run.replace(**neutral) == oracle.replace(**neutral)
+
+
 def certified_upper_bound(bound_mu: Sequence[float], bound_reward: Sequence[float], energy_j: float) -> float:
     """min over the certificate's multipliers of B(mu) + mu * E: no policy spending ``energy_j`` earns more."""
     mu, b = np.asarray(bound_mu, dtype=float), np.asarray(bound_reward, dtype=float)

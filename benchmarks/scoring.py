@@ -207,13 +207,20 @@ def oracle_checks(
 
     ``lagrangian_gap`` = mean of (R - R_o - mu (E - E_o)) / (R_o - R_random), ``beyond_noise`` when its mean
     exceeds ``NOISE_SE`` paired standard errors above 0; ``bound_violations`` counts runs with R > UB(E).
+    A run whose ``bounded_by`` names another reference (or none) is outside the class the oracle bounds
+    (FedRA adapts other layers, hence other costs): it gets ``covered = False`` and no numbers.
     """
     runs = _runs(scored, f)
     out = []
     for world in ordered(scored, f.world):
         oracle, rand = runs.get((world, high), {}), runs.get((world, low), {})
         for who in ordered(scored, f.who):
-            mine = runs.get((world, who), {})
+            mine = {s: r for s, r in runs.get((world, who), {}).items() if r.get("bounded_by", high) == high}
+            if not mine and runs.get((world, who)):
+                out.append({"world": world, "agent": who, "n": 0, "covered": False, "lagrangian_gap": math.nan,
+                            "lagrangian_gap_se": math.nan, "beyond_noise": False, "bound_slack": math.nan,
+                            "bound_violations": 0})
+                continue
             gaps, above_bound, slack = [], 0, []
             for seed, r in mine.items():
                 o = oracle.get(seed)
@@ -232,7 +239,8 @@ def oracle_checks(
             se = float(g.std(ddof=1) / math.sqrt(len(g))) if len(g) > 1 else math.nan
             mean = float(np.mean(g)) if len(g) else math.nan
             out.append({
-                "world": world, "agent": who, "n": len(g), "lagrangian_gap": mean, "lagrangian_gap_se": se,
+                "world": world, "agent": who, "n": len(g), "covered": True, "lagrangian_gap": mean,
+                "lagrangian_gap_se": se,
                 "beyond_noise": bool(len(g) > 1 and mean > NOISE_SE * se and mean > 0),
                 "bound_slack": float(np.mean(slack)) if slack else math.nan, "bound_violations": above_bound,
             })
@@ -413,6 +421,9 @@ def _checks_section(w: Callable[[str], Any], checks: Sequence[Mapping[str, Any]]
     w(f"| {world_label} | agent | Lagrangian gap (mean ± SE) | beyond noise | certified slack | runs above UB |\n")
     w("|---|---|---:|---|---:|---:|\n")
     for c in checks:
+        if not c["covered"]:
+            w(f"| {c['world']} | {label(c['agent'])} | outside the class bounded (other env system) | - | - | - |\n")
+            continue
         w(f"| {c['world']} | {label(c['agent'])} | {c['lagrangian_gap']:+.3f} ± {c['lagrangian_gap_se']:.3f} | "
           f"{'**yes**' if c['beyond_noise'] else 'no'} | {c['bound_slack']:.3f} | {c['bound_violations']} |\n")
 
