@@ -141,8 +141,11 @@ def plot(records: list[dict[str, Any]], summary: list[dict[str, Any]], out: Path
     paths = []
     for sid in dict.fromkeys(r["scenario"] for r in summary):
         agents = list(dict.fromkeys(r["agent"] for r in summary if r["scenario"] == sid))
-        fig, grid = plt.subplots(2, 3, figsize=(13, 7))
+        cols = (len(METRICS) + 2) // 2  # one panel per metric, then the accuracy traces
+        fig, grid = plt.subplots(2, cols, figsize=(4.4 * cols, 7))
         axes = grid.ravel()
+        for extra in axes[len(METRICS) + 1:]:
+            extra.set_visible(False)
         for ax, (key, label, _) in zip(axes, METRICS, strict=False):
             rows = [next(r for r in summary if r["scenario"] == sid and r["agent"] == a and r["metric"] == key)
                     for a in agents]
@@ -152,7 +155,7 @@ def plot(records: list[dict[str, Any]], summary: list[dict[str, Any]], out: Path
             ax.set_title(label, fontsize=9)
             ax.tick_params(labelsize=7)
             ax.invert_yaxis()
-        ax = axes[-1]
+        ax = axes[len(METRICS)]
         for a in agents:
             traces = [np.array(r["accuracy_trace"].split(";"), dtype=float)
                       for r in records if r["scenario"] == sid and r["agent"] == a and r["accuracy_trace"]]
