@@ -11,6 +11,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 KNOWN_TASKS = ("sst2", "conll2003", "copa")
+LORA_SCALINGS = ("standard", "rslora")
+ALL_LINEAR = "all-linear"
 AGGREGATIONS = ("svd", "zero_pad", "fedavg", "stacking")
 
 
@@ -36,9 +39,9 @@ class MapConfig:
 
 @dataclass(frozen=True)
 class MobilityConfig:
-    """How vehicles move: a synthetic road grid or replayed T-Drive taxi traces."""
+    """How vehicles move: a synthetic road grid, replayed T-Drive taxi traces, or SUMO traffic."""
 
-    mobility_model: str = "grid"  # "grid" | "tdrive"
+    mobility_model: str = "grid"  # "grid" | "tdrive" | "sumo"
     road_spacing_m: float = 200.0
     speed_min_mps: float = 8.0
     speed_max_mps: float = 20.0
@@ -47,6 +50,14 @@ class MobilityConfig:
     tdrive_dir: str = ""  # empty: $IOV_DATA_DIR/tdrive
     tdrive_max_speed_mps: float = 50.0
     tdrive_scale: float = 1.0
+    # SUMO traffic (mobility_model="sumo", the `sumo` extra); see iov_env/sim/sumo.py
+    sumo_net_file: str = ""  # empty: a grid sized to the map, blocks of road_spacing_m, limit speed_max_mps
+    sumo_route_file: str = ""  # empty: seeded randomTrips demand
+    sumo_vehicles_per_agent: float = 2.0  # randomTrips demand: vehicles on the road per agent (rest: background)
+    sumo_warmup_s: float = 300.0  # simulated time before round 0, so that round 0 finds the roads filled
+    sumo_step_length_s: float = 1.0
+    sumo_backend: str = "auto"  # "auto" (libsumo, else traci) | "libsumo" | "traci": same trace either way
+    sumo_trace_pool: int = 0  # 0: every episode seed draws its own traffic; K > 0: episodes share K draws
 
 
 @dataclass(frozen=True)
@@ -131,7 +142,12 @@ class LearningConfig:
     rank_set: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
     lora_alpha: float = 32.0
     lora_dropout: float = 0.1
+    # "standard": scaling lora_alpha / r (Hu et al. 2021); "rslora": lora_alpha / sqrt(r) (Kalajdzievski 2023)
+    lora_scaling: str = "standard"
+    # module names as peft matches them (suffix of the module path), or ("all-linear",): every linear layer
+    # of every transformer block (QLoRA's recipe)
     target_modules: tuple[str, ...] = ("query", "value")
+    head_lr_scale: float = 10.0  # task head learning rate / adapter learning rate; 0 freezes the head
     local_steps: int = 10
     batch_size: int = 16
     learning_rate: float = 3e-4
@@ -143,6 +159,7 @@ class LearningConfig:
     model_intermediate_dim: int = 1536
     layer_fraction: float = 1.0  # share of layers adapted each round; < 1 samples layers at random (FedRA)
     calibration: str = ""  # empty: the calibration named after the base model, else default.json
+    device: str = "cpu"  # real fidelity: "cpu", "cuda", "cuda:<index>" or "mps"
     observation_noise: bool = True
 
 
@@ -271,7 +288,7 @@ class IoVConfig:
         tk, en, ln, ep = self.tasks, self.energy, self.learning, self.episode
         _positive("width_m", m.width_m)
         _positive("height_m", m.height_m)
-        _choice("mobility_model", mob.mobility_model, ("grid", "tdrive"))
+        _choice("mobility_model", mob.mobility_model, ("grid", "tdrive", "sumo"))
         _positive("road_spacing_m", mob.road_spacing_m)
         if mob.road_spacing_m > min(m.width_m, m.height_m):
             raise ConfigError(
@@ -284,6 +301,7 @@ class IoVConfig:
         _positive("round_duration_s", mob.round_duration_s)
         _positive("tdrive_max_speed_mps", mob.tdrive_max_speed_mps)
         _positive("tdrive_scale", mob.tdrive_scale)
+        _validate_sumo(mob)
 
         _positive_int("num_rsus", rsu.num_rsus)
         _choice("rsu_placement", rsu.rsu_placement, ("grid", "explicit"))
@@ -377,8 +395,17 @@ class IoVConfig:
             )
         _positive("lora_alpha", ln.lora_alpha)
         _range("lora_dropout", ln.lora_dropout, 0.0, 0.9, "[0, 0.9]")
+        _choice("lora_scaling", ln.lora_scaling, LORA_SCALINGS)
         if len(ln.target_modules) == 0:
-            raise ConfigError("target_modules=(): allowed: a non-empty tuple of module names, e.g. ('query','value')")
+            raise ConfigError("target_modules=(): allowed: a non-empty tuple of module names, e.g. ('query','value'), "
+                              f"or {ALL_LINEAR!r}")
+        if ALL_LINEAR in ln.target_modules and len(ln.target_modules) > 1:
+            raise ConfigError(f"target_modules={ln.target_modules} mixes {ALL_LINEAR!r} with module names; allowed: "
+                              f"{ALL_LINEAR!r} alone, or a tuple of module names")
+        for name in ln.target_modules:
+            if not name.strip() or name != name.strip():
+                raise ConfigError(f"target_modules contains {name!r}; allowed: non-empty module names without spaces")
+        _range("head_lr_scale", ln.head_lr_scale, 0.0, 1e3, "[0, 1000] (0 freezes the task head)")
         _positive_int("local_steps", ln.local_steps)
         _positive_int("batch_size", ln.batch_size)
         _range("learning_rate", ln.learning_rate, 1e-7, 1.0, "(0, 1]")
@@ -389,6 +416,8 @@ class IoVConfig:
         _range("model_num_layers", ln.model_num_layers, 1, 256, "[1, 256]")
         _range("layer_fraction", ln.layer_fraction, 1e-6, 1.0, "(0, 1]")
         _range("model_intermediate_dim", ln.model_intermediate_dim, 8, 65536, "[8, 65536]")
+        if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", ln.device):
+            raise ConfigError(f"device={ln.device!r} is not a torch device; allowed: 'cpu', 'cuda', 'cuda:<index>', 'mps'")
 
         _positive_int("rounds", ep.rounds)
         _choice("reward_mode", ep.reward_mode, ("constrained", "lagrangian", "code"))
@@ -401,6 +430,21 @@ class IoVConfig:
         _nonneg("fault_latency_weight", ep.fault_latency_weight)
         _nonneg("fault_energy_weight", ep.fault_energy_weight)
         _nonneg("fault_accuracy_weight", ep.fault_accuracy_weight)
+
+
+def _validate_sumo(mob: MobilityConfig) -> None:
+    """The SUMO fields (file existence is checked when the simulator is built, not here: config stays pure)."""
+    if mob.sumo_net_file and not mob.sumo_net_file.endswith((".net.xml", ".net.xml.gz")):
+        raise ConfigError(f"sumo_net_file={mob.sumo_net_file!r}; allowed: empty (a generated grid) or a SUMO "
+                          "network path ending in .net.xml or .net.xml.gz")
+    if mob.sumo_route_file and not mob.sumo_route_file.endswith((".xml", ".xml.gz")):
+        raise ConfigError(f"sumo_route_file={mob.sumo_route_file!r}; allowed: empty (seeded randomTrips demand) or a "
+                          "SUMO route/trip file ending in .xml or .xml.gz")
+    _range("sumo_vehicles_per_agent", mob.sumo_vehicles_per_agent, 0.1, 100.0, "[0.1, 100]")
+    _range("sumo_warmup_s", mob.sumo_warmup_s, 0.0, 86400.0, "[0, 86400]")
+    _range("sumo_step_length_s", mob.sumo_step_length_s, 0.001, mob.round_duration_s, "[0.001, round_duration_s]")
+    _choice("sumo_backend", mob.sumo_backend, ("auto", "libsumo", "traci"))
+    _nonneg_int("sumo_trace_pool", mob.sumo_trace_pool)
 
 
 # -- presets ---------------------------------------------------------------------------------------
@@ -486,6 +530,8 @@ def _build(flat: Mapping[str, Any]) -> IoVConfig:
     top: dict[str, Any] = {}
     for name, value in flat.items():
         section = FIELD_SECTION[name]
+        if name == "target_modules" and isinstance(value, str):  # target_modules="all-linear", as in peft
+            value = (value,)
         value = _normalise(value)
         if section:
             per_section[section][name] = value
