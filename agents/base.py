@@ -37,7 +37,7 @@ class AgentContext:
     index: int = 0  # vehicle index in 0..N-1
     num_agents: int = 1
     config: Any = None  # the env's IoVConfig (read-only facts such as rounds, shard sizes)
-    env: Any = None  # the env itself: only oracles (GreedyOracle) may look inside
+    env: Any = None  # the env itself: only privileged references (greedy, oracle) may look inside
 
     @property
     def num_actions(self) -> int:
@@ -109,13 +109,30 @@ class Agent:
         return self.context.rank_set
 
 
+def require_fast_env(context: AgentContext, who: str) -> None:
+    """For privileged references that read the simulator: the env must be given and run the fast surrogate."""
+    if context.env is None:
+        raise ValueError(f"{who} needs the env in its AgentContext (it reads the simulator)")
+    cfg = context.config
+    if cfg is not None and cfg.learning.fidelity != "fast":
+        raise ValueError(f"{who} needs fidelity='fast' (it reads the surrogate's expectations); got {cfg.learning.fidelity!r}")
+
+
 def feasible_indices(action_mask: np.ndarray | None, num_actions: int) -> np.ndarray:
-    """Indices allowed by the mask; all of them when the mask is missing or empty (never an empty set)."""
+    """Indices allowed by the mask (all of them when there is no mask); ValueError when it allows none.
+
+    The env always leaves at least the smallest rank feasible (also for inactive vehicles), so an all-zero
+    mask means the caller built it wrongly; returning some index anyway would hide that.
+    """
     if action_mask is None:
         return np.arange(num_actions)
     idx = np.flatnonzero(np.asarray(action_mask)[:num_actions])
-    # an all-zero mask would leave nothing to pick; index 0 is what the env executes for inactive vehicles
-    return idx if idx.size else np.array([0])
+    if not idx.size:
+        raise ValueError(
+            f"action_mask {np.asarray(action_mask).tolist()} allows no action; allowed: at least one of the "
+            f"{num_actions} entries set (the env always leaves the smallest rank feasible)"
+        )
+    return idx
 
 
 def largest_feasible_at_most(target: int, action_mask: np.ndarray | None, num_actions: int) -> int:

@@ -10,9 +10,10 @@
 * ``FedRA``          a random subset of layers per vehicle each round (``layer_fraction`` < 1), fixed rank.
 * ``RandomRank``     a uniformly random feasible rank each round.
 * ``UCB1``           UCB-DUAL without the price (re-exported from ``agents.ucb_dual``).
-* ``GreedyOracle``   reads the simulator's expected utility and energy of every rank for the coming round
-                     and picks the best rank within the vehicle's energy budget: an upper reference that
-                     no real agent can match, fast fidelity only.
+* ``Greedy``         reads the simulator's expected utility and energy of every rank for the coming round
+                     and picks the best rank within the vehicle's energy budget: a myopic heuristic with
+                     privileged information (fast fidelity only), not a bound. The bound is
+                     ``agents.oracle.Oracle`` (registered as ``oracle``).
 
 Every policy respects the action mask itself (largest feasible rank at or below its target), so the env's
 correction never has to step in for them.
@@ -25,7 +26,15 @@ from typing import Any
 
 import numpy as np
 
-from agents.base import Agent, AgentContext, feasible_indices, largest_feasible_at_most, nearest_rank_index
+from agents.base import (
+    Agent,
+    AgentContext,
+    feasible_indices,
+    largest_feasible_at_most,
+    nearest_rank_index,
+    require_fast_env,
+)
+from agents.oracle import Oracle
 from agents.ucb_dual import UCB1, UCBDual
 
 __all__ = [
@@ -37,7 +46,8 @@ __all__ = [
     "RandomRank",
     "UCB1",
     "UCBDual",
-    "GreedyOracle",
+    "Greedy",
+    "Oracle",
     "make_agent",
     "AGENTS",
 ]
@@ -190,16 +200,18 @@ class RandomRank(Agent):
         return int(self.rng.choice(feasible_indices(action_mask, len(self.rank_set))))
 
 
-class GreedyOracle(Agent):
+class Greedy(Agent):
     """Knows each rank's expected utility and energy for the coming round; best utility within the budget.
 
     Reads ``env.unwrapped.simulator.expected_outcomes()`` (fast fidelity only): information no deployable
-    agent has, so it is a reference, not a competitor. Budget = this round's per-vehicle share (observation
-    ``budget_share`` x the reference budget; the info's ``budget`` describes the round just played); when
-    no rank fits, the cheapest feasible one.
+    agent has, so it is a reference, not a competitor. Myopic: it ignores what a rank's samples are worth in
+    later rounds and what the other vehicles of the task add this round, so it is not an upper bound (the
+    ``oracle`` is). Budget = this round's per-vehicle share (observation ``budget_share`` x the reference
+    budget; the info's ``budget`` describes the round just played); when no rank fits, the cheapest
+    feasible one.
     """
 
-    name = "greedy_oracle"
+    name = "greedy"
     aggregation = "svd"
 
     def __init__(self, respect_budget: bool = True) -> None:
@@ -211,13 +223,7 @@ class GreedyOracle(Agent):
     def bind(self, context: AgentContext) -> None:
         """Needs the env itself; refuses the real fidelity up front."""
         super().bind(context)
-        if context.env is None:
-            raise ValueError("GreedyOracle needs the env in its AgentContext (it reads the simulator)")
-        cfg = context.config
-        if cfg is not None and cfg.learning.fidelity != "fast":
-            raise ValueError(
-                f"GreedyOracle needs fidelity='fast' (expected outcomes come from the surrogate); got {cfg.learning.fidelity!r}"
-            )
+        require_fast_env(context, "Greedy")
 
     def _outcomes(self) -> tuple[np.ndarray, np.ndarray]:
         env = self.context.env  # type: ignore[union-attr]
@@ -264,7 +270,8 @@ AGENTS: dict[str, type[Agent]] = {
     "fedra": FedRA,
     "random": RandomRank,
     "fixed": FixedRank,
-    "greedy_oracle": GreedyOracle,
+    "greedy": Greedy,
+    "oracle": Oracle,
 }
 
 

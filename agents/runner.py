@@ -23,6 +23,8 @@ SUMMARY_METRICS = (
     "mean_accuracy",
     "end_to_end_latency_s",
     "total_energy_j",
+    "total_budget_j",
+    "energy_ratio",
     "budget_violation_rate",
     "vehicle_violation_rate",
     "cumulative_reward",
@@ -40,6 +42,7 @@ class EpisodeRecorder:
         self.task_latency_s: list[list[float]] = []
         self.round_latency_s: list[float] = []
         self.round_energy_j: list[float] = []
+        self.round_budget_j: list[float] = []
         self.round_reward: list[float] = []
         self.task_violation: list[list[bool]] = []
         self.vehicle_violations = 0
@@ -105,6 +108,7 @@ class EpisodeRecorder:
         # tasks run in parallel at their RSUs; the round ends when the slowest task has aggregated
         self.round_latency_s.append(float(lat.max(initial=0.0)))
         self.round_energy_j.append(float(used.sum()))
+        self.round_budget_j.append(float(np.nansum(budget)))
         self.round_reward.append(float(sum(float(rewards.get(a, 0.0)) for a in self.agent_ids)))
         self.task_violation.append([bool(u > b * (1 + 1e-9)) for u, b in zip(used, budget, strict=True) if not np.isnan(b)])
         self.rank_trace.append(ranks)
@@ -124,6 +128,10 @@ class EpisodeRecorder:
             "mean_accuracy": float(acc.mean()) if len(acc) else float("nan"),
             "end_to_end_latency_s": float(np.sum(self.round_latency_s)),
             "total_energy_j": float(np.sum(self.round_energy_j)),
+            # the fleet's long-run budget: the task budgets summed over tasks and rounds (the cloud's
+            # re-allocation moves budget between tasks but keeps this sum)
+            "total_budget_j": float(np.sum(self.round_budget_j)),
+            "energy_ratio": _ratio(float(np.sum(self.round_energy_j)), float(np.sum(self.round_budget_j))),
             "budget_violation_rate": float(np.mean(viol)) if viol else 0.0,
             "vehicle_violation_rate": self.vehicle_violations / max(self.vehicle_active_rounds, 1),
             "cumulative_reward": float(np.sum(self.round_reward)),
@@ -133,10 +141,16 @@ class EpisodeRecorder:
             "task_latency_s": self.task_latency_s,
             "round_latency_s": self.round_latency_s,
             "round_energy_j": self.round_energy_j,
+            "round_budget_j": self.round_budget_j,
             "round_reward": self.round_reward,
             "rank_trace": self.rank_trace,
             "dual_price_trace": self.dual_price_trace,
         }
+
+
+def _ratio(used: float, budget: float) -> float:
+    """used / budget, NaN when no budget was reported."""
+    return used / budget if budget > 0 else float("nan")
 
 
 def executed_action(info: Mapping[str, Any], chosen: int, rank_set: Sequence[int]) -> int:

@@ -9,12 +9,18 @@ where lambda_k is the dual price of the vehicle's task k and t the number of rou
 
 Choices made, and why:
 
-* **Normalised reward** g~ in [0, 1]. The env's reward is gamma*q - alpha*tau with q in percent, i.e.
-  O(100); a bonus of order sqrt(ln t / n) next to that would never explore (the authors' code has
-  exactly this flaw and PAPER.md says not to copy it). Default ``normalization="minmax"``: running
-  min/max of the rewards seen by this agent, which needs no knowledge of the env's weights and is
-  robust to the latency term's unknown range. ``normalization="fixed"`` divides by ``reward_scale``
-  (e.g. gamma*100 = 180) for a stationary scale.
+* **Normalised reward** g~ = (g - lo) / span. The env's reward is gamma*q - alpha*tau with q in
+  percent, i.e. O(100); a bonus of order sqrt(ln t / n) next to that would never explore (the
+  authors' code has exactly this flaw and PAPER.md says not to copy it). The scale must be learned
+  from the rewards themselves (the agent does not know the env's weights), and it must not be set by
+  single extreme samples: with Gaussian rewards the running min/max keeps widening like
+  sigma*sqrt(2 ln n), the bonus grows with it, and regret was 1.4x a textbook UCB1 at T = 2e4.
+  Default ``normalization="robust"``: span = max_a(mean_a + 2 sd_a) - min_a(mean_a - 2 sd_a), each
+  end capped by the observed extremes. For rewards in {0, 1} (Bernoulli) that is exactly [0, 1], as
+  in UCB1; for Gaussian rewards it is the arms' 95% band, not their record values; for env-sized
+  rewards it scales with them, so decisions do not depend on the reward's units.
+  ``normalization="minmax"`` keeps the running extremes (the former default);
+  ``normalization="fixed"`` divides by ``reward_scale`` (e.g. gamma*100 = 180).
 * **Normalised cost** e~ = cost / budget of the round it was spent in, so a price lambda is
   dimensionless, "reward range per budget", and budgets that the cloud re-allocates between rounds
   (tri-feedback) do not corrupt the means. With ``resource="rank"`` (the authors' code variant) the
@@ -26,8 +32,14 @@ Choices made, and why:
   "local"`` runs the same update inside the agent from ``info["task_energy_used_j"]`` /
   ``info["task_budget_j"]`` (falling back to the vehicle's own ``cost`` / ``budget``), for use
   outside this env or with ``resource="rank"`` (the env prices energy, not rank, so rank pricing is
-  always local). mu = ``dual_step_size`` = 0.01 (PAPER.md). When ``dual_source="rsu"`` but the info has
-  no ``dual_price`` the agent falls back to local and says so in ``state()["dual_source_effective"]``.
+  always local). mu = ``dual_step_size`` = 0.01 (PAPER.md) for the local update; with the RSU's price
+  the step in use is the env's ``energy.dual_step_size``, and ``state()["dual_step_size"]`` reports
+  that one. When ``dual_source="rsu"`` but the info has no ``dual_price`` the agent falls back to local
+  and says so in ``state()["dual_source_effective"]``.
+* **Inputs are checked.** ``update()`` refuses a non-finite reward, cost, budget or price and an action
+  outside ``0..K-1`` with a ``ValueError`` naming the value (a NaN would otherwise poison the means,
+  and a negative index would silently credit the last arm); ``act()`` refuses an action mask with no
+  feasible rank (the env always leaves one; nothing sensible can be returned otherwise).
 * **Exploration constant** c = 1.0: UCB1's constant for rewards in [0, 1].
 * **Decision period** 1 (a fresh choice every round). The authors' code re-decides every 3 rounds;
   with 7 ranks and 20-40-round episodes that spends most of an episode on the initial sweep, so we
@@ -57,6 +69,10 @@ import numpy as np
 from agents.base import Agent, AgentContext, feasible_indices
 
 _EPS = 1e-12
+NORMALIZATIONS = ("robust", "minmax", "fixed")
+# info entries the agent reads as numbers: each must be finite and non-negative
+_INFO_NUMBERS = ("budget", "dual_price", "task_energy_used_j", "task_budget_j")
+ROBUST_SPREAD_SD = 2.0  # half-width of each arm's reward band, in standard deviations
 
 
 class UCBDual(Agent):
@@ -73,7 +89,7 @@ class UCBDual(Agent):
         dual_source: str = "rsu",
         resource: str = "energy",
         rank_budget: float | None = None,
-        normalization: str = "minmax",
+        normalization: str = "robust",
         reward_scale: float | None = None,
         use_dual: bool = True,
         lambda_init: float = 0.0,
@@ -94,8 +110,8 @@ class UCBDual(Agent):
             raise ValueError(f"dual_source={dual_source!r}; allowed: 'rsu' or 'local'")
         if resource not in ("energy", "rank"):
             raise ValueError(f"resource={resource!r}; allowed: 'energy' or 'rank'")
-        if normalization not in ("minmax", "fixed"):
-            raise ValueError(f"normalization={normalization!r}; allowed: 'minmax' or 'fixed'")
+        if normalization not in NORMALIZATIONS:
+            raise ValueError(f"normalization={normalization!r}; allowed: {', '.join(map(repr, NORMALIZATIONS))}")
         if normalization == "fixed" and not (reward_scale and reward_scale > 0):
             raise ValueError("normalization='fixed' needs reward_scale > 0 (e.g. accuracy_weight * 100)")
         if not 0.0 < discount <= 1.0:
@@ -141,6 +157,7 @@ class UCBDual(Agent):
     def _alloc(self, k: int) -> None:
         self.counts = np.zeros(k)
         self.reward_sums = np.zeros(k)
+        self.reward_sq_sums = np.zeros(k)
         self.cost_sums = np.zeros(k)  # sums of cost / budget
         self.t = 0.0  # rounds played (discounted when discount < 1)
         self.r_min = math.inf
@@ -170,8 +187,9 @@ class UCBDual(Agent):
         if self.normalization == "fixed":
             g = means / float(self.reward_scale)
         else:
-            span = self.r_max - self.r_min
-            g = (means - self.r_min) / span if span > _EPS else np.full_like(means, 0.5)
+            lo, hi = self.reward_band()
+            span = hi - lo
+            g = (means - lo) / span if span > _EPS else np.full_like(means, 0.5)
         u = g.copy()
         if self.use_dual:
             costs = np.divide(self.cost_sums, n, out=np.zeros_like(n), where=played)
@@ -181,6 +199,20 @@ class UCBDual(Agent):
             u += self.exploration * np.sqrt(2.0 * log_t / np.where(played, n, 1.0))
         u[~played] = np.inf
         return u
+
+    def reward_band(self) -> tuple[float, float]:
+        """(lo, hi) of the rewards that set the normalisation scale (see ``normalization``)."""
+        if self.normalization != "robust":
+            return self.r_min, self.r_max
+        played = self.counts > _EPS
+        if not played.any():
+            return self.r_min, self.r_max
+        n = self.counts[played]
+        mean = self.reward_sums[played] / n
+        sd = np.sqrt(np.maximum(self.reward_sq_sums[played] / n - mean**2, 0.0))
+        lo = max(self.r_min, float(np.min(mean - ROBUST_SPREAD_SD * sd)))
+        hi = min(self.r_max, float(np.max(mean + ROBUST_SPREAD_SD * sd)))
+        return lo, hi
 
     def act(self, observation: Any, action_mask: np.ndarray, info: Mapping[str, Any] | None = None) -> int:
         """The feasible arm with the largest index; random among unplayed arms and among ties."""
@@ -206,10 +238,10 @@ class UCBDual(Agent):
     def update(self, action: Any, reward: float, cost: float, info: Mapping[str, Any]) -> None:
         """Credit the executed arm with its reward and normalised cost; move the dual price."""
         info = info or {}
+        a = self._check_update(action, reward, cost, info)  # before any state changes
         self._read_task_and_price(info, count_violation=True)
         if not info.get("active", True):
             return  # the env ignored the action: nothing was learned about any arm
-        a = int(action)
         if self.resource == "rank":
             rank = info.get("rank")
             spent = float(rank if rank is not None else self.rank_set[a])
@@ -231,10 +263,12 @@ class UCBDual(Agent):
             if self.discount < 1.0:
                 self.counts *= self.discount
                 self.reward_sums *= self.discount
+                self.reward_sq_sums *= self.discount
                 self.cost_sums *= self.discount
                 self.t *= self.discount
             self.counts[a] += 1.0
             self.reward_sums[a] += r
+            self.reward_sq_sums[a] += r * r
             self.cost_sums[a] += spent / budget
             self.t += 1.0
             self.r_min = min(self.r_min, r)
@@ -247,6 +281,25 @@ class UCBDual(Agent):
                 allowed = float(info.get("task_budget_j", budget) or budget)
             self._dual_step(used, allowed)
 
+    def _check_update(self, action: Any, reward: float, cost: float, info: Mapping[str, Any]) -> int:
+        """The action as an arm index; ValueError naming any non-finite number or out-of-range action."""
+        k = len(self.counts)
+        if isinstance(action, np.ndarray) and action.shape == ():
+            action = action.item()
+        if isinstance(action, bool) or not isinstance(action, (int, np.integer)) or not 0 <= action < k:
+            raise ValueError(f"UCBDual.update: action={action!r}; allowed: an integer arm index in [0, {k - 1}]")
+        checks = {"reward": reward, "cost": cost}
+        checks.update({key: info[key] for key in _INFO_NUMBERS if info.get(key) is not None})
+        for key, value in checks.items():
+            try:
+                x = float(value)
+            except (TypeError, ValueError):
+                x = math.nan
+            if not math.isfinite(x) or (key != "reward" and x < 0):
+                allowed = "a finite number" if key == "reward" else "a finite number >= 0"
+                raise ValueError(f"UCBDual.update: {key}={value!r}; allowed: {allowed}")
+        return int(action)
+
     def _read_task_and_price(self, info: Mapping[str, Any], count_violation: bool) -> None:
         """Track the vehicle's task and, in rsu mode, adopt the RSU's price for it."""
         if "task_index" in info:
@@ -255,6 +308,8 @@ class UCBDual(Agent):
             if "dual_price" in info:
                 self.dual_source_effective = "rsu"
                 lam = float(info["dual_price"])
+                if not (math.isfinite(lam) and lam >= 0):
+                    raise ValueError(f"UCBDual: info['dual_price']={info['dual_price']!r}; allowed: a finite number >= 0")
                 if self.lambda_max is not None:
                     lam = min(lam, self.lambda_max)
                 self.lambdas[self.task] = lam
@@ -287,6 +342,18 @@ class UCBDual(Agent):
         cheapest = float(np.min(self.cost_sums[played] / self.counts[played]))
         return self.lam * cheapest > 1.0
 
+    def dual_step_size_in_use(self) -> float | None:
+        """The mu that moves this agent's price: the env's ``dual_step_size`` when it follows the RSU's price.
+
+        None when the price comes from an RSU whose step size the agent was not told (no config bound).
+        """
+        if not self.use_dual:
+            return 0.0
+        if self.dual_source_effective == "rsu":
+            cfg = self.context.config if self.context is not None else None
+            return float(cfg.energy.dual_step_size) if cfg is not None else None
+        return self.dual_step_size
+
     def state(self) -> dict[str, Any]:
         """Counts, means, prices and the divergence flag as plain data."""
         n = self.counts
@@ -308,7 +375,8 @@ class UCBDual(Agent):
             "violation_streak": self.violation_streak,
             "dual_diverged": self.dual_diverged(),
             "exploration": self.exploration,
-            "dual_step_size": self.dual_step_size,
+            "dual_step_size": self.dual_step_size_in_use(),
+            "dual_step_size_local": self.dual_step_size,
             "decision_period": self.decision_period,
         }
 

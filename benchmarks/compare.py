@@ -13,13 +13,18 @@ Protocol (the paper's framing: the mechanisms are part of the proposed system):
 * ``UCB-DUAL (agent only)``          allocation="static", fault_tolerance="none": the agent alone, under
                           exactly the baselines' system, to separate what the bandit does from what the
                           cloud and fault mechanisms do.
-* ``GreedyOracle``        reference only (reads the simulator's expectations), never the "best baseline".
+* references, never the "best baseline": ``Greedy`` (reads the simulator's expectations, myopic),
+  ``Oracle`` (the upper bound of ``agents/oracle.py``) under the baselines' system, and
+  ``Oracle (full system)`` under UCB-DUAL's (the fault mechanism changes the world, the allocation does
+  not change rewards or energy).
 
 Per run: final accuracy (mean over tasks of the global model's metric after the last round, in points),
-end-to-end latency (sum of synchronous round latencies), total energy, budget-violation rate (share of
-task-rounds spending over the task's budget). Intervals: 95% percentile bootstrap of the mean over seeds,
-stratified by preset (``rliable.library.get_interval_estimates`` through ``benchmarks.stats``), plus IQM. Paired differences to the best baseline
-use the same seeds (same world), bootstrapped over seeds.
+end-to-end latency (sum of synchronous round latencies), total energy, energy / long-run budget,
+budget-violation rate (share of task-rounds spending over the task's budget), cumulative reward and
+the normalised score (Random = 0, Oracle = 1 on the same seed). Statistics come from
+``benchmarks/scoring.py``, shared with the leaderboard: 95% percentile bootstrap of the mean over seeds,
+stratified by preset (rliable), plus IQM; paired differences use the same seeds (same world); the
+constraint-aware ranking, headroom and the oracle's check as in the leaderboard.
 
 Outputs (written atomically: temp file + ``os.replace``): ``runs.csv`` (one row per run),
 ``summary.csv`` (method x metric with CIs) and ``compare.md`` (tables + the paper's claims).
@@ -39,10 +44,11 @@ from typing import Any
 import numpy as np
 
 from agents.base import Agent
-from agents.baselines import FlexLoRA, GreedyOracle, HetLoRA, HomoLoRA, RandomRank
-from agents.runner import run_decentralized
+from agents.baselines import FlexLoRA, Greedy, HetLoRA, HomoLoRA, Oracle, RandomRank
+from agents.oracle import covers
+from agents.runner import env_config_for, run_decentralized
 from agents.ucb_dual import UCB1, UCBDual
-from benchmarks.stats import interval_estimate, iqm, stratify
+from benchmarks import scoring
 from iov_env.results import write_csv_atomic, write_text_atomic
 
 FULL_SYSTEM = {"allocation": "tri_feedback", "fault_tolerance": "paper"}
@@ -51,8 +57,12 @@ METRICS = (
     ("accuracy_pts", "final accuracy (pts)", +1),
     ("latency_s", "end-to-end latency (s)", -1),
     ("energy_j", "energy (J)", -1),
+    ("energy_ratio", "energy / budget", -1),
     ("violation_rate", "budget-violation rate", -1),
+    ("score", "score (Random 0, Oracle 1)", +1),
 )
+FIELDS = scoring.Fields(world="preset", who="method")
+REFERENCES = ("Random", "Oracle")
 PAPER_ACC_GAIN_PTS = 2.5
 PAPER_LATENCY_CUT = 0.24
 
@@ -81,7 +91,9 @@ def methods() -> list[Method]:
         Method("UCB-DUAL w/o tri-feedback", UCBDual, {**FULL_SYSTEM, "allocation": "static"}, "ablation"),
         Method("UCB-DUAL w/o fault tolerance", UCBDual, {**FULL_SYSTEM, "fault_tolerance": "none"}, "ablation"),
         Method("UCB-DUAL (agent only)", UCBDual, BASELINE_SYSTEM, "ablation", "baselines' system"),
-        Method("GreedyOracle", GreedyOracle, BASELINE_SYSTEM, "reference", "knows expected outcomes"),
+        Method("Greedy", Greedy, BASELINE_SYSTEM, "reference", "knows expected outcomes, myopic"),
+        Method("Oracle", Oracle, BASELINE_SYSTEM, "reference", "upper bound, plans the episode"),
+        Method("Oracle (full system)", Oracle, FULL_SYSTEM, "reference", "upper bound under UCB-DUAL's system"),
     ]
 
 
@@ -91,9 +103,12 @@ def run_all(
     """Every (preset, method, seed) episode as one flat record."""
     out = []
     for preset in presets:
+        oracles = {m.label: env_config_for(m.make(), {"preset": preset, **(env_overrides or {}), **m.system, **m.extra})
+                   for m in rows if m.make is Oracle}
         for m in rows:
             for s in seeds:
                 r = run_decentralized(m.make, {"preset": preset, **(env_overrides or {}), **m.system, **m.extra}, seed=s)
+                bounded_by = next((label for label, kw in oracles.items() if covers(r["env_kwargs"], kw)), "")
                 out.append({
                     "preset": preset,
                     "method": m.label,
@@ -106,61 +121,48 @@ def run_all(
                     "best_accuracy_pts": 100.0 * r["best_accuracy"],
                     "latency_s": r["end_to_end_latency_s"],
                     "energy_j": r["total_energy_j"],
+                    "budget_j": r["total_budget_j"],
                     "violation_rate": r["budget_violation_rate"],
                     "vehicle_violation_rate": r["vehicle_violation_rate"],
                     "cumulative_reward": r["cumulative_reward"],
                     "mean_rank": float(np.mean([x for row in r["rank_trace"] for x in row if x > 0] or [0])),
+                    **scoring.oracle_fields(r.get("agent_state_vehicle_0", {})),
+                    "bounded_by": bounded_by,
                 })
-    return out
+    return scoring.score_runs(out, *REFERENCES, f=FIELDS)
 
 
 # -- statistics --------------------------------------------------------------------------------------
 def summarise(records: list[dict[str, Any]], presets: Sequence[str], reps: int) -> list[dict[str, Any]]:
     """Per preset (and all presets pooled, stratified) x method x metric: mean, 95% CI, IQM."""
-    out = []
-    labels = list(dict.fromkeys(r["method"] for r in records))
     scopes = [*presets, "all"] if len(presets) > 1 else list(presets)
-    for scope in scopes:
-        for label in labels:
-            sel = [r for r in records if r["method"] == label and (scope == "all" or r["preset"] == scope)]
-            if not sel:
-                continue
-            strata = [r["preset"] for r in sel]
-            for key, _, _ in METRICS:
-                x = np.array([r[key] for r in sel])
-                mean, lo, hi = interval_estimate(stratify(x, strata), reps=reps)
-                out.append({"preset": scope, "method": label, "role": sel[0]["role"], "metric": key,
-                            "mean": mean, "ci_lo": lo, "ci_hi": hi, "iqm": iqm(x), "n": len(x)})
-    return out
+    rows = scoring.metric_summary(records, [k for k, _, _ in METRICS], "method", scopes, world="preset", reps=reps)
+    role = {r["method"]: r["role"] for r in records}
+    return [{**r, "role": role[r["method"]]} for r in rows]
 
 
 def paired_difference(
     records: list[dict[str, Any]], preset: str, a: str, b: str, key: str, relative: bool, reps: int
 ) -> tuple[float, float, float]:
-    """Mean over seeds of (a - b) (or (a - b)/b when relative), with a bootstrap CI over seeds."""
-    ra = {r["seed"]: r[key] for r in records if r["preset"] == preset and r["method"] == a}
-    rb = {r["seed"]: r[key] for r in records if r["preset"] == preset and r["method"] == b}
-    seeds = sorted(set(ra) & set(rb))
-    xa, xb = np.array([ra[s] for s in seeds]), np.array([rb[s] for s in seeds])
-    if relative:
-        # ratio of means (not mean of ratios): the paper's "x% lower latency" is about totals
-        rng = np.random.default_rng(1)
-        point = xa.mean() / xb.mean() - 1.0
-        boots = []
-        for _ in range(reps):
-            i = rng.integers(0, len(seeds), len(seeds))
-            boots.append(xa[i].mean() / xb[i].mean() - 1.0)
-        return float(point), float(np.quantile(boots, 0.025)), float(np.quantile(boots, 0.975))
-    return interval_estimate(xa - xb, reps=reps, seed=2)
+    """Mean over seeds of (a - b) (or mean(a)/mean(b) - 1 when relative), with a bootstrap CI over seeds."""
+    return scoring.paired_difference(records, preset, a, b, key, relative=relative, reps=reps, f=FIELDS)
+
+
+def bound_checks(records: list[dict[str, Any]], rows: Sequence[Method]) -> list[dict[str, Any]]:
+    """The oracle's check for each method against the oracle whose bound covers its system (the fault mode
+    matters, the allocation does not); the scale is Random's, which runs without the fault mechanism."""
+    out = []
+    for oracle in [m.label for m in rows if m.make is Oracle]:
+        covered = {r["method"] for r in records if r["bounded_by"] == oracle} | {oracle}
+        sel = [r for r in records if r["method"] in covered or r["method"] == "Random"]
+        out += [c for c in scoring.oracle_checks(sel, high=oracle, low="Random", f=FIELDS) if c["agent"] in covered]
+    return out
 
 
 # -- reporting ---------------------------------------------------------------------------------------
 def _fmt(mean: float, lo: float, hi: float, key: str) -> str:
-    if key == "violation_rate":
-        return f"{mean:.2f} [{lo:.2f}, {hi:.2f}]"
-    if key == "accuracy_pts":
-        return f"{mean:.2f} [{lo:.2f}, {hi:.2f}]"
-    return f"{mean:.1f} [{lo:.1f}, {hi:.1f}]"
+    spec = ".1f" if key in ("latency_s", "energy_j") else ".2f"
+    return scoring.fmt_ci(mean, lo, hi, spec)
 
 
 def claims(records: list[dict[str, Any]], presets: Sequence[str], reps: int) -> list[dict[str, Any]]:
@@ -178,8 +180,12 @@ def claims(records: list[dict[str, Any]], presets: Sequence[str], reps: int) -> 
         d_acc = paired_difference(records, preset, "UCB-DUAL", best_acc, "accuracy_pts", False, reps)
         d_lat_acc = paired_difference(records, preset, "UCB-DUAL", best_acc, "latency_s", True, reps)
         d_lat = paired_difference(records, preset, "UCB-DUAL", best_lat, "latency_s", True, reps)
+        energy = {
+            m: f"{mean_of(m, 'energy_ratio'):.2f}, {mean_of(m, 'violation_rate'):.2f}" for m in [*labels, "UCB-DUAL"]
+        }
         out.append({
             "preset": preset,
+            "energy": energy,
             "best_accuracy_baseline": best_acc,
             "accuracy_gain_pts": d_acc,
             "accuracy_claim_met": d_acc[0] >= PAPER_ACC_GAIN_PTS,
@@ -193,16 +199,18 @@ def claims(records: list[dict[str, Any]], presets: Sequence[str], reps: int) -> 
 
 def markdown(
     summary: list[dict[str, Any]], claim_rows: list[dict[str, Any]], presets: Sequence[str], seeds: Sequence[int],
-    rows: Sequence[Method], elapsed_s: float, command: str,
+    rows: Sequence[Method], elapsed_s: float, command: str, scores: dict[str, Any] | None = None,
 ) -> str:
-    """Tables (mean [95% CI]) per preset, the claims check, and the protocol."""
+    """Tables (mean [95% CI]) per preset, the constraint-aware ranking, the claims check, and the protocol."""
     buf = io.StringIO()
     w = buf.write
     w("# UCB-DUAL vs baselines (fast fidelity)\n\n")
     w(f"Command: `{command}`  \nSeeds: {list(seeds)}; presets: {list(presets)}; {elapsed_s:.0f} s wall.  \n")
     w("Cells: mean over seeds [95% stratified-bootstrap CI]. Accuracy: final-round global accuracy, mean over "
-      "tasks, in points. Latency: sum of synchronous round latencies. Violation: share of task-rounds over "
-      "the task's energy budget.\n\n")
+      "tasks, in points. Latency: sum of synchronous round latencies. Energy / budget: episode energy over the "
+      "fleet's long-run budget. Violation: share of task-rounds over the task's energy budget. Score: Random = 0, "
+      "Oracle = 1 on the same seed (paired); rows under the full system are on the same scale, and their bound is "
+      "'Oracle (full system)'. Every method runs the same seeds: the same mobility, channel and data world.\n\n")
     notes = {m.label: m for m in rows}
     for scope in [*presets, *(["all"] if len(presets) > 1 else [])]:
         w(f"## preset `{scope}`\n\n" if scope != "all" else "## all presets pooled (stratified by preset)\n\n")
@@ -218,19 +226,29 @@ def markdown(
                 sysdesc += f"; {notes[m.label].note}"
             w(f"| {m.label} | {m.role} | " + " | ".join(cells) + f" | {sysdesc} |\n")
         w("\n")
+    if scores is not None:
+        w(scoring.report(scores["scored"], scores["headroom"], scores["agents"], scores["checks"], scores["worlds"],
+                         baseline="UCB-DUAL", world_label="preset", references=REFERENCES,
+                         sections=("ranking", "headroom", "checks"),
+                         reference_names=[m.label for m in rows if m.role == "reference"]))
+        w("\n")
     w("## The paper's claims vs this run\n\n")
-    w("| preset | claim (paper) | measured | met |\n|---|---|---|---|\n")
+    w("Paired by seed (same world for both methods); energy / budget and the share of task-rounds over budget of "
+      "each side beside it.\n\n")
+    w("| preset | claim (paper) | measured | met | UCB-DUAL energy / budget, over budget | baseline energy / budget, "
+      "over budget |\n|---|---|---|---|---|---|\n")
     for c in claim_rows:
         g = c["accuracy_gain_pts"]
+        ours, theirs = c["energy"]["UCB-DUAL"], c["energy"][c["best_accuracy_baseline"]]
+        side = f" | {ours} | {theirs} |\n"
         w(f"| {c['preset']} | accuracy >= +{PAPER_ACC_GAIN_PTS} pts vs best baseline ({c['best_accuracy_baseline']}) | "
-          f"{g[0]:+.2f} pts [{g[1]:+.2f}, {g[2]:+.2f}] | {'yes' if c['accuracy_claim_met'] else 'no'} |\n")
+          f"{g[0]:+.2f} pts [{g[1]:+.2f}, {g[2]:+.2f}] | {'yes' if c['accuracy_claim_met'] else 'no'}" + side)
         d = c["latency_change_vs_best_accuracy_baseline"]
         w(f"| {c['preset']} | latency <= -{PAPER_LATENCY_CUT:.0%} vs best baseline ({c['best_accuracy_baseline']}) | "
-          f"{d[0]:+.1%} [{d[1]:+.1%}, {d[2]:+.1%}] | {'yes' if c['latency_claim_met'] else 'no'} |\n")
+          f"{d[0]:+.1%} [{d[1]:+.1%}, {d[2]:+.1%}] | {'yes' if c['latency_claim_met'] else 'no'}" + side)
         f = c["latency_change_vs_fastest_baseline"]
         w(f"| {c['preset']} | (context) latency vs fastest baseline ({c['fastest_baseline']}) | "
-          f"{f[0]:+.1%} [{f[1]:+.1%}, {f[2]:+.1%}] | - |\n")
-    w("\nPaired differences use the same seeds (same mobility, channel and data world) for both methods.\n")
+          f"{f[0]:+.1%} [{f[1]:+.1%}, {f[2]:+.1%}] | - | {ours} | {c['energy'][c['fastest_baseline']]} |\n")
     return buf.getvalue()
 
 
@@ -253,9 +271,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     records = run_all(args.presets, seeds, rows, overrides)
     summary = summarise(records, args.presets, args.reps)
     claim_rows = claims(records, args.presets, args.reps)
+    scores = scoring.score_all(records, reps=args.reps, baseline="UCB-DUAL", f=FIELDS, references=REFERENCES)
+    scores["checks"] = bound_checks(records, rows)
     elapsed = time.perf_counter() - t0
     command = "python -m benchmarks.compare " + " ".join(argv if argv is not None else sys.argv[1:])
-    md = markdown(summary, claim_rows, args.presets, seeds, rows, elapsed, command)
+    md = markdown(summary, claim_rows, args.presets, seeds, rows, elapsed, command, scores)
     write_csv_atomic(args.out / "runs.csv", records)
     write_csv_atomic(args.out / "summary.csv", summary)
     write_text_atomic(args.out / "compare.md", md)

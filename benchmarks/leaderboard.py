@@ -8,8 +8,16 @@ Agents are the names of ``agents.baselines.AGENTS`` plus ``ppo_shared``, ``a2c_s
 ``dqn_shared`` (Stable-Baselines3, one policy shared by all vehicles, trained per scenario and seed
 before its evaluation episode on the same seed). Each agent runs under the env system it implies
 (its aggregation) with the scenario's allocation and fault tolerance. Every run is seeded: the same
-command gives the same numbers. Cells are means over seeds with 95% stratified-bootstrap CIs
-(rliable); ranking is by the mean of the per-scenario reward rank.
+command gives the same numbers, and seed s is the same world for every agent.
+
+Scoring (``benchmarks/scoring.py``): per run a normalised score (random = 0, oracle = 1, paired by
+seed; ``random`` and ``oracle`` are always run) and the energy ratio and violation share; per agent
+the IQM with stratified-bootstrap 95% CIs over seeds x scenarios, the probability of improvement over
+UCB-DUAL and the paired difference to it; per scenario the headroom (oracle - random in paired
+standard errors; under 10 the scenario is flagged and left out of the aggregate). The headline ranks
+the agents within budget (mean energy / budget <= 1.05 on every scenario kept); the others are listed
+below with their violation. Outputs: runs.csv, summary.csv, scores.csv, LEADERBOARD.md, per scenario
+<id>.png (metrics) and <id>-return-vs-energy.png.
 
 Trained RL agents (``python -m benchmarks.train_rl``) join without retraining through
 ``--checkpoints DIR``: ``maskable_ppo_shared``, ``ppo_lag_shared``, ``rllib_ppo`` (and the other SB3
@@ -38,16 +46,17 @@ import numpy as np
 
 from agents.base import Agent
 from agents.baselines import AGENTS, make_agent
-from agents.runner import run_decentralized
+from agents.oracle import Oracle, covers
+from agents.runner import env_config_for, run_decentralized
 from agents.sb3 import SHARED_AGENTS as SB3_AGENTS
-from benchmarks import runs
+from benchmarks import runs, scoring
 from benchmarks.scenarios import SCENARIOS, scenario, unavailable_reason
-from benchmarks.stats import interval_estimate, iqm
 from iov_env.results import save_figure_atomic, write_csv_atomic, write_text_atomic
 
 CHECKPOINT_AGENTS = ("rllib_ppo",)  # trained only by benchmarks.train_rl, evaluated from --checkpoints
 RL_AGENTS = (*SB3_AGENTS, *CHECKPOINT_AGENTS)
-DEFAULT_AGENTS = ("ucb_dual", "ucb1", "homolora", "hetlora", "flexlora", "fedra", "random", "greedy_oracle")
+DEFAULT_AGENTS = ("ucb_dual", "ucb1", "homolora", "hetlora", "flexlora", "fedra", "greedy", "random", "oracle")
+REFERENCES = (scoring.REFERENCE_LOW, scoring.REFERENCE_HIGH)  # the score's 0 and 1, always run
 DEFAULT_SCENARIOS = ("tiny-v1", "paper-v1", "paper-tight-v1", "paper-rank-prior-v1", "scale-90-v1", "paper-sumo-v1")
 # (record key, label, higher is better)
 METRICS = (
@@ -55,7 +64,8 @@ METRICS = (
     ("accuracy_pts", "final accuracy (pts)", True),
     ("latency_s", "end-to-end latency (s)", False),
     ("energy_j", "energy (J)", False),
-    ("violation_rate", "budget violations", False),
+    ("energy_ratio", "energy / budget", False),
+    ("violation_rate", "task-rounds over budget", False),
 )
 
 
@@ -95,9 +105,14 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
         "accuracy_pts": 100.0 * r["final_accuracy"],
         "latency_s": r["end_to_end_latency_s"],
         "energy_j": r["total_energy_j"],
+        "budget_j": r["total_budget_j"],
+        "energy_ratio": r["energy_ratio"],
         "violation_rate": r["budget_violation_rate"],
         "wall_s": time.perf_counter() - t0,
         "accuracy_trace": ";".join(f"{np.mean(row):.4f}" for row in r["task_accuracy"]),
+        **scoring.oracle_fields(r.get("agent_state_vehicle_0", {})),
+        # the oracle bounds this run only if it is the oracle's world up to aggregation and allocation
+        "bounded_by": scoring.REFERENCE_HIGH if covers(r["env_kwargs"], env_config_for(Oracle(), kwargs)) else "",
     }
 
 
@@ -130,6 +145,8 @@ def run_grid(
     """Every (scenario, agent, seed) episode as one flat record, in grid order; stored runs are not rerun."""
     jobs = jobs_for(scenario_ids, agent_names, seeds, sb3_timesteps, checkpoints)
     records: list[dict[str, Any] | None] = [store.get(j) if store else None for j in jobs]
+    # a run stored by an older version lacks the scoring fields: run it again rather than score it wrongly
+    records = [r if r is not None and "energy_ratio" in r and "bounded_by" in r else None for r in records]
     todo = [i for i, r in enumerate(records) if r is None]
     if len(todo) < len(jobs):
         progress(f"resuming: {len(jobs) - len(todo)} of {len(jobs)} runs already done")
@@ -147,49 +164,32 @@ def run_grid(
 
 def summarise(records: list[dict[str, Any]], reps: int) -> list[dict[str, Any]]:
     """Per scenario x agent x metric: mean with 95% CI, and IQM."""
-    out = []
-    for sid in dict.fromkeys(r["scenario"] for r in records):
-        for name in dict.fromkeys(r["agent"] for r in records):
-            sel = [r for r in records if r["scenario"] == sid and r["agent"] == name]
-            for key, _, _ in METRICS:
-                x = np.array([r[key] for r in sel], dtype=float)
-                mean, lo, hi = interval_estimate(x, reps=reps)
-                out.append({"scenario": sid, "agent": name, "metric": key, "mean": mean, "ci_lo": lo, "ci_hi": hi,
-                            "iqm": iqm(x), "n": len(x)})
-    return out
+    scenarios = list(dict.fromkeys(r["scenario"] for r in records))
+    return scoring.metric_summary(records, [k for k, _, _ in METRICS], "agent", scenarios, world="scenario", reps=reps)
 
 
-def ranking(summary: list[dict[str, Any]]) -> list[tuple[str, float]]:
-    """Agents ordered by their mean rank of cumulative reward across scenarios (1 = best)."""
-    ranks: dict[str, list[int]] = {}
-    for sid in dict.fromkeys(r["scenario"] for r in summary):
-        rows = [r for r in summary if r["scenario"] == sid and r["metric"] == "cumulative_reward"]
-        for i, r in enumerate(sorted(rows, key=lambda r: -r["mean"]), start=1):
-            ranks.setdefault(r["agent"], []).append(i)
-    return sorted(((a, float(np.mean(v))) for a, v in ranks.items()), key=lambda t: t[1])
-
-
-def markdown(summary: list[dict[str, Any]], seeds: Sequence[int], command: str, elapsed_s: float) -> str:
-    """LEADERBOARD.md: overall ranking, then one table per scenario."""
+def markdown(
+    summary: list[dict[str, Any]], scores: dict[str, Any], seeds: Sequence[int], command: str, elapsed_s: float
+) -> str:
+    """LEADERBOARD.md: the constraint-aware ranking, headroom, the oracle's check, then per-scenario tables."""
     buf = io.StringIO()
     w = buf.write
     w("# iov-env leaderboard\n\n")
-    w(f"`{command}` — seeds {list(seeds)}, {elapsed_s:.0f} s. Mean [95% CI] over seeds (rliable stratified "
-      "bootstrap). Rank = mean rank of cumulative reward across scenarios.\n\n")
-    w("| rank | agent | mean reward rank |\n|---:|---|---:|\n")
-    for i, (agent, r) in enumerate(ranking(summary), start=1):
-        w(f"| {i} | {agent} | {r:.2f} |\n")
+    w(f"`{command}` — seeds {list(seeds)}, {elapsed_s:.0f} s. Every comparison is paired by seed (seed s is the same "
+      "world for every agent) and every score is shown beside the energy it cost.\n\n")
+    w(scoring.report(scores["scored"], scores["headroom"], scores["agents"], scores["checks"], scores["worlds"],
+                     describe=lambda sid: f"`{scenario(sid)}`"))
+    w("\n## Metrics per scenario\n\nMean [95% CI] over seeds (rliable stratified bootstrap).\n")
     cell = {(r["scenario"], r["agent"], r["metric"]): r for r in summary}
     for sid in dict.fromkeys(r["scenario"] for r in summary):
-        w(f"\n## {sid}\n\n`{scenario(sid)}`\n\n| agent | " + " | ".join(lbl for _, lbl, _ in METRICS) + " |\n")
+        w(f"\n### {sid}\n\n| agent | " + " | ".join(lbl for _, lbl, _ in METRICS) + " |\n")
         w("|---|" + "---:|" * len(METRICS) + "\n")
-        agents = [a for a, _ in ranking([r for r in summary if r["scenario"] == sid])]
-        for a in agents:
+        for a in dict.fromkeys(r["agent"] for r in summary if r["scenario"] == sid):
             cells = []
             for key, _, _ in METRICS:
                 c = cell[(sid, a, key)]
-                fmt = ".2f" if key == "violation_rate" else ".1f"
-                cells.append(f"{c['mean']:{fmt}} [{c['ci_lo']:{fmt}}, {c['ci_hi']:{fmt}}]")
+                fmt = ".2f" if key in ("violation_rate", "energy_ratio") else ".1f"
+                cells.append(scoring.fmt_ci(c["mean"], c["ci_lo"], c["ci_hi"], fmt))
             w(f"| {a} | " + " | ".join(cells) + " |\n")
     return buf.getvalue()
 
@@ -204,8 +204,11 @@ def plot(records: list[dict[str, Any]], summary: list[dict[str, Any]], out: Path
     paths = []
     for sid in dict.fromkeys(r["scenario"] for r in summary):
         agents = list(dict.fromkeys(r["agent"] for r in summary if r["scenario"] == sid))
-        fig, grid = plt.subplots(2, 3, figsize=(13, 7))
+        cols = (len(METRICS) + 2) // 2  # one panel per metric, then the accuracy traces
+        fig, grid = plt.subplots(2, cols, figsize=(4.4 * cols, 7))
         axes = grid.ravel()
+        for extra in axes[len(METRICS) + 1:]:
+            extra.set_visible(False)
         for ax, (key, label, _) in zip(axes, METRICS, strict=False):
             rows = [next(r for r in summary if r["scenario"] == sid and r["agent"] == a and r["metric"] == key)
                     for a in agents]
@@ -215,7 +218,7 @@ def plot(records: list[dict[str, Any]], summary: list[dict[str, Any]], out: Path
             ax.set_title(label, fontsize=9)
             ax.tick_params(labelsize=7)
             ax.invert_yaxis()
-        ax = axes[-1]
+        ax = axes[len(METRICS)]
         for a in agents:
             traces = [np.array(r["accuracy_trace"].split(";"), dtype=float)
                       for r in records if r["scenario"] == sid and r["agent"] == a and r["accuracy_trace"]]
@@ -251,6 +254,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.error(f"--workers={args.workers}: at least 1")
     if args.seeds < 2:
         p.error(f"--seeds={args.seeds}: at least 2 seeds are needed for confidence intervals")
+    missing = [a for a in REFERENCES if a not in args.agents]
+    if missing:
+        print(f"adding {missing}: the normalised score's references (random = 0, oracle = 1)", file=sys.stderr)
+        args.agents = [*args.agents, *missing]
     unknown = [a for a in args.agents if a not in AGENTS and a not in RL_AGENTS]
     if unknown:
         p.error(f"unknown agents {unknown}; allowed: {sorted([*AGENTS, *RL_AGENTS])}")
@@ -284,14 +291,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     store.prune(jobs)
     records = run_grid(scenario_ids, args.agents, seeds, args.sb3_timesteps, workers=args.workers,
                        ray_address=args.ray, store=store, checkpoints=args.checkpoints)
+    write_csv_atomic(args.out / "runs.csv", records)  # first: the runs survive a failure in the statistics
     summary = summarise(records, args.reps)
+    scores = scoring.score_all(records, reps=args.reps)
     command = "python -m benchmarks.leaderboard " + " ".join(argv if argv is not None else sys.argv[1:])
-    md = markdown(summary, seeds, command, time.perf_counter() - t0)
-    write_csv_atomic(args.out / "runs.csv", records)
+    md = markdown(summary, scores, seeds, command, time.perf_counter() - t0)
     write_csv_atomic(args.out / "summary.csv", summary)
+    write_csv_atomic(args.out / "scores.csv", [
+        {k: v for k, v in r.items() if k not in ("accuracy_trace", "certificate")} for r in scores["scored"]
+    ])
     write_text_atomic(args.out / "LEADERBOARD.md", md)
     if not args.no_plots:
         plot(records, summary, args.out)
+        scoring.plot_return_vs_energy(scores["scored"], scores["worlds"], args.out)
     print(md)
     return 0
 

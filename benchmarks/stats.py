@@ -43,6 +43,34 @@ def interval_estimate(
     return float(point["x"][0]), float(interval["x"][0, 0]), float(interval["x"][1, 0])
 
 
+def probability_of_improvement(
+    x: np.ndarray, y: np.ndarray, reps: int = 2000, level: float = 0.95, seed: int = 0
+) -> tuple[float, float, float]:
+    """(point, lo, hi) of P(X > Y) averaged over strata (rliable; Mann-Whitney per stratum, stratified bootstrap).
+
+    ``x`` and ``y`` are (runs x strata) matrices with the strata in the same order.
+    """
+    from rliable import library as rly
+    from rliable import metrics as rl_metrics
+
+    mx, my = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    mx, my = (mx[:, None] if mx.ndim == 1 else mx), (my[:, None] if my.ndim == 1 else my)
+    if mx.shape[1] != my.shape[1]:
+        raise ValueError(f"x and y must have the same strata (columns), got {mx.shape[1]} and {my.shape[1]}")
+    saved = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            point, interval = rly.get_interval_estimates(
+                {"p": [mx, my]}, lambda a, b: np.array([rl_metrics.probability_of_improvement(a, b)]), reps=reps,
+                confidence_interval_size=level, random_state=np.random.RandomState(seed),
+            )
+    finally:
+        np.random.set_state(saved)
+    return float(point["p"][0]), float(interval["p"][0, 0]), float(interval["p"][1, 0])
+
+
 def iqm(scores: np.ndarray) -> float:
     """Interquartile mean over all runs (rliable's robust aggregate)."""
     from rliable import metrics as rl_metrics

@@ -15,6 +15,7 @@ rounds); observations carry Gaussian noise. Parameters live in ``calibration/<mo
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -114,6 +115,23 @@ def load_calibration(path: Path) -> dict[str, TaskCurve]:
     return curves
 
 
+@dataclass(frozen=True)
+class SurrogateView:
+    """What an oracle reads of the surrogate: per task (K) and rank (R), and per vehicle (N).
+
+    A vehicle at rank index j of task k that trains and uploads adds ``vehicle_samples * speed[k, j]``
+    (times its train fraction, layer share and the aggregation's efficiency) to the task's samples S;
+    its accuracy after the round is ``floor + (top[k, j] - floor) * (1 - exp(-S / sample_scale))``.
+    """
+
+    floor: np.ndarray  # (K,)
+    top: np.ndarray  # (K, R) the accuracy each rank tends to with unlimited data
+    speed: np.ndarray  # (K, R) per-sample learning efficiency of each rank, in (0, 1)
+    sample_scale: np.ndarray  # (K,)
+    samples: np.ndarray  # (K,) effective samples absorbed so far
+    vehicle_samples: np.ndarray  # (N,) fresh-equivalent samples of one full local round
+
+
 def regime_mismatch(path: Path, config: IoVConfig) -> list[str]:
     """Learning fields where ``config`` differs from the regime the calibration was measured in."""
     try:
@@ -179,18 +197,14 @@ class FastBackend:
         np.maximum.at(round_max, task, uploaded_rank)
         global_rank = np.where(round_max > 0, round_max, self.global_rank)
 
-        noise = self.config.learning.observation_noise
-        task_acc = self._accuracy(np.arange(k), global_rank, samples[np.arange(k)])
-        if noise:
-            task_acc = task_acc + self.rng.normal(0.0, self._p("noise_std"))
+        task_noise, vehicle_noise = self._draw_noise(self.rng)
+        task_acc = self._accuracy(np.arange(k), global_rank, samples[np.arange(k)]) + task_noise
         trained = plan.training & (plan.train_fraction > 0)
         staleness = np.where(trained, 0.0, self.staleness + 1.0)
         veh = self._accuracy(task, plan.rank, samples[task]) - self._p("stale_penalty")[task] * np.minimum(
             staleness, MAX_STALENESS_ROUNDS
         )
-        if noise:
-            veh = veh + self.rng.normal(0.0, self._p("noise_std")[task])
-        veh = np.where(trained, veh, self.vehicle_accuracy)
+        veh = np.where(trained, veh + vehicle_noise, self.vehicle_accuracy)
         tokens = np.where(plan.training, self.expected_tokens(task) * plan.train_fraction, 0.0)
         loss = np.where(trained, -np.log(np.clip(veh, 1e-3, 1.0)), np.nan)
 
@@ -218,6 +232,36 @@ class FastBackend:
         """Nothing to release."""
 
     # -- oracle access ------------------------------------------------------------------------
+    def next_round_noise(self) -> tuple[np.ndarray, np.ndarray]:
+        """(K,) task and (N,) vehicle observation noise that the next ``train_round`` will add (for oracles).
+
+        Drawn from a copy of the generator, so the episode is not disturbed; the draws are fixed-size
+        every round (common random numbers), so this is what any policy will see.
+        """
+        return self._draw_noise(copy.deepcopy(self.rng))
+
+    def oracle_view(self, ranks: np.ndarray) -> SurrogateView:
+        """The learning curves as an oracle needs them: each task's ceiling and learning speed per rank."""
+        assert self.layout is not None, "reset() before oracle_view()"
+        r = np.asarray(ranks, dtype=float)[None, :]
+        p = self._p
+        k = len(self.curves)
+        col = (slice(None), None)
+        # the curve's limit (infinitely many samples) at each rank, through the one formula
+        top = curve_value(
+            p("floor")[col], p("ceiling")[col], p("rank_gap")[col], p("rank_half")[col],
+            p("noniid_penalty")[col], p("sample_scale")[col], r, np.full((k, 1), np.inf), self.hetero,
+        )
+        ln = self.config.learning
+        return SurrogateView(
+            floor=p("floor").astype(float),
+            top=top,
+            speed=rank_speed_table(p("speed_rank_half")[col], r),
+            sample_scale=p("sample_scale").astype(float),
+            samples=self.samples.copy(),
+            vehicle_samples=samples_per_round(ln.local_steps, ln.batch_size, self.layout.vehicle_shard_size),
+        )
+
     def expected_vehicle_accuracy(self, ranks: np.ndarray) -> np.ndarray:
         """(N, R) noise-free accuracy each vehicle would report after training alone at each rank."""
         assert self.layout is not None, "reset() before expected_vehicle_accuracy()"
@@ -232,6 +276,15 @@ class FastBackend:
     # -- internals ----------------------------------------------------------------------------
     def _p(self, name: str) -> np.ndarray:
         return self._param[name]
+
+    def _draw_noise(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """One round's (K,) task and (N,) vehicle noise; zeros without observation noise (nothing drawn)."""
+        assert self.layout is not None
+        task = self.layout.vehicle_task
+        if not self.config.learning.observation_noise:
+            return np.zeros(len(self.curves)), np.zeros(len(task))
+        task_noise = rng.normal(0.0, self._p("noise_std"))
+        return task_noise, rng.normal(0.0, self._p("noise_std")[task])
 
     def _accuracy(self, task: np.ndarray, rank: np.ndarray, samples: np.ndarray) -> np.ndarray:
         p = self._p

@@ -35,6 +35,7 @@ class RoundMetrics:
     fault_cost: np.ndarray
     fault_energy_saved_j: np.ndarray
     train_fraction: np.ndarray
+    uploaded: np.ndarray  # (N,) bool: the vehicle's update reached its aggregator
     vehicle_rsu: np.ndarray
     task_accuracy: np.ndarray
     task_latency_s: np.ndarray  # synchronous: slowest participant + aggregation
@@ -231,6 +232,7 @@ class IoVSimulator:
             fault_cost=decision.cost,
             fault_energy_saved_j=saved,
             train_fraction=frac,
+            uploaded=uploads,
             vehicle_rsu=st.vehicle_rsu,
             task_accuracy=self.task_accuracy.copy(),
             task_latency_s=task_latency,
@@ -259,6 +261,10 @@ class IoVSimulator:
         act = st.active[:, None]
         terms, utility = self._reward(acc, st.latency_table_s, st.energy_table_j, act)
         return np.where(act, utility, 0.0), np.where(act, st.energy_table_j, 0.0)
+
+    def utility(self, accuracy: np.ndarray, latency_s: np.ndarray, energy_j: np.ndarray) -> np.ndarray:
+        """The reward an active vehicle gets for an accuracy in [0, 1], a latency and an energy (broadcasts)."""
+        return self._reward(accuracy, latency_s, energy_j, np.asarray(True))[1]
 
     def close(self) -> None:
         """Release the learning backend."""

@@ -54,3 +54,4 @@ def lagrangian_regret(
     value = reward_means - price * cost_means
     gaps = value[best] - value
     return np.cumsum(gaps[actions])
+

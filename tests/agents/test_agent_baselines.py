@@ -13,9 +13,10 @@ from agents.baselines import (
     FedRA,
     FixedRank,
     FlexLoRA,
-    GreedyOracle,
+    Greedy,
     HetLoRA,
     HomoLoRA,
+    Oracle,
     RandomRank,
     make_agent,
 )
@@ -132,17 +133,17 @@ def test_random_rank_is_uniform_over_feasible() -> None:
     assert np.all(np.abs(counts[[1, 2, 4]] / 3000 - 1 / 3) < 0.04)
 
 
-def test_greedy_oracle_refuses_real_fidelity_and_keeps_budgets() -> None:
+def test_greedy_refuses_real_fidelity_and_keeps_budgets() -> None:
     """Clear error on fidelity='real'; on the fast env it violates budgets far less than random ranks."""
     ctx = _context(fidelity="real")
     ctx.env = object()
     with pytest.raises(ValueError, match="fidelity='fast'"):
-        GreedyOracle().bind(ctx)
+        Greedy().bind(ctx)
     with pytest.raises(ValueError, match="needs the env"):
-        GreedyOracle().bind(_context())
-    oracle = [run_decentralized(GreedyOracle, TINY, s)["vehicle_violation_rate"] for s in range(3)]
+        Greedy().bind(_context())
+    greedy = [run_decentralized(Greedy, TINY, s)["vehicle_violation_rate"] for s in range(3)]
     random = [run_decentralized(RandomRank, TINY, s)["vehicle_violation_rate"] for s in range(3)]
-    assert np.mean(oracle) < 0.5 * np.mean(random)
+    assert np.mean(greedy) < 0.5 * np.mean(random)
 
 
 def test_ucb_dual_follows_the_rsu_price_in_the_env() -> None:
@@ -171,7 +172,7 @@ def test_unknown_agent_name_is_refused() -> None:
         make_agent("nope")
 
 
-@pytest.mark.parametrize("agent_cls", [UCBDual, GreedyOracle, HomoLoRA])
+@pytest.mark.parametrize("agent_cls", [UCBDual, Greedy, Oracle, HomoLoRA])
 def test_centralized_view_reproduces_the_decentralized_episode(agent_cls: type) -> None:
     """Same seed, same config: per-vehicle copies on the Gymnasium view make the same choices and metrics."""
     import gymnasium as gym

@@ -16,30 +16,31 @@ def _runs(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
-def test_leaderboard_writes_files_and_is_reproducible(tmp_path: Path) -> None:
-    """Same command, same numbers; runs.csv has one row per (scenario, agent, seed); plots are PNGs."""
-    args = ["--scenarios", "tiny-v1", "--agents", "homolora", "random", "--seeds", "2", "--reps", "100"]
+def test_leaderboard_writes_files_and_is_reproducible(tmp_path: Path, capsys) -> None:
+    """Same command, same numbers; the references are added; one row per (scenario, agent, seed); PNG plots."""
+    args = ["--scenarios", "tiny-v1", "--agents", "homolora", "hetlora", "--seeds", "2", "--reps", "100"]
     assert leaderboard.main([*args, "--out", str(tmp_path / "a")]) == 0
+    printed = capsys.readouterr()
+    assert "adding ['random', 'oracle']" in printed.err
     assert leaderboard.main([*args, "--out", str(tmp_path / "b"), "--no-plots"]) == 0
     a, b = _runs(tmp_path / "a"), _runs(tmp_path / "b")
-    assert len(a) == 4 and {(r["agent"], r["seed"]) for r in a} == {(g, s) for g in ("homolora", "random") for s in "01"}
+    agents = ("homolora", "hetlora", "random", "oracle")
+    assert len(a) == 8 and {(r["agent"], r["seed"]) for r in a} == {(g, s) for g in agents for s in "01"}
     for ra, rb in zip(a, b, strict=True):
         assert {k: v for k, v in ra.items() if k != "wall_s"} == {k: v for k, v in rb.items() if k != "wall_s"}
+    assert all(r["certificate"] for r in a if r["agent"] == "oracle")
+    assert not any(r["certificate"] for r in a if r["agent"] != "oracle")
     md = (tmp_path / "a" / "LEADERBOARD.md").read_text()
-    assert "## tiny-v1" in md and "| homolora |" in md and "| random |" in md
-    assert (tmp_path / "a" / "tiny-v1.png").read_bytes()[:4] == b"\x89PNG"
-    assert not (tmp_path / "b" / "tiny-v1.png").exists()
-
-
-def test_ranking_orders_by_mean_reward_rank() -> None:
-    """An agent first in one scenario and second in the other ranks 1.5; ties keep both."""
-    rows = [
-        {"scenario": "s1", "agent": "x", "metric": "cumulative_reward", "mean": 10.0},
-        {"scenario": "s1", "agent": "y", "metric": "cumulative_reward", "mean": 5.0},
-        {"scenario": "s2", "agent": "x", "metric": "cumulative_reward", "mean": 1.0},
-        {"scenario": "s2", "agent": "y", "metric": "cumulative_reward", "mean": 2.0},
-    ]
-    assert leaderboard.ranking(rows) == [("x", 1.5), ("y", 1.5)]
+    # the printed table is the constraint-aware one, with scores, CIs, energy, violations and headroom
+    for text in ("## Constraint-aware ranking", "| rank | agent | IQM score |", "## Headroom", "## The oracle's bound",
+                 "| 1 | oracle (reference) | 1.00 [1.00, 1.00] |", "not ranked", "| hetlora |", "## tiny-v1"):
+        assert text in md and text in printed.out, text
+    with open(tmp_path / "a" / "scores.csv", newline="") as fh:
+        scores = {(r["agent"], r["seed"]): float(r["score"]) for r in csv.DictReader(fh)}
+    assert scores[("random", "0")] == 0.0 and scores[("oracle", "1")] == 1.0 and scores[("hetlora", "0")] < 0
+    for name in ("tiny-v1.png", "tiny-v1-return-vs-energy.png"):
+        assert (tmp_path / "a" / name).read_bytes()[:4] == b"\x89PNG"
+        assert not (tmp_path / "b" / name).exists()
 
 
 @pytest.mark.parametrize(

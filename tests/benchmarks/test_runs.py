@@ -9,7 +9,8 @@ import pytest
 
 from benchmarks import leaderboard, runs
 
-GRID = ["--scenarios", "tiny-v1", "--agents", "homolora", "random", "ucb_dual", "--seeds", "2", "--reps", "50"]
+# random and oracle are named: the leaderboard always runs them (the score's 0 and 1)
+GRID = ["--scenarios", "tiny-v1", "--agents", "homolora", "random", "oracle", "--seeds", "2", "--reps", "50"]
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -83,7 +84,7 @@ def test_a_new_run_removes_the_earlier_runs_outputs(tmp_path: Path) -> None:
     assert leaderboard.main(["--scenarios", "scale-10-v1", "--agents", "random", "--seeds", "2", "--reps", "20",
                              "--out", str(out), "--no-plots"]) == 0
     assert not (out / "tiny-v1.png").exists() and not list(out.glob("*.png"))
-    assert {r["scenario"] for r in _rows(out)} == {"scale-10-v1"} and len(list((out / "runs").glob("*.json"))) == 2
+    assert {r["scenario"] for r in _rows(out)} == {"scale-10-v1"} and len(list((out / "runs").glob("*.json"))) == 4  # random, oracle
     assert (out / "notes.txt").read_text() == "mine"  # only the leaderboard's own kinds of files go
     unrelated = tmp_path / "mine"
     unrelated.mkdir()

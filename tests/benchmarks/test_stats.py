@@ -37,3 +37,19 @@ def test_iqm_ignores_the_tails() -> None:
     """IQM of 1..8 with outliers at both ends is the mean of the middle half."""
     x = np.array([-1000.0, 2, 3, 4, 5, 6, 7, 1000.0])
     assert iqm(x) == pytest.approx(4.5)
+
+
+def test_probability_of_improvement_orders_and_brackets() -> None:
+    """P(X > Y) is 1 when X always wins, 0.5 for identical scores, and its CI brackets the point."""
+    from benchmarks.stats import probability_of_improvement
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(5, 1, (8, 3)), rng.normal(0, 1, (8, 3))
+    assert probability_of_improvement(x, y, reps=50)[0] == pytest.approx(1.0)
+    assert probability_of_improvement(y, x, reps=50)[0] == pytest.approx(0.0)
+    assert probability_of_improvement(x, x, reps=50)[0] == pytest.approx(0.5)
+    z = x + rng.normal(0, 3, x.shape)
+    point, lo, hi = probability_of_improvement(z, x, reps=100)
+    assert lo <= point <= hi and 0.0 <= lo and hi <= 1.0
+    with pytest.raises(ValueError, match="same strata"):
+        probability_of_improvement(x, y[:, :2])

@@ -78,10 +78,13 @@ def test_train_then_leaderboard_evaluates_the_checkpoints_without_training(tmp_p
     lb = tmp_path / "lb"
     assert leaderboard.main(["--scenarios", "tiny-v1", "--agents", "maskable_ppo_shared", "--seeds", "3",
                              "--reps", "20", "--no-plots", "--checkpoints", str(out), "--out", str(lb)]) == 0
-    stored = sorted(json.loads(p.read_text())["job"]["checkpoint"] for p in (lb / "runs").glob("*.json"))
+    jobs = [json.loads(p.read_text())["job"] for p in (lb / "runs").glob("*.json")]
+    stored = sorted(j["checkpoint"] for j in jobs if j["agent"] == "maskable_ppo_shared")
     assert [Path(c).parent.name for c in stored] == ["seed1000", "seed1000", "seed1001"]  # seed 2 cycles to run 0
+    assert not any("checkpoint" in j for j in jobs if j["agent"] != "maskable_ppo_shared")
     rows = _csv(lb / "runs.csv")
-    assert len(rows) == 3 and {r["agent"] for r in rows} == {"maskable_ppo_shared"}
+    # random and oracle join as the normalised score's 0 and 1
+    assert len(rows) == 9 and {r["agent"] for r in rows} == {"maskable_ppo_shared", "random", "oracle"}
 
 
 def test_missing_checkpoints_and_unknown_agents_are_clear_errors(tmp_path: Path, capsys) -> None:
