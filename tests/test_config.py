@@ -120,6 +120,7 @@ INVALID: list[tuple[dict, str]] = [
     ({"fault_latency_weight": -1.0}, "fault_latency_weight"),
     ({"fault_energy_weight": -1.0}, "fault_energy_weight"),
     ({"fault_accuracy_weight": -1.0}, "fault_accuracy_weight"),
+    ({"history_rounds": -1}, "history_rounds"),
     # wrong types: never a numpy/TypeError from deep inside, always a ConfigError naming the field
     ({"num_vehicles": 2.5}, "num_vehicles"),
     ({"num_vehicles": True}, "num_vehicles"),
