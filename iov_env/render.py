@@ -11,6 +11,8 @@ if TYPE_CHECKING:
 
 TASK_COLOURS = np.array([[31, 119, 180], [214, 39, 40], [44, 160, 44], [148, 103, 189], [255, 127, 14]], dtype=np.uint8)
 CANVAS_WIDTH_PX = 480
+MAX_CANVAS_HEIGHT_PX = 1920  # a long thin map is scaled down to fit, never drawn as a giant array
+MIN_ROAD_STEP_PX = 2.0  # roads closer than this on screen would paint the whole canvas: not drawn
 
 
 def _disc(img: np.ndarray, cx: float, cy: float, radius: float, colour: np.ndarray, alpha: float = 1.0) -> None:
@@ -30,13 +32,14 @@ def _disc(img: np.ndarray, cx: float, cy: float, radius: float, colour: np.ndarr
 def render_rgb(sim: IoVSimulator, last: RoundMetrics | None) -> np.ndarray:
     """An (H, W, 3) uint8 map of the service area."""
     cfg = sim.config
-    scale = CANVAS_WIDTH_PX / cfg.map.width_m
-    h = max(int(round(cfg.map.height_m * scale)), 1)
-    img = np.full((h, CANVAS_WIDTH_PX, 3), 250, dtype=np.uint8)
+    scale = min(CANVAS_WIDTH_PX / cfg.map.width_m, MAX_CANVAS_HEIGHT_PX / cfg.map.height_m)
+    w = min(max(int(round(cfg.map.width_m * scale)), 1), CANVAS_WIDTH_PX)
+    h = min(max(int(round(cfg.map.height_m * scale)), 1), MAX_CANVAS_HEIGHT_PX)
+    img = np.full((h, w, 3), 250, dtype=np.uint8)
     to_px = lambda p: (p[0] * scale, h - 1 - p[1] * scale)  # noqa: E731 - y grows upwards on the map
-    if cfg.mobility.mobility_model == "grid":
-        step = cfg.mobility.road_spacing_m * scale
-        for x in np.arange(0.0, CANVAS_WIDTH_PX, step):
+    step = cfg.mobility.road_spacing_m * scale
+    if cfg.mobility.mobility_model == "grid" and step >= MIN_ROAD_STEP_PX:
+        for x in np.arange(0.0, w, step):
             img[:, int(x)] = 232
         for y in np.arange(0.0, h, step):
             img[h - 1 - int(y), :] = 232
