@@ -13,6 +13,7 @@ TASK_COLOURS = np.array([[31, 119, 180], [214, 39, 40], [44, 160, 44], [148, 103
 CANVAS_WIDTH_PX = 480
 MAX_CANVAS_HEIGHT_PX = 1920  # a long thin map is scaled down to fit, never drawn as a giant array
 MIN_ROAD_STEP_PX = 2.0  # roads closer than this on screen would paint the whole canvas: not drawn
+COVERAGE_BUDGET_CANVASES = 16  # coverage shading stops after blending this many canvases' worth of pixels
 
 
 def _disc(img: np.ndarray, cx: float, cy: float, radius: float, colour: np.ndarray, alpha: float = 1.0) -> None:
@@ -43,9 +44,15 @@ def render_rgb(sim: IoVSimulator, last: RoundMetrics | None) -> np.ndarray:
             img[:, int(x)] = 232
         for y in np.arange(0.0, h, step):
             img[h - 1 - int(y), :] = 232
+    radius_px = cfg.rsu.coverage_radius_m * scale
+    budget = COVERAGE_BUDGET_CANVASES * h * w  # thousands of map-sized discs would take minutes: shade the first
     for rsu in sim.rsus_m:
         x, y = to_px(rsu)
-        _disc(img, x, y, cfg.rsu.coverage_radius_m * scale, np.array([200, 200, 200]), alpha=0.35)
+        area = (min(x + radius_px, w) - max(x - radius_px, 0)) * (min(y + radius_px, h) - max(y - radius_px, 0))
+        budget -= max(area, 0.0)
+        if budget < 0:
+            break
+        _disc(img, x, y, radius_px, np.array([200, 200, 200]), alpha=0.35)
     for rsu in sim.rsus_m:
         x, y = to_px(rsu)
         img[max(int(y) - 3, 0): int(y) + 4, max(int(x) - 3, 0): int(x) + 4] = (60, 60, 60)

@@ -52,8 +52,8 @@ OBS_CAP = 10.0
 
 # the action-correction rule is part of the API: agents mirror it to know what the env will execute
 __all__ = [
-    "IoVParallelEnv", "NonFiniteError", "ResetNeeded", "largest_feasible_at_or_below", "observation_bounds", "observation_features",
-    "observation_layout", "parallel_env", "resolve_config", "validate_actions",
+    "IoVParallelEnv", "NonFiniteError", "ResetNeeded", "largest_feasible_at_or_below", "observation_bounds",
+    "observation_features", "observation_layout", "parallel_env", "resolve_config", "validate_actions",
 ]
 
 
