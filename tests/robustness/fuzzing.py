@@ -582,6 +582,8 @@ def pre_reset_calls() -> list[tuple[str, Callable[[], Any]]]:
         ("parallel.render(rgb_array)", lambda: par(render_mode="rgb_array").render()),
         ("parallel.render(ansi)", lambda: par(render_mode="ansi").render()),
         ("parallel.step()", lambda: par().step({f"vehicle_{i}": 0 for i in range(6)})),
+        ("aec.state()", lambda: iov_env.env(preset="tiny").state()),  # PettingZoo's order-enforcing wrapper
+        ("aec.step()", lambda: iov_env.env(preset="tiny").step(0)),
         ("single.step()", lambda: IoVRankEnv(preset="tiny").step(np.zeros(6, dtype=np.int64))),
         ("single.render()", lambda: IoVRankEnv(preset="tiny", render_mode="ansi").render()),
         ("gym.make.render()", lambda: gym.make("iov_env/IoVRank-tiny-fast-v0", render_mode="ansi").render()),
