@@ -1,12 +1,13 @@
 """Fit the fast surrogate's per-task learning curves to real LoRA runs and measure its error.
 
-    IOV_DATA_DIR=../shared/data python -m benchmarks.calibrate --phase all      # runs (~15-20 min on 2 cores) + fit
+    IOV_DATA_DIR=../shared/data python -m benchmarks.calibrate --phase all      # runs (hours on 2 cores) + fit
     python -m benchmarks.calibrate --phase fit                                  # re-fit from the saved CSV
 
-Phase ``run``: a grid of real runs (ranks x shard sizes x rounds, the three tasks side by side: one
-vehicle per task, every vehicle trains and uploads every round) with the ``RealBackend``; each round's
-global dev metric per task is appended to ``benchmarks/data/calibration_runs_<model>.csv`` (small,
-committed, so fitting can be re-run without retraining).
+Phase ``run``: a grid of real runs (ranks x shard sizes x seeds x rounds, the three tasks side by side:
+one vehicle per task, every vehicle trains and uploads every round) with the ``RealBackend`` in the
+config's default LoRA regime (``--set key=value`` overrides any config field); each round's global dev
+metric per task is appended to ``benchmarks/data/calibration_runs_<model>.csv`` (small, committed, so
+fitting can be re-run without retraining), with the regime in every row.
 
 Phase ``fit``: for each task, least squares of ``iov_env.learning.surrogate.predict_accuracy`` (the
 surrogate's own formula, with its own sample accounting ``samples_per_round`` and ``rank_speed``) over
@@ -15,7 +16,10 @@ mean absolute error, in accuracy points, written with the parameters to
 ``iov_env/learning/calibration/<model>.json``. ``floor`` is fixed at the task's trivial metric,
 ``noniid_penalty``, ``stale_penalty`` and ``zero_pad_penalty`` keep their default priors (the grid
 varies neither alpha, staleness nor aggregation), ``tokens_per_sample`` is measured from the
-tokenised training split, ``noise_std`` is the residual standard deviation of the fit.
+tokenised training split, ``noise_std`` is the residual standard deviation of the fit. The MAE is
+reported against every seed's observation and against the seed mean of each held-out round, beside
+the binomial noise floor ``sqrt(p (1 - p) / n_eval)`` of one evaluation on the dev subset. The JSON
+records the model, the LoRA regime and the git commit the runs came from.
 """
 
 from __future__ import annotations
@@ -24,8 +28,11 @@ import argparse
 import csv
 import io
 import json
+import math
 import os
+import subprocess
 import time
+from collections import defaultdict
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -38,7 +45,10 @@ from iov_env.results import write_csv_atomic, write_text_atomic
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = REPO_ROOT / "benchmarks" / "data"
 RUN_FIELDS = ["config_id", "task", "metric_name", "rank", "shard_size", "local_steps", "batch_size", "round",
-              "metric", "n_eval", "tokens_per_sample", "dirichlet_alpha", "round_wall_s", "seed"]
+              "metric", "n_eval", "tokens_per_sample", "dirichlet_alpha", "round_wall_s", "seed", "regime", "commit"]
+# the learning fields that make a regime: a calibration is only valid for the regime it was measured in
+REGIME_FIELDS = ("lora_scaling", "target_modules", "lora_alpha", "lora_dropout", "learning_rate", "local_steps",
+                 "batch_size", "max_seq_len", "head_lr_scale", "aggregation")
 FITTED = ("ceiling", "rank_gap", "rank_half", "sample_scale", "speed_rank_half")
 FLOOR = {"sst2": 0.5, "conll2003": 0.0, "copa": 0.5}
 
@@ -56,8 +66,49 @@ def default_holdout(configs: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return [(inner[i % len(inner)], s) for i, s in enumerate(reversed(shards))]
 
 
+def regime_of(config: Any) -> dict[str, Any]:
+    """The LoRA regime of a config: the learning fields a calibration depends on."""
+    ln = config.learning
+    return {f: (list(getattr(ln, f)) if isinstance(getattr(ln, f), tuple) else getattr(ln, f)) for f in REGIME_FIELDS}
+
+
+def regime_tag(regime: dict[str, Any]) -> str:
+    """A compact, stable one-line form of a regime (stored in every CSV row)."""
+    return json.dumps(regime, sort_keys=True, separators=(",", ":"))
+
+
+def git_commit() -> str:
+    """HEAD's commit of this checkout, ``+dirty`` when tracked files differ, or ``unknown``."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``key=value`` pairs, values read as JSON, else YAML (``1e-3``, ``target_modules=[query,value]``)."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--set {item!r}: allowed form key=value")
+        try:
+            out[key.strip()] = json.loads(value)  # YAML 1.1 would read 1e-3 as a string
+        except ValueError:
+            out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
 def run_grid(args: argparse.Namespace, csv_path: Path) -> None:
-    """Real runs for every grid configuration; rows appended (and the CSV rewritten atomically) per round."""
+    """Real runs for every (rank, shard, seed); rows appended (and the CSV rewritten atomically) per round."""
+    import torch
+
     from iov_env.config import preset
     from iov_env.learning.backend import FleetLayout, RoundPlan
     from iov_env.learning.real import RealBackend
@@ -65,22 +116,32 @@ def run_grid(args: argparse.Namespace, csv_path: Path) -> None:
     # rounds far beyond the grid: every recorded round uses the same fixed dev subset (no full-dev final round)
     cfg = preset("tiny", fidelity="real", model_name_or_path=args.model, rounds=args.rounds + 1000,
                  num_vehicles=3, eval_subset_size=args.eval_subset,
-                 dirichlet_alpha=args.dirichlet_alpha)
+                 dirichlet_alpha=args.dirichlet_alpha, **parse_overrides(args.set))
     backend = RealBackend(cfg)
+    torch.set_num_threads(args.threads)
+    tag = regime_tag(regime_of(cfg))
+    commit = git_commit()
     print(f"# {backend.describe()}", flush=True)
     rows: list[dict[str, Any]] = []
     if csv_path.is_file() and args.resume:
         with csv_path.open() as fh:
             rows = list(csv.DictReader(fh))
-    done = {(int(r["rank"]), int(r["shard_size"])) for r in rows}
+    other = {r.get("regime", "") for r in rows} - {tag}
+    if other:
+        raise SystemExit(f"{csv_path} holds runs of another regime {sorted(other)}; this config's is {tag}. "
+                         "Use --csv for a new file.")
+    done = {(int(r["rank"]), int(r["shard_size"]), int(r["seed"])) for r in rows}
     k = cfg.num_tasks
     ln = cfg.learning
-    todo = [(r, s, args.rounds) for r, s in grid(args.ranks, args.shards)]
-    todo += [tuple(int(x) for x in spec.split(":")) for spec in args.long]  # long horizons pin the ceiling
-    for rank, shard, num_rounds in todo:
-        if (rank, shard) in done:
+    todo = [(r, s, args.rounds, seed) for seed in args.seeds for r, s in grid(args.ranks, args.shards)]
+    for spec in args.long:  # long horizons pin the ceiling
+        rank, shard, num_rounds = (int(x) for x in spec.split(":"))
+        todo += [(rank, shard, num_rounds, seed) for seed in args.seeds]
+    for rank, shard, num_rounds, seed in todo:
+        if (rank, shard, seed) in done:
             continue
-        backend.reset(args.seed, FleetLayout(np.arange(k), np.full(k, shard)))
+        backend.reset(seed, FleetLayout(np.arange(k), np.full(k, shard)))
+        run_rows = []
         for t in range(num_rounds):
             plan = RoundPlan(t, np.full(k, rank), np.ones(k, bool), np.ones(k, bool), np.ones(k), np.zeros(k, int),
                              np.ones((k, ln.model_num_layers), bool))
@@ -88,18 +149,20 @@ def run_grid(args: argparse.Namespace, csv_path: Path) -> None:
             res = backend.train_round(plan)
             wall = time.perf_counter() - t0
             for j, td in enumerate(backend.tasks):
-                rows.append({
+                run_rows.append({
                     "config_id": f"r{rank}_s{shard}", "task": td.spec.name, "metric_name": td.spec.metric,
                     "rank": rank, "shard_size": shard, "local_steps": ln.local_steps, "batch_size": ln.batch_size,
                     "round": t, "metric": round(float(res.task_accuracy[j]), 4),
                     "n_eval": int(backend.last_task_metrics[j]["n"]),
                     "tokens_per_sample": round(float(backend.tokens_per_sample[j]), 3),
-                    "dirichlet_alpha": cfg.tasks.dirichlet_alpha, "round_wall_s": round(wall, 2), "seed": args.seed,
+                    "dirichlet_alpha": cfg.tasks.dirichlet_alpha, "round_wall_s": round(wall, 2), "seed": seed,
+                    "regime": tag, "commit": commit,
                 })
-            print(f"rank {rank:3d} shard {shard:4d} round {t}: wall {wall:5.1f} s  "
+            print(f"rank {rank:3d} shard {shard:4d} seed {seed} round {t}: wall {wall:5.1f} s  "
                   + "  ".join(f"{td.spec.name}={a:.3f}" for td, a in zip(backend.tasks, res.task_accuracy, strict=True)),
                   flush=True)
-            write_csv_atomic(csv_path, rows, RUN_FIELDS)
+        rows.extend(run_rows)  # whole runs only: a killed run is redone, never half-counted
+        write_csv_atomic(csv_path, rows, RUN_FIELDS)
 
 
 def _predict(params: dict[str, float], task_rows: list[dict[str, Any]], hetero: float) -> np.ndarray:
@@ -123,6 +186,22 @@ def _samples_seen(task_rows: list[dict[str, Any]]) -> np.ndarray:
     shard = np.array([float(r["shard_size"]) for r in task_rows])
     done = np.array([int(r["round"]) + 1 for r in task_rows], dtype=float)
     return done * samples_per_round(int(task_rows[0]["local_steps"]), int(task_rows[0]["batch_size"]), shard)
+
+
+def seed_mean_mae(rows: list[dict[str, Any]], pred: np.ndarray) -> float:
+    """Mean absolute error against the seed mean of each (rank, shard, round): the expected curve's error."""
+    groups: dict[tuple[str, str, str], list[int]] = defaultdict(list)
+    for i, r in enumerate(rows):
+        groups[(r["rank"], r["shard_size"], r["round"])].append(i)
+    y = np.array([float(r["metric"]) for r in rows])
+    return float(np.mean([abs(float(np.mean(y[idx])) - float(np.mean(pred[idx]))) for idx in groups.values()]))
+
+
+def binomial_floor_points(rows: list[dict[str, Any]]) -> float:
+    """Binomial SD (points) of one evaluation at the rows' mean metric and dev-subset size."""
+    p = float(np.mean([float(r["metric"]) for r in rows]))
+    n = float(np.mean([float(r["n_eval"]) for r in rows]))
+    return 100.0 * math.sqrt(max(p * (1.0 - p), 0.0) / max(n, 1.0))
 
 
 def fit(csv_path: Path, json_path: Path, model: str, holdout: list[tuple[int, int]] | None) -> dict[str, Any]:
@@ -173,20 +252,33 @@ def fit(csv_path: Path, json_path: Path, model: str, holdout: list[tuple[int, in
         params["ceiling"] += params["noniid_penalty"] * hetero
         params["noise_std"] = float(np.std(best.fun))
         mae_train = float(np.mean(np.abs(best.fun))) * 100
-        mae_test = float("nan")
+        mae_test = mae_mean = floor = float("nan")
         if test:
+            y_test = np.array([float(r["metric"]) for r in test])
             pred = _predict(params, test, hetero)
-            mae_test = float(np.mean(np.abs(pred - np.array([float(r["metric"]) for r in test])))) * 100
+            mae_test = float(np.mean(np.abs(pred - y_test))) * 100
+            mae_mean = seed_mean_mae(test, pred) * 100
+            floor = binomial_floor_points(test)
         out_tasks[task] = {k: round(float(v), 6) for k, v in params.items()}
         report[task] = {"mae_train_points": round(mae_train, 2), "mae_heldout_points": round(mae_test, 2),
+                        "mae_heldout_seed_mean_points": round(mae_mean, 2),
+                        "binomial_noise_floor_points": round(floor, 2),
+                        "seeds": len({r.get("seed", "0") for r in mine}),
                         "n_train_points": len(train), "n_heldout_points": len(test),
                         "metric_range": [round(float(y_train.min()), 3), round(float(y_train.max()), 3)]}
-        print(f"{task:10s} MAE train {mae_train:5.2f} pts  held-out {mae_test:5.2f} pts  "
-              + " ".join(f"{k}={params[k]:.4g}" for k in (*FITTED, "noise_std")), flush=True)
+        print(f"{task:10s} MAE train {mae_train:5.2f} pts  held-out {mae_test:5.2f} pts (seed means {mae_mean:5.2f}, "
+              f"noise floor {floor:4.2f})  " + " ".join(f"{k}={params[k]:.4g}" for k in (*FITTED, "noise_std")),
+              flush=True)
+    regimes = {r.get("regime") or "" for r in rows}
+    commits = sorted({r.get("commit") or "" for r in rows} - {""})
+    seeds = sorted({int(r.get("seed") or 0) for r in rows})
     doc = {
         "model": model,
-        "source": (f"fitted by benchmarks/calibrate.py to {len(configs)} real RealBackend runs "
-                   f"({csv_path.name}); held-out configs {held}"),
+        "source": (f"fitted by benchmarks/calibrate.py to {len(configs)} (rank, shard) configurations x "
+                   f"{len(seeds)} seeds of real RealBackend runs ({csv_path.name}); held-out configs {held}"),
+        "regime": json.loads(regimes.pop()) if len(regimes) == 1 and "" not in regimes else None,
+        "commit": commits,
+        "seeds": seeds,
         "metric": {t: next(r["metric_name"] for r in rows if r["task"] == t) for t in out_tasks},
         "tasks": out_tasks,
         "fit": report,
@@ -207,7 +299,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shards", type=int, nargs="+", default=[150, 450])
     p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--eval-subset", type=int, default=300, help="dev examples per evaluation (less noise than 200)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--set", nargs="*", default=[], help="config overrides key=value (the regime to calibrate)")
+    p.add_argument("--threads", type=int, default=max(1, min(2, os.cpu_count() or 1)), help="torch threads")
     p.add_argument("--dirichlet-alpha", type=float, default=10.0,
                    help="label skew of the grid (one vehicle per task: 0.5 would make SST-2 single-class)")
     p.add_argument("--long", nargs="*", default=["8:300:20"],

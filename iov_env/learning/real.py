@@ -42,7 +42,6 @@ from iov_env.learning.tasks import (
     tokenize_task,
 )
 
-HEAD_LR_SCALE = 10.0  # the randomly initialised head learns 10x faster than the adapters (common practice)
 EVAL_BATCH_SIZE = 64
 WEIGHT_DECAY = 0.0  # keeps padded (zero) adapter slots exactly zero and matches peft's LoRA recipes
 
@@ -82,14 +81,16 @@ class RealBackend:
         self.max_rank = int(ln.rank_set[-1])
         if self.max_rank > self.hidden_dim:
             raise ValueError(f"rank_set's largest rank {self.max_rank} exceeds the model's hidden size {self.hidden_dim}")
+        self.device = _torch_device(ln.device)
         self.model = lora.attach_lora(base, self.max_rank, ln.lora_alpha, ln.lora_dropout, ln.target_modules)
+        self.model.to(self.device)
         self.layers = lora.adapted_layers(self.model)
         self.pad_id = int(self.tokenizer.pad_token_id or 0)
         self.tasks: list[TaskData] = [load_task(t, data_dir) for t in config.tasks.tasks]
         self.tokenized: list[tuple[TokenizedSplit, TokenizedSplit]] = [
             tokenize_task(td, self.tokenizer, ln.max_seq_len) for td in self.tasks
         ]
-        self.heads = [lora.TaskHead(td.spec, self.hidden_dim) for td in self.tasks]
+        self.heads = [lora.TaskHead(td.spec, self.hidden_dim).to(self.device) for td in self.tasks]
         self.tokens_per_sample = np.array([tr.tokens_per_example().mean() for tr, _ in self.tokenized])
         self.dev_idx = [dev_subset(len(dv), ln.eval_subset_size) for _, dv in self.tokenized]
         self.setup_s = time.perf_counter() - t0
@@ -191,15 +192,17 @@ class RealBackend:
             "fidelity": "real",
             "model": ln.model_name_or_path,
             "model_source": self.model_source,
+            "device": str(self.device),
             "model_hidden_dim": self.hidden_dim,
             "model_num_layers": self.num_layers,
-            "adapter": f"one shared peft LoRA adapter at rank {self.max_rank} on {list(ln.target_modules)}; "
+            "adapter": f"one shared peft LoRA adapter at rank {self.max_rank} on {list(ln.target_modules)} "
+                       f"({len(self.layers)} layers), {ln.lora_scaling} scaling, alpha {ln.lora_alpha}; "
                        "vehicles at rank r use its first r components",
             "aggregation": ln.aggregation,
             "tasks": {td.spec.name: td.source for td in self.tasks},
             "metrics": {td.spec.name: td.spec.metric for td in self.tasks},
             "data_notes": {td.spec.name: list(td.notes) for td in self.tasks if td.notes},
-            "head_lr_scale": HEAD_LR_SCALE,
+            "head_lr_scale": ln.head_lr_scale,
             "setup_s": round(self.setup_s, 2),
         }
         notes = []
@@ -233,18 +236,18 @@ class RealBackend:
         rng = np.random.default_rng(int(np_seed))
         head = self.heads[k]
         state = self.state[k]
-        lora.load_adapter(self.layers, state.factors, rank, ln.lora_alpha, gen)
+        lora.load_adapter(self.layers, state.factors, rank, ln.lora_alpha, gen, scaling_mode=ln.lora_scaling)
         lora.load_head(head, state.head)
         train_split, _ = self.tokenized[k]
         shard = self.shards[v]
         params = lora.set_trainable(self.layers, blocks)
+        groups = [{"params": params, "lr": ln.learning_rate}]
+        head_trains = ln.head_lr_scale > 0
         for p in head.parameters():
-            p.requires_grad_(True)
-        opt = torch.optim.AdamW(
-            [{"params": params, "lr": ln.learning_rate},
-             {"params": list(head.parameters()), "lr": ln.learning_rate * HEAD_LR_SCALE}],
-            weight_decay=WEIGHT_DECAY,
-        )
+            p.requires_grad_(head_trains)
+        if head_trains:
+            groups.append({"params": list(head.parameters()), "lr": ln.learning_rate * ln.head_lr_scale})
+        opt = torch.optim.AdamW(groups, weight_decay=WEIGHT_DECAY)
         self.model.train()
         head.train()
         tokens = 0
@@ -256,7 +259,7 @@ class RealBackend:
                 order, pos = rng.permutation(shard.train_idx), 0
             idx = order[pos:pos + ln.batch_size]
             pos += ln.batch_size
-            batch = lora.collate(train_split, idx, self.pad_id)
+            batch = lora.collate(train_split, idx, self.pad_id).to(self.device)
             loss = lora.loss_fn(lora.forward(self.model, head, batch), batch.labels)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -270,7 +273,7 @@ class RealBackend:
             "metric": local[head.spec.metric],
             "tokens": float(tokens),
             "loss": float(np.mean(losses)) if losses else math.nan,
-            "factors": lora.read_adapter(self.layers, rank, ln.lora_alpha),
+            "factors": lora.read_adapter(self.layers, rank, ln.lora_alpha, ln.lora_scaling),
             "head": lora.head_state(head),
         }
 
@@ -343,4 +346,14 @@ class RealBackend:
                     )
 
 
-__all__ = ["HEAD_LR_SCALE", "TASK_SPECS", "RealBackend"]
+def _torch_device(name: str) -> torch.device:
+    """The configured device, or a clear error when this machine lacks it."""
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device={name!r} but torch sees no CUDA GPU here (torch {torch.__version__}); use device='cpu'")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise RuntimeError(f"device={name!r} but the MPS backend is not available here; use device='cpu'")
+    return dev
+
+
+__all__ = ["TASK_SPECS", "RealBackend"]

@@ -9,7 +9,41 @@ from __future__ import annotations
 
 import numpy as np
 
+from iov_env.config import ALL_LINEAR
+
 BYTES_PER_MB = 1024.0 * 1024.0
+# the linear layers of one BERT-family encoder block, by module path inside the block
+BLOCK_LINEARS = ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
+                 "intermediate.dense", "output.dense")
+
+
+def block_linear_dims(hidden_dim: int, intermediate_dim: int) -> dict[str, tuple[int, int]]:
+    """(d_in, d_out) of each linear layer of a BERT-family block."""
+    d, f = hidden_dim, intermediate_dim
+    dims = ((d, d), (d, d), (d, d), (d, d), (d, f), (f, d))
+    return dict(zip(BLOCK_LINEARS, dims, strict=True))
+
+
+def targets_module(module_path: str, target: str) -> bool:
+    """peft's matching rule for a target name: the module path itself or a dotted suffix of it."""
+    return module_path == target or module_path.endswith("." + target)
+
+
+def adapted_matrix_equivalents(target_modules: tuple[str, ...], hidden_dim: int, intermediate_dim: int) -> float:
+    """LoRA-adapted linears of one block counted in ``d x d`` equivalents, ``(d_in + d_out) / 2d`` each.
+
+    A rank-r adapter on a ``d_in x d_out`` layer has ``r (d_in + d_out)`` parameters, so this count makes
+    ``lora_param_count`` exact for the FFN layers too. A target matching no BERT-family layer (another
+    architecture's naming) counts as one ``d x d`` matrix.
+    """
+    dims = block_linear_dims(hidden_dim, intermediate_dim)
+    if tuple(target_modules) == (ALL_LINEAR,):
+        chosen = set(dims)
+        unmatched = 0
+    else:
+        chosen = {m for m in dims for t in target_modules if targets_module(m, t)}
+        unmatched = sum(1 for t in target_modules if not any(targets_module(m, t) for m in dims))
+    return unmatched + sum((dims[m][0] + dims[m][1]) / (2.0 * hidden_dim) for m in chosen)
 
 
 def lora_param_count(rank: np.ndarray, hidden_dim: int, num_adapted_matrices: float) -> np.ndarray:

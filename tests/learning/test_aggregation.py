@@ -37,6 +37,15 @@ def test_svd_prefix_is_the_best_rank_r_approximation_with_balanced_factors() -> 
     np.testing.assert_allclose(np.linalg.norm(b, axis=0), np.linalg.norm(a, axis=1), rtol=1e-4)
 
 
+def test_svd_returns_only_the_components_the_average_can_hold() -> None:
+    """sum r_i components, no noise-level tail: a vehicle at a higher rank gets empty (re-initialised) slots."""
+    rng = np.random.default_rng(2)
+    b, a = agg.svd([_client(rng, 1), _client(rng, 2)], [1.0, 1.0])
+    assert b.shape == (12, 3) and a.shape == (3, 10)
+    padded_b, padded_a = agg.truncate((b, a), 8)
+    assert not padded_b[:, 3:].any() and not padded_a[3:].any()
+
+
 def test_truncate_pads_with_zeros_beyond_the_available_rank() -> None:
     b, a = _client(np.random.default_rng(2), 2)
     bp, ap = agg.truncate((b, a), 5)

@@ -168,3 +168,62 @@ def test_zero_train_fraction_trains_nothing() -> None:
     plan.train_fraction[:] = [0.0, 1.0]
     res = b.train_round(plan)
     assert res.vehicle_tokens[0] == 0 and np.isnan(res.vehicle_loss[0]) and res.vehicle_tokens[1] > 0
+
+
+@pytest.mark.parametrize("targets", [("query", "value"), ("all-linear",)])
+def test_adapter_size_matches_the_simulated_cost_model(targets) -> None:
+    """The real adapter at rank r has exactly the parameters the simulator charges for (payload, FLOPs)."""
+    from iov_env.sim import costs
+
+    b = _backend(tasks=("sst2",), target_modules=targets, model_hidden_dim=64, model_num_layers=2,
+                 model_intermediate_dim=128)
+    ln = b.config.learning
+    per_rank = sum(layer.module.lora_A[lora.ADAPTER].weight.shape[1] + layer.module.lora_B[lora.ADAPTER].weight.shape[0]
+                   for layer in b.layers)
+    equivalents = ln.model_num_layers * costs.adapted_matrix_equivalents(targets, 64, 128)
+    assert costs.lora_param_count(np.array(4), 64, equivalents) == pytest.approx(4 * per_rank)
+    assert len(b.layers) == (12 if targets == ("all-linear",) else 4)
+    assert not any("pooler" in layer.name for layer in b.layers)
+
+
+def test_lora_scaling_rules() -> None:
+    assert lora.lora_scaling(32.0, 4, "standard") == 8.0
+    assert lora.lora_scaling(32.0, 4, "rslora") == 16.0
+    with pytest.raises(ValueError, match="rslora"):
+        lora.lora_scaling(32.0, 4, "sqrt")
+
+
+@pytest.mark.parametrize("mode", ["standard", "rslora"])
+def test_load_then_read_returns_the_global_for_either_scaling(mode: str) -> None:
+    """Stored factors carry the scaling folded in: load + read at any rank is the identity on B @ A."""
+    b = _backend(tasks=("sst2",), lora_scaling=mode)
+    rng = np.random.default_rng(0)
+    factors = {layer.name: (rng.normal(size=(layer.module.lora_B[lora.ADAPTER].weight.shape[0], 4)).astype(np.float32),
+                            rng.normal(size=(4, layer.module.lora_A[lora.ADAPTER].weight.shape[1])).astype(np.float32))
+               for layer in b.layers}
+    torch = pytest.importorskip("torch")
+    lora.load_adapter(b.layers, factors, 4, 32.0, torch.Generator().manual_seed(0), scaling_mode=mode)
+    back = lora.read_adapter(b.layers, 4, 32.0, mode)
+    for name, (fb, fa) in factors.items():
+        np.testing.assert_allclose(back[name][0] @ back[name][1], fb @ fa, rtol=1e-5, atol=1e-5)
+
+
+def test_frozen_head_stays_at_its_initialisation() -> None:
+    b = _backend(tasks=("sst2",), head_lr_scale=0.0)
+    b.reset(0, _layout([0], [60]))
+    before = {k: v.copy() for k, v in b.state[0].head.items()}
+    b.train_round(_plan(1, [4]))
+    for k, v in b.state[0].head.items():
+        np.testing.assert_array_equal(v, before[k])
+    trained = _backend(tasks=("sst2",))
+    trained.reset(0, _layout([0], [60]))
+    trained.train_round(_plan(1, [4]))
+    assert any(not np.array_equal(trained.state[0].head[k], before[k]) for k in before)
+
+
+def test_a_missing_accelerator_is_a_clear_error() -> None:
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():  # pragma: no cover - GPU machines
+        pytest.skip("this machine has a CUDA GPU")
+    with pytest.raises(RuntimeError, match="no CUDA GPU"):
+        _backend(tasks=("sst2",), device="cuda")

@@ -90,6 +90,20 @@ def test_payload_bits_by_hand() -> None:
     np.testing.assert_allclose(bits, np.array([1, 2, 4, 64]) * 384 * 2 * 12 * 16)
 
 
+def test_adapted_matrix_equivalents_by_hand() -> None:
+    # a rank-r adapter on a d_in x d_out layer has r (d_in + d_out) parameters = r 2d x (d_in + d_out) / 2d
+    # query + value: 2 x (384 + 384) / 768 = 2
+    assert costs.adapted_matrix_equivalents(("query", "value"), 384, 1536) == 2.0
+    # all-linear: q, k, v, attention.output.dense (4 x 1) + intermediate.dense and output.dense
+    # (2 x (384 + 1536) / 768 = 5) = 9
+    assert costs.adapted_matrix_equivalents(("all-linear",), 384, 1536) == 9.0
+    # peft's suffix rule: "output.dense" matches attention.output.dense (1) and output.dense (2.5)
+    assert costs.adapted_matrix_equivalents(("output.dense",), 384, 1536) == 3.5
+    assert costs.adapted_matrix_equivalents(("dense",), 384, 1536) == 6.0
+    # another architecture's names count as one d x d matrix each
+    assert costs.adapted_matrix_equivalents(("q_proj", "v_proj"), 384, 1536) == 2.0
+
+
 def test_training_flops_by_hand() -> None:
     # base forward per token = 2 L (4 d^2 + 2 d d_ff) = 2*6*(4*384^2 + 2*384*1536)
     #                        = 12 * (589,824 + 1,179,648) = 21,233,664
