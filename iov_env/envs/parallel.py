@@ -237,6 +237,7 @@ class IoVParallelEnv(ParallelEnv):
         vectorising wrappers (SuperSuit, RLlib) that keep one slot per vehicle: row ``i`` belongs to
         ``vehicle_i``. Every row allows at least the smallest rank.
         """
+        self.simulator.require_reset("action_masks()")
         return self.simulator.state.mask.astype(np.int8)
 
     def state(self) -> np.ndarray:

@@ -1,11 +1,12 @@
-"""Count fuzz outcomes per failure class: ``python tests/robustness/fuzz_count.py [--json out.json]``.
+"""Count fuzz outcomes per failure class: ``PYTHONPATH=. python tests/robustness/fuzz_count.py [--json out.json]``.
 
 Runs every hostile value of every config field, random multi-field combinations (derandomised
 hypothesis), config files and ``config=`` arguments, corrupted data files for every loader,
 calls before ``reset()``, a long episode's history and a data folder with a missing file. Each case
 runs under a per-case alarm (a hang is counted, not waited for) and an address-space limit (a
 memory bomb becomes a ``MemoryError``). Works on any version of the package on ``sys.path``, so the
-same command counts the code before and after a fix.
+same command counts the code before and after a fix (``PYTHONPATH`` picks the checkout; without it the
+installed package is counted, which the first line of output names). Larger budgets: ``--random``, ``--sumo``.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ def main() -> None:
     ap.add_argument("--limit-s", type=int, default=10, help="per-case alarm (hang threshold)")
     ap.add_argument("--mem-gib", type=float, default=4.0, help="address-space limit")
     ap.add_argument("--random", type=int, default=300, help="random multi-field combinations")
+    ap.add_argument("--sumo", type=int, default=20, help="random SUMO-traffic configs (skipped without SUMO)")
     ap.add_argument("--sections", nargs="*", default=None)
     args = ap.parse_args()
     limit = int(args.mem_gib * 2**30)
@@ -72,6 +74,16 @@ def main() -> None:
 
             combos()
             print("random done", dict(counts["random"]), flush=True)
+
+        if (want is None or "sumo" in want) and args.sumo > 0 and _sumo_available():
+            @settings(max_examples=args.sumo, derandomize=True, deadline=None, database=None,
+                      suppress_health_check=list(HealthCheck))
+            @given(overrides=fuzzing.sumo_overrides())
+            def sumo_combos(overrides: dict) -> None:
+                record("sumo", repr(overrides), timed(fuzzing.run_config_case, overrides, limit_s=args.limit_s))
+
+            sumo_combos()
+            print("sumo done", dict(counts["sumo"]), flush=True)
 
         if want is None or "config_files" in want:
             for name, content, expect in fuzzing.CONFIG_FILE_CASES:
@@ -131,6 +143,14 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps({"counts": {k: dict(v) for k, v in counts.items()}, "examples": examples},
                                         indent=1), encoding="utf-8")
+
+
+def _sumo_available() -> bool:
+    try:
+        from iov_env.sim import sumo
+    except ImportError:  # a version of the package from before SUMO mobility
+        return False
+    return sumo.missing_reason() is None
 
 
 def _history_case() -> tuple[str, str]:

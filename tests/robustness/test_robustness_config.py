@@ -96,6 +96,20 @@ def test_fleet_sizes_are_bounded(overrides: dict, needle: str) -> None:
     assert f"{MAX_PAIRS:,}" in msg or str(MAX_VEHICLES) in msg
 
 
+def test_a_sumo_episode_run_at_reset_is_bounded_and_its_limit_accepted() -> None:
+    """reset() runs SUMO for the whole episode: (warm-up + rounds x round) / step SUMO steps, at most MAX_SUMO_STEPS."""
+    from iov_env.config import MAX_SUMO_STEPS
+
+    base = {"mobility_model": "sumo", "sumo_warmup_s": 300.0, "round_duration_s": 30.0, "sumo_step_length_s": 1.0}
+    at_limit = (MAX_SUMO_STEPS - 300) // 30
+    cfg = IoVConfig.from_kwargs(preset="tiny", rounds=at_limit, **base)  # validation only: SUMO does not run
+    assert cfg.episode.rounds == at_limit
+    msg = _refused("rounds", rounds=at_limit + 1, **base)
+    assert f"{MAX_SUMO_STEPS:,}" in msg and "sumo_step_length_s" in msg
+    # the same rounds on the grid: no SUMO run, so no such bound
+    assert IoVConfig.from_kwargs(preset="tiny", rounds=at_limit + 1).episode.rounds == at_limit + 1
+
+
 def test_sampled_layer_masks_are_bounded() -> None:
     _refused("layer_fraction", num_vehicles=MAX_VEHICLES, model_num_layers=256, layer_fraction=0.5)
     preset("tiny", num_vehicles=MAX_VEHICLES, model_num_layers=256)  # every layer: nothing is sampled
@@ -390,7 +404,7 @@ def test_trace_replay_memory_does_not_grow_with_the_episode() -> None:
 def test_calls_before_reset_raise_clear_errors() -> None:
     env = iov_env.parallel_env(preset="tiny", render_mode="rgb_array")
     try:
-        for call in (env.state, env.render, lambda: env.step({a: 0 for a in env.possible_agents})):
+        for call in (env.state, env.render, env.action_masks, lambda: env.step({a: 0 for a in env.possible_agents})):
             with pytest.raises(ResetNeeded, match=r"before reset\(\)"):
                 call()
         with pytest.raises(ResetNeeded, match="reset"):
@@ -399,6 +413,7 @@ def test_calls_before_reset_raise_clear_errors() -> None:
             env.simulator.expected_outcomes()
         env.reset(seed=0)
         assert env.render().ndim == 3 and env.state().ndim == 1
+        assert env.action_masks().shape == (env.config.num_vehicles, env.config.num_ranks)
     finally:
         env.close()
     assert issubclass(ResetNeeded, RuntimeError)
