@@ -20,6 +20,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -65,25 +66,21 @@ def main() -> None:
                     record("fields", label, timed(fuzzing.run_config_case, {leaf.name: value}, limit_s=args.limit_s))
             print("fields done", dict(counts["fields"]), flush=True)
 
+        def drawn(section: str, strategy: Any, examples: int) -> None:
+            """``examples`` configs drawn (derandomised) from ``strategy``, each run as one case."""
+            @settings(max_examples=examples, derandomize=True, deadline=None, database=None,
+                      suppress_health_check=list(HealthCheck))
+            @given(overrides=strategy)
+            def cases(overrides: dict) -> None:
+                record(section, repr(overrides), timed(fuzzing.run_config_case, overrides, limit_s=args.limit_s))
+
+            cases()
+            print(f"{section} done", dict(counts[section]), flush=True)
+
         if want is None or "random" in want:
-            @settings(max_examples=args.random, derandomize=True, deadline=None, database=None,
-                      suppress_health_check=list(HealthCheck))
-            @given(overrides=fuzzing.config_overrides())
-            def combos(overrides: dict) -> None:
-                record("random", repr(overrides), timed(fuzzing.run_config_case, overrides, limit_s=args.limit_s))
-
-            combos()
-            print("random done", dict(counts["random"]), flush=True)
-
+            drawn("random", fuzzing.config_overrides(), args.random)
         if (want is None or "sumo" in want) and args.sumo > 0 and _sumo_available():
-            @settings(max_examples=args.sumo, derandomize=True, deadline=None, database=None,
-                      suppress_health_check=list(HealthCheck))
-            @given(overrides=fuzzing.sumo_overrides())
-            def sumo_combos(overrides: dict) -> None:
-                record("sumo", repr(overrides), timed(fuzzing.run_config_case, overrides, limit_s=args.limit_s))
-
-            sumo_combos()
-            print("sumo done", dict(counts["sumo"]), flush=True)
+            drawn("sumo", fuzzing.sumo_overrides(), args.sumo)
 
         if want is None or "config_files" in want:
             for name, content, expect in fuzzing.CONFIG_FILE_CASES:
