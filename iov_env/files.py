@@ -35,7 +35,7 @@ def check_regular_file(path: str | os.PathLike[str], error: type[Exception] = Da
     except FileNotFoundError:
         raise error(f"{what} {str(p)!r} does not exist") from None
     except (OSError, ValueError) as exc:  # name too long, NUL byte, permission on a parent
-        raise error(f"{what} {_short(str(p))!r} cannot be read: {_reason(exc)}") from None
+        raise error(f"{what} {shorten(str(p))!r} cannot be read: {_reason(exc)}") from None
     if stat.S_ISDIR(info.st_mode):
         raise error(f"{what} {str(p)!r} is a directory, not a file")
     if not stat.S_ISREG(info.st_mode):  # a FIFO or device would block or never end
@@ -120,5 +120,6 @@ def _reason(exc: BaseException) -> str:
     return getattr(exc, "strerror", None) or str(exc)
 
 
-def _short(text: str, limit: int = 120) -> str:
+def shorten(text: str, limit: int = 120) -> str:
+    """``text`` cut to ``limit`` characters for a message, saying how long it was."""
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from iov_env.config import MAX_MOBILITY_SUBSTEPS, ConfigError, IoVConfig, mobility_substeps
-from iov_env.files import DataFormatError, iter_lines
+from iov_env.files import DataFormatError, iter_lines, shorten
 
 if TYPE_CHECKING:
     from iov_env.sim.sumo import SumoTrace
@@ -333,10 +333,10 @@ def read_tdrive(
     try:
         if not folder.is_dir():
             what = "does not exist" if not folder.exists() else "is not a folder"
-            raise ConfigError(f"tdrive_dir={_short(str(folder))!r} {what}; allowed: a folder of T-Drive '*.txt' files")
+            raise ConfigError(f"tdrive_dir={shorten(str(folder))!r} {what}; allowed: a folder of T-Drive '*.txt' files")
         files = sorted(folder.glob("*.txt"), key=lambda p: (len(p.stem), p.stem))
     except OSError as exc:
-        raise ConfigError(f"tdrive_dir={_short(str(folder))!r} cannot be read: {exc.strerror or exc}") from None
+        raise ConfigError(f"tdrive_dir={shorten(str(folder))!r} cannot be read: {exc.strerror or exc}") from None
     if not files:
         raise ConfigError(f"tdrive_dir={str(folder)!r} holds no T-Drive '*.txt' files")
     traces: list[np.ndarray] = []
@@ -464,10 +464,6 @@ class TraceMobility(_StraightLine):
         self.cum_m = self._next()
         self._next_m = None
         self.t += 1
-
-
-def _short(text: str, limit: int = 120) -> str:
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def _reflect_into(pos: np.ndarray, width_m: float, height_m: float) -> np.ndarray:

@@ -109,6 +109,9 @@ def main() -> None:
             for label, folder in fuzzing.tdrive_dir_cases(tmp):
                 case = {"mobility_model": "tdrive", "tdrive_dir": folder}
                 record("loaders", f"tdrive_dir {label}", timed(fuzzing.run_config_case, case, limit_s=args.limit_s))
+            if _sumo_available():
+                for label, case in fuzzing.sumo_file_cases(tmp):
+                    record("loaders", label, timed(fuzzing.run_config_case, case, limit_s=args.limit_s))
             long_name = {"calibration": "c" * 5000}
             record("calibration", "calibration='c'*5000", timed(fuzzing.run_config_case, long_name, limit_s=args.limit_s))
             print("loaders done", dict(counts["loaders"]), dict(counts["calibration"]), flush=True)

@@ -507,6 +507,21 @@ def tdrive_dir_cases(tmp: Path) -> list[tuple[str, str]]:
             ("folder named 1.txt", str(odd)), ("long name", str(tmp / ("t" * 300)))]
 
 
+def sumo_file_cases(tmp: Path) -> list[tuple[str, dict[str, str]]]:
+    """(label, overrides) naming SUMO network/route files that cannot be used; refused before SUMO runs."""
+    folder = tmp / "a_folder.net.xml"
+    folder.mkdir(exist_ok=True)
+    garbage = tmp / "garbage.net.xml"
+    garbage.write_bytes(b"garbage\xff\n")
+    out = []
+    for field, suffix in (("sumo_net_file", ".net.xml"), ("sumo_route_file", ".rou.xml")):
+        out += [(f"{field} missing", {field: str(tmp / f"missing{suffix}")}),
+                (f"{field} a folder", {field: str(folder)}),
+                (f"{field} long name", {field: str(tmp / ("s" * 300 + suffix))})]
+    out.append(("sumo_net_file without a boundary", {"sumo_net_file": str(garbage)}))
+    return [(label, {"mobility_model": "sumo", "rounds": 2, **case}) for label, case in out]
+
+
 def _expect_names(msg: str, path: Path) -> bool:
     return str(path) in msg or path.name in msg
 

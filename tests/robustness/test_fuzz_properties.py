@@ -80,6 +80,17 @@ def test_sumo_configs_are_refused_or_run_finite(overrides: dict) -> None:
     _assert_acceptable(repr(overrides)[:200], fuzzing.timed(fuzzing.run_config_case, overrides, limit_s=GUARD_S))
 
 
+@pytest.mark.skipif(_sumo_missing() is not None, reason=_sumo_missing() or "")
+def test_sumo_file_values(tmp_path: Path) -> None:
+    """Unusable SUMO network/route paths are ConfigErrors naming the field, before SUMO runs."""
+    failures = []
+    for label, case in fuzzing.sumo_file_cases(tmp_path):
+        cls, detail = fuzzing.timed(fuzzing.run_config_case, case, limit_s=GUARD_S)
+        if cls != "refused" or label.split()[0] not in detail:
+            failures.append(f"{label}: {cls}: {detail}")
+    assert not failures, "\n".join(failures)
+
+
 @pytest.mark.parametrize("as_path", [False, True], ids=["str", "Path"])
 @pytest.mark.parametrize(("name", "content", "expect"), fuzzing.CONFIG_FILE_CASES,
                          ids=[c[0] for c in fuzzing.CONFIG_FILE_CASES])
