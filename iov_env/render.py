@@ -11,6 +11,9 @@ if TYPE_CHECKING:
 
 TASK_COLOURS = np.array([[31, 119, 180], [214, 39, 40], [44, 160, 44], [148, 103, 189], [255, 127, 14]], dtype=np.uint8)
 CANVAS_WIDTH_PX = 480
+MAX_CANVAS_HEIGHT_PX = 1920  # a long thin map is scaled down to fit, never drawn as a giant array
+MIN_ROAD_STEP_PX = 2.0  # roads closer than this on screen would paint the whole canvas: not drawn
+COVERAGE_BUDGET_CANVASES = 16  # coverage shading stops after blending this many canvases' worth of pixels
 ROAD_COLOUR = np.array([120, 120, 120], dtype=np.uint8)
 TRAFFIC_COLOUR = np.array([40, 40, 40], dtype=np.uint8)
 
@@ -53,22 +56,29 @@ def _polylines(img: np.ndarray, lines: list[np.ndarray], colour: np.ndarray, wid
 def render_rgb(sim: IoVSimulator, last: RoundMetrics | None) -> np.ndarray:
     """An (H, W, 3) uint8 map of the service area."""
     cfg = sim.config
-    scale = CANVAS_WIDTH_PX / cfg.map.width_m
-    h = max(int(round(cfg.map.height_m * scale)), 1)
-    img = np.full((h, CANVAS_WIDTH_PX, 3), 250, dtype=np.uint8)
+    scale = min(CANVAS_WIDTH_PX / cfg.map.width_m, MAX_CANVAS_HEIGHT_PX / cfg.map.height_m)
+    w = min(max(int(round(cfg.map.width_m * scale)), 1), CANVAS_WIDTH_PX)
+    h = min(max(int(round(cfg.map.height_m * scale)), 1), MAX_CANVAS_HEIGHT_PX)
+    img = np.full((h, w, 3), 250, dtype=np.uint8)
     to_px = lambda p: (p[0] * scale, h - 1 - p[1] * scale)  # noqa: E731 - y grows upwards on the map
-    if cfg.mobility.mobility_model == "grid":
-        step = cfg.mobility.road_spacing_m * scale
-        for x in np.arange(0.0, CANVAS_WIDTH_PX, step):
+    step = cfg.mobility.road_spacing_m * scale
+    if cfg.mobility.mobility_model == "grid" and step >= MIN_ROAD_STEP_PX:
+        for x in np.arange(0.0, w, step):
             img[:, int(x)] = 232
         for y in np.arange(0.0, h, step):
             img[h - 1 - int(y), :] = 232
     roads = getattr(sim.mobility, "roads_m", None)
     if roads is not None:  # SUMO: the real road network, drawn under the coverage discs
         _polylines(img, [np.stack(to_px(p.T), axis=1) for p in roads()], ROAD_COLOUR)
+    radius_px = cfg.rsu.coverage_radius_m * scale
+    budget = COVERAGE_BUDGET_CANVASES * h * w  # thousands of map-sized discs would take minutes: shade the first
     for rsu in sim.rsus_m:
         x, y = to_px(rsu)
-        _disc(img, x, y, cfg.rsu.coverage_radius_m * scale, np.array([200, 200, 200]), alpha=0.35)
+        area = (min(x + radius_px, w) - max(x - radius_px, 0)) * (min(y + radius_px, h) - max(y - radius_px, 0))
+        budget -= max(area, 0.0)
+        if budget < 0:
+            break
+        _disc(img, x, y, radius_px, np.array([200, 200, 200]), alpha=0.35)
     for rsu in sim.rsus_m:
         x, y = to_px(rsu)
         img[max(int(y) - 3, 0): int(y) + 4, max(int(x) - 3, 0): int(x) + 4] = (60, 60, 60)

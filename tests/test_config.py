@@ -38,7 +38,13 @@ INVALID: list[tuple[dict, str]] = [
     ({"sumo_vehicles_per_agent": 0.0}, "sumo_vehicles_per_agent"),
     ({"sumo_warmup_s": -1.0}, "sumo_warmup_s"),
     ({"sumo_step_length_s": 0.0}, "sumo_step_length_s"),
-    ({"sumo_step_length_s": 60.0}, "sumo_step_length_s"),  # longer than a 30 s round
+    ({"mobility_model": "sumo", "sumo_step_length_s": 60.0}, "sumo_step_length_s"),  # longer than a 30 s round
+    ({"mobility_model": "sumo", "rounds": 10**6}, "rounds"),  # 3x10^7 SUMO steps at reset
+    ({"mobility_model": "sumo", "road_spacing_m": 1.0}, "road_spacing_m"),  # a 600,000-junction grid
+    ({"mobility_model": "sumo", "num_vehicles": 10**4, "sumo_vehicles_per_agent": 50.0}, "sumo_vehicles_per_agent"),
+    ({"sumo_trace_pool": 10**7}, "sumo_trace_pool"),
+    ({"head_lr_scale": 1e308}, "head_lr_scale"),
+    ({"target_modules": ("all-linear", "query")}, "target_modules"),
     ({"sumo_backend": "veins"}, "sumo_backend"),
     ({"sumo_trace_pool": -1}, "sumo_trace_pool"),
     # rsu
@@ -134,6 +140,7 @@ INVALID: list[tuple[dict, str]] = [
     ({"fault_latency_weight": -1.0}, "fault_latency_weight"),
     ({"fault_energy_weight": -1.0}, "fault_energy_weight"),
     ({"fault_accuracy_weight": -1.0}, "fault_accuracy_weight"),
+    ({"history_rounds": -1}, "history_rounds"),
     # wrong types: never a numpy/TypeError from deep inside, always a ConfigError naming the field
     ({"num_vehicles": 2.5}, "num_vehicles"),
     ({"num_vehicles": True}, "num_vehicles"),

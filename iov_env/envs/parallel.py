@@ -30,22 +30,30 @@ next decision. After ``reset()``, ``info[a]["active"]`` describes the first roun
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
-from iov_env.config import IoVConfig
+from iov_env.config import ConfigError, IoVConfig
 from iov_env.sim.faults import FAULT_NAMES
-from iov_env.sim.simulator import IoVSimulator, RoundMetrics, largest_feasible_at_or_below
+from iov_env.sim.simulator import (
+    IoVSimulator,
+    NonFiniteError,
+    ResetNeeded,
+    RoundMetrics,
+    largest_feasible_at_or_below,
+)
 
 OBS_CAP = 10.0
 
 # the action-correction rule is part of the API: agents mirror it to know what the env will execute
 __all__ = [
-    "IoVParallelEnv", "largest_feasible_at_or_below", "observation_bounds", "observation_features",
-    "observation_layout", "parallel_env", "resolve_config", "validate_actions",
+    "IoVParallelEnv", "NonFiniteError", "ResetNeeded", "largest_feasible_at_or_below", "observation_bounds",
+    "observation_features", "observation_layout", "parallel_env", "resolve_config", "validate_actions",
 ]
 
 
@@ -87,17 +95,30 @@ def observation_bounds(config: IoVConfig) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(lows, dtype=np.float32), np.asarray(highs, dtype=np.float32)
 
 
-def resolve_config(config: IoVConfig | dict[str, Any] | str | None = None, **overrides: Any) -> IoVConfig:
-    """One way to build a config everywhere: an IoVConfig, a dict, a YAML/JSON path, or preset + keywords."""
-    if isinstance(config, IoVConfig):
-        return config.replace(**overrides) if overrides else config
-    if isinstance(config, dict):
+ConfigLike = IoVConfig | Mapping[str, Any] | str | os.PathLike | None
+
+
+def resolve_config(config: ConfigLike = None, **overrides: Any) -> IoVConfig:
+    """One way to build a config everywhere: an IoVConfig, a mapping, a YAML/JSON path (str or os.PathLike),
+    or ``None`` for preset + keywords; keywords override on top. Anything else is a ``TypeError``."""
+    if config is None:
+        preset = overrides.pop("preset", None)
+        return IoVConfig.from_kwargs(preset=preset, **overrides)
+    if isinstance(config, Mapping):
         return IoVConfig.from_dict({**config, **overrides})
-    if isinstance(config, str):
-        cfg = IoVConfig.from_file(config)
+    if isinstance(config, IoVConfig) or isinstance(config, (str, os.PathLike)):
+        if "preset" in overrides:
+            raise ConfigError(
+                f"preset={overrides['preset']!r} cannot be combined with config={type(config).__name__}: that config "
+                "is already complete; allowed: put the preset in the config file/mapping, or pass no config",
+                "preset",
+            )
+        cfg = config if isinstance(config, IoVConfig) else IoVConfig.from_file(config)
         return cfg.replace(**overrides) if overrides else cfg
-    preset = overrides.pop("preset", None)
-    return IoVConfig.from_kwargs(preset=preset, **overrides)
+    raise TypeError(
+        f"config={config!r:.60} ({type(config).__name__}); allowed: an IoVConfig, a mapping of config fields, "
+        "a YAML/JSON file path (str or os.PathLike), or None"
+    )
 
 
 def validate_actions(actions: Any, agents: list[str], num_ranks: int) -> np.ndarray:
@@ -138,9 +159,7 @@ class IoVParallelEnv(ParallelEnv):
 
     metadata = {"name": "iov_rank_v0", "render_modes": ["rgb_array", "ansi"], "is_parallelizable": True, "render_fps": 2}
 
-    def __init__(
-        self, config: IoVConfig | dict[str, Any] | str | None = None, render_mode: str | None = None, **overrides: Any
-    ) -> None:
+    def __init__(self, config: ConfigLike = None, render_mode: str | None = None, **overrides: Any) -> None:
         self.config = resolve_config(config, **overrides)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode={render_mode!r}; allowed: {self.metadata['render_modes']} or None")
@@ -176,6 +195,8 @@ class IoVParallelEnv(ParallelEnv):
 
     def reset(self, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict, dict]:
         """New episode; ``seed`` fixes mobility, channel, partitions and learning."""
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+            raise TypeError(f"seed={seed!r:.60}; allowed: a non-negative integer or None")
         if seed is not None:
             self._seed_rng = np.random.default_rng(seed)
             episode_seed = int(seed)
@@ -191,6 +212,7 @@ class IoVParallelEnv(ParallelEnv):
 
     def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
         """One federated round: every live agent's rank index in, per-agent utilities and infos out."""
+        self.simulator.require_reset("step()")
         if not self.agents:
             raise RuntimeError("step() called on a finished episode; call reset()")
         idx = validate_actions(actions, self.agents, self.config.num_ranks)
@@ -215,16 +237,20 @@ class IoVParallelEnv(ParallelEnv):
         vectorising wrappers (SuperSuit, RLlib) that keep one slot per vehicle: row ``i`` belongs to
         ``vehicle_i``. Every row allows at least the smallest rank.
         """
+        self.simulator.require_reset("action_masks()")
         return self.simulator.state.mask.astype(np.int8)
 
     def state(self) -> np.ndarray:
         """Global state: all vehicles' observation vectors, concatenated."""
+        self.simulator.require_reset("state()")
         return self._observation_matrix().reshape(-1)
 
     def render(self) -> np.ndarray | str | None:
         """``rgb_array``: map of RSU coverage and vehicles; ``ansi``: a text summary."""
         from iov_env import render as _render
 
+        if self.render_mode is not None:
+            self.simulator.require_reset("render()")
         if self.render_mode == "rgb_array":
             return _render.render_rgb(self.simulator, self.last_round)
         if self.render_mode == "ansi":
@@ -261,7 +287,10 @@ class IoVParallelEnv(ParallelEnv):
         ):
             cols[:, c] = block
             c += 1
-        np.nan_to_num(cols, copy=False, nan=0.0, posinf=OBS_CAP, neginf=0.0)
+        if not np.isfinite(cols).all():  # validation keeps every input finite: this is a bug, not a case to mask
+            bad = [name for name, sl in self._layout.items() if not np.isfinite(cols[:, sl]).all()]
+            raise NonFiniteError(f"round {sim.round_index}: observation features {bad} became non-finite; "
+                                 "the config should have been refused by validation, please report it")
         return np.clip(cols, self._low, self._high).astype(np.float32)
 
     def _per_agent_obs(self, obs_matrix: np.ndarray) -> dict[str, Any]:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from iov_env.config import IoVConfig
-from iov_env.envs.parallel import IoVParallelEnv
+from iov_env.envs.parallel import ConfigLike, IoVParallelEnv
 
 
 class IoVRankEnv(gym.Env):
@@ -17,11 +17,17 @@ class IoVRankEnv(gym.Env):
 
     metadata = IoVParallelEnv.metadata
 
-    def __init__(
-        self, config: IoVConfig | dict[str, Any] | str | None = None, render_mode: str | None = None, **overrides: Any
-    ) -> None:
+    def __init__(self, config: ConfigLike = None, render_mode: str | None = None, **overrides: Any) -> None:
         if "obs_type" in overrides and overrides["obs_type"] != "vector":
             raise ValueError("the centralised view has a flat vector observation; allowed obs_type: 'vector'")
+        # gym.make always passes the registered id's preset: with an explicit config it is only the base of a
+        # mapping without its own preset; an IoVConfig or a file is complete. The id's fidelity still applies.
+        preset = overrides.pop("preset", None)
+        if config is None:
+            if preset is not None:
+                overrides["preset"] = preset
+        elif isinstance(config, Mapping) and preset is not None:
+            config = {"preset": preset, **config}
         self.parallel = IoVParallelEnv(config, render_mode=render_mode, **overrides)
         self.config = self.parallel.config
         self.render_mode = render_mode

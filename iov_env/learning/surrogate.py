@@ -16,7 +16,7 @@ rounds); observations carry Gaussian noise. Parameters live in ``calibration/<mo
 from __future__ import annotations
 
 import copy
-import json
+import math
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from iov_env.config import ConfigError, IoVConfig
+from iov_env.files import DataFormatError, line_of_key, parse_json, read_text
 from iov_env.learning.backend import FleetLayout, RoundPlan, RoundResult
 
 CALIBRATION_DIR = Path(__file__).resolve().parent / "calibration"
@@ -82,35 +83,85 @@ def samples_per_round(local_steps: int, batch_size: int, shard_size: np.ndarray)
     return seen * (1.0 - np.exp(-np.asarray(shard_size, dtype=float) / seen))
 
 
+# Each parameter's allowed interval (closed unless the bool says the low end is open). Beyond making
+# sense, the bounds keep the surrogate's arithmetic finite: a sample_scale of 0 divides by zero, a
+# tokens_per_sample of 1e308 makes the round's energy infinite.
+CURVE_LIMITS: dict[str, tuple[float, float, bool]] = {
+    "floor": (0.0, 1.0, False),
+    "ceiling": (0.0, 1.0, False),
+    "rank_gap": (0.0, 1.0, False),
+    "rank_half": (0.0, 1e6, False),
+    "sample_scale": (0.0, 1e12, True),
+    "speed_rank_half": (0.0, 1e6, False),
+    "noniid_penalty": (0.0, 1.0, False),
+    "stale_penalty": (0.0, 1.0, False),
+    "noise_std": (0.0, 1.0, False),
+    "tokens_per_sample": (0.0, 1e6, True),
+    "zero_pad_penalty": (0.0, 1e3, False),
+}
+
+
 def calibration_path(config: IoVConfig) -> Path:
     """The calibration file for this config: explicit, else named after the base model, else default."""
     name = config.learning.calibration
-    if name:
-        p = Path(name)
-        if p.suffix != ".json":
-            p = CALIBRATION_DIR / f"{name}.json"
-        if not p.is_file():
-            raise ConfigError(f"calibration={name!r}: no file {str(p)!r}; allowed: a JSON path or a name in {CALIBRATION_DIR}")
-        return p
-    model = Path(config.learning.model_name_or_path.rstrip("/")).name
-    candidate = CALIBRATION_DIR / f"{model}.json"
-    # a model may be calibrated in several LoRA regimes (<model>-<regime>.json): take the one measured in
-    # this config's regime, so switching regime switches the fast world's curves with it
-    for path in [candidate, *sorted(CALIBRATION_DIR.glob(f"{model}-*.json"))]:
-        if path.is_file() and not regime_mismatch(path, config):
-            return path
-    return candidate if candidate.is_file() else CALIBRATION_DIR / "default.json"
+    try:
+        if name:
+            p = Path(name)
+            if p.suffix != ".json":
+                p = CALIBRATION_DIR / f"{name}.json"
+            if not p.is_file():
+                raise ConfigError(
+                    f"calibration={name!r:.120}: no file {str(p)!r:.160}; allowed: a JSON path or a name in "
+                    f"{CALIBRATION_DIR}", "calibration",
+                )
+            return p
+        model = Path(config.learning.model_name_or_path.rstrip("/")).name
+        candidate = CALIBRATION_DIR / f"{model}.json"
+        # a model may be calibrated in several LoRA regimes (<model>-<regime>.json): take the one measured in
+        # this config's regime, so switching regime switches the fast world's curves with it
+        for path in [candidate, *sorted(CALIBRATION_DIR.glob(f"{model}-*.json"))]:
+            if path.is_file() and not regime_mismatch(path, config):
+                return path
+        return candidate if candidate.is_file() else CALIBRATION_DIR / "default.json"
+    except OSError as exc:  # a name longer than the file system allows
+        field = "calibration" if name else "model_name_or_path"
+        value = name or config.learning.model_name_or_path
+        raise ConfigError(f"{field}={value!r:.120} cannot name a calibration file: {exc.strerror or exc}; "
+                          f"allowed: a JSON path or a name in {CALIBRATION_DIR}", field) from None
 
 
 def load_calibration(path: Path) -> dict[str, TaskCurve]:
-    """Task curves from a calibration JSON; errors name the file and the missing field."""
-    data = json.loads(path.read_text(encoding="utf-8"))
+    """Task curves from a calibration JSON; every error is a ``DataFormatError`` naming the file and line."""
+    text = read_text(path, DataFormatError, "calibration file")
+    data = parse_json(text, str(path))
+
+    def fail(line: int | None, problem: str) -> DataFormatError:
+        return DataFormatError(f"calibration file {path}:{line or 1}: {problem}")
+
+    if not isinstance(data, dict):
+        raise fail(1, f"holds a {type(data).__name__}; allowed: an object with a 'tasks' object")
+    tasks = data.get("tasks")
+    if not isinstance(tasks, dict) or not tasks:
+        raise fail(line_of_key(text, "tasks"), "'tasks' is missing or not a non-empty object of task -> curve parameters")
     names = [f.name for f in fields(TaskCurve)]
     curves = {}
-    for task, params in data["tasks"].items():
+    for task, params in tasks.items():
+        if not isinstance(params, dict):
+            raise fail(line_of_key(text, "tasks", task), f"tasks.{task} is a {type(params).__name__}; allowed: an object "
+                       f"with {names}")
         missing = [n for n in names if n not in params]
         if missing:
-            raise ConfigError(f"calibration {str(path)!r}: task {task!r} lacks {missing}")
+            raise fail(line_of_key(text, "tasks", task), f"task {task!r} lacks {missing}")
+        for n in names:
+            v = params[n]
+            lo, hi, lo_open = CURVE_LIMITS[n]
+            try:
+                real = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            except OverflowError:  # an integer too large for a float
+                real = False
+            if not real or not ((lo < v) if lo_open else (lo <= v)) or v > hi:
+                interval = f"{'(' if lo_open else '['}{lo:g}, {hi:g}]"
+                raise fail(line_of_key(text, "tasks", task, n), f"tasks.{task}.{n}={v!r:.60}; allowed: a number in {interval}")
         curves[task] = TaskCurve(**{n: float(params[n]) for n in names})
     return curves
 
@@ -135,8 +186,8 @@ class SurrogateView:
 def regime_mismatch(path: Path, config: IoVConfig) -> list[str]:
     """Learning fields where ``config`` differs from the regime the calibration was measured in."""
     try:
-        regime = json.loads(path.read_text(encoding="utf-8")).get("regime")
-    except (OSError, ValueError, AttributeError):
+        regime = parse_json(read_text(path, DataFormatError, "calibration file"), str(path)).get("regime")
+    except (OSError, DataFormatError, AttributeError):
         return []  # load_calibration reports unreadable files; a file without a regime is hand-set priors
     if not isinstance(regime, dict):
         return []
@@ -158,7 +209,8 @@ class FastBackend:
         curves = load_calibration(self.calibration_file)
         missing = [t for t in config.tasks.tasks if t not in curves]
         if missing:
-            raise ConfigError(f"calibration {str(self.calibration_file)!r} has no curve for tasks {missing}")
+            raise ConfigError(f"calibration {str(self.calibration_file)!r} has no curve for tasks {missing}; allowed: "
+                              f"tasks among {sorted(curves)}", "tasks")
         self.curves = [curves[t] for t in config.tasks.tasks]
         self._param = {
             f.name: np.array([getattr(c, f.name) for c in self.curves]) for f in fields(TaskCurve)

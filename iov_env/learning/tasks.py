@@ -8,7 +8,6 @@ objects; tokenisation takes any Hugging Face tokenizer and is cached in-process.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 from collections.abc import Sequence
@@ -18,9 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from iov_env.files import DataFormatError, MissingDataError, iter_lines, parse_json
+
 __all__ = [
     "TASK_SPECS",
     "DataFormatError",
+    "MissingDataError",
     "TaskData",
     "TaskSpec",
     "TokenizedSplit",
@@ -37,10 +39,6 @@ __all__ = [
 
 CONLL_TAGS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC")
 IGNORE_INDEX = -100  # label of special tokens and non-first sub-words (torch CrossEntropyLoss default)
-
-
-class DataFormatError(ValueError):
-    """A data file is malformed; the message names the file and the 1-based line number."""
 
 
 @dataclass(frozen=True)
@@ -90,21 +88,20 @@ def read_sst2_tsv(path: str | os.PathLike[str]) -> dict[str, list[Any]]:
     p = Path(path)
     sentences: list[str] = []
     labels: list[int] = []
-    with p.open(encoding="utf-8") as fh:
-        header = fh.readline().rstrip("\n").split("\t")
-        if [h.strip() for h in header[:2]] != ["sentence", "label"]:
-            raise DataFormatError(f"{p}:1: expected header 'sentence<TAB>label', got {header!r}")
-        for lineno, line in enumerate(fh, start=2):
-            line = line.rstrip("\n")
-            if not line.strip():
-                continue
-            parts = line.split("\t")
-            if len(parts) != 2:
-                raise DataFormatError(f"{p}:{lineno}: expected 2 tab-separated columns, got {len(parts)}")
-            if parts[1].strip() not in ("0", "1"):
-                raise DataFormatError(f"{p}:{lineno}: label must be 0 or 1, got {parts[1]!r}")
-            sentences.append(parts[0].strip())
-            labels.append(int(parts[1]))
+    lines = iter_lines(p)
+    header = next(lines, (1, ""))[1].split("\t")
+    if [h.strip() for h in header[:2]] != ["sentence", "label"]:
+        raise DataFormatError(f"{p}:1: expected header 'sentence<TAB>label', got {header[:3]!r:.120}")
+    for lineno, line in lines:
+        if not line.strip():
+            continue
+        parts = line.split("\t")
+        if len(parts) != 2:
+            raise DataFormatError(f"{p}:{lineno}: expected 2 tab-separated columns, got {len(parts)}")
+        if parts[1].strip() not in ("0", "1"):
+            raise DataFormatError(f"{p}:{lineno}: label must be 0 or 1, got {parts[1]!r:.60}")
+        sentences.append(parts[0].strip())
+        labels.append(int(parts[1]))
     return {"sentence": sentences, "label": labels}
 
 
@@ -116,23 +113,22 @@ def read_conll(path: str | os.PathLike[str]) -> dict[str, list[Any]]:
     all_tags: list[list[int]] = []
     tokens: list[str] = []
     tags: list[int] = []
-    with p.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            parts = line.split()
-            if not parts:
-                if tokens:
-                    all_tokens.append(tokens)
-                    all_tags.append(tags)
-                    tokens, tags = [], []
-                continue
-            if parts[0] == "-DOCSTART-":
-                continue
-            if len(parts) != 4:
-                raise DataFormatError(f"{p}:{lineno}: expected 4 columns 'TOKEN POS CHUNK NER', got {len(parts)}")
-            if parts[3] not in tag_index:
-                raise DataFormatError(f"{p}:{lineno}: unknown NER tag {parts[3]!r}; allowed: {CONLL_TAGS}")
-            tokens.append(parts[0])
-            tags.append(tag_index[parts[3]])
+    for lineno, line in iter_lines(p):
+        parts = line.split()
+        if not parts:
+            if tokens:
+                all_tokens.append(tokens)
+                all_tags.append(tags)
+                tokens, tags = [], []
+            continue
+        if parts[0] == "-DOCSTART-":
+            continue
+        if len(parts) != 4:
+            raise DataFormatError(f"{p}:{lineno}: expected 4 columns 'TOKEN POS CHUNK NER', got {len(parts)}")
+        if parts[3] not in tag_index:
+            raise DataFormatError(f"{p}:{lineno}: unknown NER tag {parts[3]!r:.60}; allowed: {CONLL_TAGS}")
+        tokens.append(parts[0])
+        tags.append(tag_index[parts[3]])
     if tokens:
         all_tokens.append(tokens)
         all_tags.append(tags)
@@ -143,29 +139,26 @@ def read_copa_jsonl(path: str | os.PathLike[str], require_label: bool = True) ->
     """SuperGLUE COPA JSON lines (premise, choice1, choice2, question cause|effect, label 0/1)."""
     p = Path(path)
     cols: dict[str, list[Any]] = {k: [] for k in ("premise", "choice1", "choice2", "question", "label")}
-    with p.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataFormatError(f"{p}:{lineno}: not valid JSON ({exc.msg})") from exc
-            if not isinstance(row, dict):
-                raise DataFormatError(f"{p}:{lineno}: expected a JSON object")
-            for key in ("premise", "choice1", "choice2", "question"):
-                if not isinstance(row.get(key), str):
-                    raise DataFormatError(f"{p}:{lineno}: field {key!r} missing or not a string")
-            if row["question"] not in ("cause", "effect"):
-                raise DataFormatError(f"{p}:{lineno}: question must be 'cause' or 'effect', got {row['question']!r}")
-            label = row.get("label")
-            if label not in (0, 1):
-                if require_label:
-                    raise DataFormatError(f"{p}:{lineno}: label must be 0 or 1, got {label!r}")
-                label = -1
-            for key in ("premise", "choice1", "choice2", "question"):
-                cols[key].append(row[key])
-            cols["label"].append(label)
+    for lineno, line in iter_lines(p):
+        if not line.strip():
+            continue
+        row = parse_json(line, str(p), first_line=lineno)
+        if not isinstance(row, dict):
+            raise DataFormatError(f"{p}:{lineno}: expected a JSON object, got a {type(row).__name__}")
+        for key in ("premise", "choice1", "choice2", "question"):
+            if not isinstance(row.get(key), str):
+                raise DataFormatError(f"{p}:{lineno}: field {key!r} missing or not a string")
+        if row["question"] not in ("cause", "effect"):
+            raise DataFormatError(f"{p}:{lineno}: question must be 'cause' or 'effect', got {row['question']!r:.60}")
+        label = row.get("label")
+        # exactly the integers 0 and 1: true/1.0 compare equal to 1 but would mix types in the Arrow column
+        if type(label) is not int or label not in (0, 1):
+            if require_label:
+                raise DataFormatError(f"{p}:{lineno}: label must be the integer 0 or 1, got {label!r:.60}")
+            label = -1
+        for key in ("premise", "choice1", "choice2", "question"):
+            cols[key].append(row[key])
+        cols["label"].append(label)
     return cols
 
 
@@ -198,12 +191,17 @@ def hub_reachable(timeout_s: float = 2.0) -> bool:
     return _HUB_REACHABLE
 
 
-def _from_local(name: str, data_dir: Path) -> tuple[dict[str, list[Any]], dict[str, list[Any]]] | None:
+def _from_local(name: str, data_dir: Path, origin: str) -> tuple[dict[str, list[Any]], dict[str, list[Any]]]:
+    """Both splits from a named data folder; a missing file is an error, never a silent fallback."""
     train_rel, dev_rel, reader = _LOCAL_FILES[name]
-    train_p, dev_p = data_dir / train_rel, data_dir / dev_rel
-    if not (train_p.is_file() and dev_p.is_file()):
-        return None
-    return reader(train_p), reader(dev_p)
+    missing = [rel for rel in (train_rel, dev_rel) if not (data_dir / rel).is_file()]
+    if missing:
+        raise MissingDataError(
+            f"{origin}={str(data_dir)!r} is set but {missing} are missing (task {name!r}); allowed: the layout "
+            f"{sorted(r for t in _LOCAL_FILES.values() for r in t[:2])}, or unset {origin} to use the Hugging Face "
+            "hub or the labelled synthetic stand-in"
+        )
+    return reader(data_dir / train_rel), reader(data_dir / dev_rel)
 
 
 def _from_hub(name: str) -> tuple[dict[str, list[Any]], dict[str, list[Any]]]:
@@ -290,7 +288,11 @@ def _synthetic(name: str, seed: int = 0, n_train: int = 3000, n_dev: int = 300) 
 
 
 def load_task(name: str, data_dir: str | os.PathLike[str] | None = None, allow_hub: bool = True) -> TaskData:
-    """Load ``name`` from ``data_dir`` (default ``$IOV_DATA_DIR``), else the hub, else synthetic."""
+    """Load ``name`` from ``data_dir`` (default ``$IOV_DATA_DIR``), else the hub, else synthetic.
+
+    A data folder that is named but lacks one of the task's files raises ``MissingDataError``: asking
+    for local data and silently getting a stand-in would corrupt an experiment.
+    """
     import datasets
 
     if name not in TASK_SPECS:
@@ -300,11 +302,10 @@ def load_task(name: str, data_dir: str | os.PathLike[str] | None = None, allow_h
     splits = None
     source = ""
     if root:
-        splits = _from_local(name, Path(root))
-        if splits is not None:
-            source = f"local:{Path(root).resolve() / name}"
-        else:
-            notes.append(f"{Path(root) / name}: files {_LOCAL_FILES[name][:2]} not found")
+        splits = _from_local(name, Path(root), "data_dir" if data_dir is not None else "IOV_DATA_DIR")
+        source = f"local:{Path(root).resolve() / name}"
+    else:
+        notes.append("no data folder (IOV_DATA_DIR unset)")
     if splits is None and allow_hub:
         if hub_reachable():
             try:

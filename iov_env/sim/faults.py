@@ -17,6 +17,7 @@ import numpy as np
 
 NONE, EARLY_UPLOAD, MIGRATION, ABANDON = 0, 1, 2, 3
 ALL_PAIRS_LIMIT = 20_000  # leaving x candidate pairs above which the search goes group by group
+GROUP_PAIRS_LIMIT = 4_000_000  # pairs in one group above which a k-d tree replaces the exact all-pairs scan
 FAULT_NAMES = {NONE: None, EARLY_UPLOAD: "early_upload", MIGRATION: "migration", ABANDON: "abandon"}
 
 
@@ -62,6 +63,14 @@ def nearest_peer(
         dst = np.flatnonzero(candidate & in_group)
         if len(dst) == 0:
             continue
+        if len(src) * len(dst) > GROUP_PAIRS_LIMIT:
+            # tens of thousands on each side: an all-pairs matrix would take GiBs and seconds per round
+            from scipy.spatial import cKDTree
+
+            dd, j = cKDTree(positions_m[dst]).query(positions_m[src])
+            peer[src] = dst[j]
+            dist[src] = dd
+            continue
         d = np.linalg.norm(positions_m[src, None, :] - positions_m[None, dst, :], axis=-1)
         j = np.argmin(d, axis=1)
         peer[src] = dst[j]
@@ -84,7 +93,8 @@ def choose_fault_options(
 ) -> np.ndarray:
     """The (N, 3) cost matrix [C0, C1, C2]; inf where the vehicle is not leaving or the option is infeasible."""
     c0 = accuracy_weight * np.maximum(0.0, best_accuracy_pct - accuracy_pct)
-    c1 = latency_weight * migration_latency_s + energy_weight * migration_energy_j
+    with np.errstate(invalid="ignore"):  # a zero weight times an infeasible (inf) migration: inf below
+        c1 = latency_weight * migration_latency_s + energy_weight * migration_energy_j
     c2 = energy_weight * energy_used_j + accuracy_weight * best_accuracy_pct
     costs = np.stack([c0, c1, c2], axis=1).astype(float)
     costs[~np.isfinite(costs)] = np.inf

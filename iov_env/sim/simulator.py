@@ -7,6 +7,7 @@ mobility -> attachment -> channel -> cost table and feasibility masks -> (agent 
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -65,8 +66,20 @@ class RoundState:
     budget_j: np.ndarray  # (N,) this round's per-vehicle share of the task budget
 
 
+class ResetNeeded(RuntimeError):
+    """The simulator or env was used before its first ``reset()``."""
+
+
+class NonFiniteError(ArithmeticError):
+    """A simulated quantity became NaN or infinite: validation should have refused the config (a bug to report)."""
+
+
 class IoVSimulator:
-    """The IoV world: vehicles, RSUs, cloud, and a learning backend, stepped one federated round at a time."""
+    """The IoV world: vehicles, RSUs, cloud, and a learning backend, stepped one federated round at a time.
+
+    ``history`` keeps the last ``config.episode.history_rounds`` rounds' ``RoundMetrics`` (all rounds
+    when it is 0), so a long episode's memory stays bounded by default.
+    """
 
     def __init__(self, config: IoVConfig, backend: LearningBackend | None = None) -> None:
         config.validate()
@@ -88,8 +101,18 @@ class IoVSimulator:
             self.adapted_matrices, ln.batch_size, ln.max_seq_len,
         )
         self._traces: list[np.ndarray] | None = None
+        self.tdrive_report: mobility.TDriveReport | None = None
+        if config.mobility.mobility_model == "tdrive":  # at construction: a bad trace folder fails early
+            mob = config.mobility
+            self._traces, self.tdrive_report = mobility.read_tdrive(
+                mobility.tdrive_directory(config), mob.round_duration_s, mob.tdrive_max_speed_mps,
+                max_traces=config.num_vehicles,
+            )
+        window = config.episode.history_rounds
+        self.history: deque[RoundMetrics] = deque(maxlen=window or None)
         self.round_index = 0
         self.seed: int | None = None
+        self.started = False
 
     # -- episode ------------------------------------------------------------------------------
     def reset(self, seed: int | None = None) -> RoundState:
@@ -124,13 +147,20 @@ class IoVSimulator:
         self.last_rank_index = np.zeros(n, dtype=int)
         self.task_accuracy = np.zeros(k)
         self.round_index = 0
-        self.history: list[RoundMetrics] = []
+        self.history.clear()
         self.state = self._prepare_round(previous_rsu=None)
+        self.started = True
         return self.state
+
+    def require_reset(self, what: str) -> None:
+        """Raise ``ResetNeeded`` naming ``what`` if no episode has started yet."""
+        if not self.started:
+            raise ResetNeeded(f"{what} called before reset(); call reset(seed=...) first")
 
     @property
     def positions_m(self) -> np.ndarray:
         """Vehicle positions now."""
+        self.require_reset("positions_m")
         return self.mobility.current_m
 
     @property
@@ -140,6 +170,7 @@ class IoVSimulator:
 
     def step(self, rank_index: np.ndarray) -> RoundMetrics:
         """Run one federated round with the requested rank index per vehicle (validated by the caller)."""
+        self.require_reset("step()")
         if self.done:
             raise RuntimeError("the episode is over (config.episode.rounds reached); call reset()")
         cfg, st = self.config, self.state
@@ -242,6 +273,11 @@ class IoVSimulator:
             handoffs=self._handoffs,
             task_metrics=result.task_metrics,
         )
+        _require_finite(
+            self.round_index, reward=reward, latency_s=latency, energy_j=energy, budget_j=st.budget_j,
+            accuracy=metrics.accuracy, task_budget_j=budget_before, task_latency_s=task_latency,
+            dual_price=self.dual_price, fault_energy_saved_j=saved, **{f"reward_{k}": v for k, v in terms.items()},
+        )
         self.history.append(metrics)
         self.round_index += 1
         self.mobility.step(cfg.mobility.round_duration_s)
@@ -250,6 +286,7 @@ class IoVSimulator:
 
     def expected_outcomes(self) -> tuple[np.ndarray, np.ndarray]:
         """(N, R) expected utility and energy of each rank this round (fast fidelity only; for oracles)."""
+        self.require_reset("expected_outcomes()")
         expected = getattr(self.backend, "expected_vehicle_accuracy", None)
         if expected is None:
             raise NotImplementedError(
@@ -423,13 +460,9 @@ class IoVSimulator:
             trace = sumo.load_trace(cfg, sumo.traffic_seed(cfg, self.seed, rng))
             return mobility.SumoMobility(trace, cfg.map.width_m, cfg.map.height_m)
         if mob.mobility_model == "tdrive":
-            if self._traces is None:
-                self._traces = mobility.load_tdrive(
-                    mobility.tdrive_directory(cfg), mob.round_duration_s, mob.tdrive_max_speed_mps
-                )
+            assert self._traces is not None  # loaded in __init__
             return mobility.TraceMobility.build(
-                self._traces, start, cfg.episode.rounds, cfg.map.width_m, cfg.map.height_m,
-                mob.round_duration_s, mob.tdrive_scale, rng,
+                self._traces, start, cfg.map.width_m, cfg.map.height_m, mob.round_duration_s, mob.tdrive_scale, rng,
             )
         grid = mobility.GridMobility(
             cfg.map.width_m, cfg.map.height_m, mob.road_spacing_m, mob.speed_min_mps, mob.speed_max_mps,
@@ -437,6 +470,17 @@ class IoVSimulator:
         )
         grid.place(start)
         return grid
+
+
+def _require_finite(round_index: int, **arrays: np.ndarray) -> None:
+    """Raise ``NonFiniteError`` naming every reported quantity that is NaN or infinite."""
+    if np.isfinite(np.concatenate([np.ravel(a) for a in arrays.values()])).all():
+        return
+    bad = [name for name, a in arrays.items() if not np.isfinite(a).all()]
+    raise NonFiniteError(
+        f"round {round_index}: {', '.join(bad)} became non-finite; the config should have been refused by "
+        "validation, please report it with the config"
+    )
 
 
 def _linear_shards(vehicle_task: np.ndarray, num_tasks: int, lo: int, hi: int) -> np.ndarray:

@@ -42,6 +42,7 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 
 from iov_env.config import ConfigError, IoVConfig
+from iov_env.files import check_regular_file
 from iov_env.results import write_bytes_atomic
 
 INSTALL_HINT = "pip install 'iov-env[sumo]'"
@@ -250,17 +251,23 @@ def net_boundary_m(path: str | os.PathLike[str]) -> tuple[float, float, float, f
     return x0, y0, x1, y1
 
 
+def _check_user_file(field: str, value: str, allowed: str) -> None:
+    """A ConfigError naming the field when ``value`` is missing, a folder, or a name the OS refuses (too long)."""
+    try:
+        check_regular_file(value, ConfigError, f"{field}=")
+    except ConfigError as exc:
+        raise ConfigError(f"{exc}; allowed: {allowed}", field) from None
+
+
 def check_config(config: IoVConfig) -> None:
     """Fail early, with the field named: SUMO installed, user files present, a user network that fits the map."""
     require()
     mob, m = config.mobility, config.map
-    if mob.sumo_route_file and not Path(mob.sumo_route_file).is_file():
-        raise ConfigError(f"sumo_route_file={mob.sumo_route_file!r} does not exist; allowed: an existing SUMO "
-                          "route/trip file, or empty for seeded randomTrips demand")
+    if mob.sumo_route_file:
+        _check_user_file("sumo_route_file", mob.sumo_route_file, "an existing SUMO route/trip file, or empty for "
+                         "seeded randomTrips demand")
     if mob.sumo_net_file:
-        if not Path(mob.sumo_net_file).is_file():
-            raise ConfigError(f"sumo_net_file={mob.sumo_net_file!r} does not exist; allowed: an existing .net.xml, "
-                              "or empty for a generated grid")
+        _check_user_file("sumo_net_file", mob.sumo_net_file, "an existing .net.xml, or empty for a generated grid")
         x0, y0, x1, y1 = net_boundary_m(mob.sumo_net_file)
         w, h = x1 - x0, y1 - y0
         if w > m.width_m + 1.0 or h > m.height_m + 1.0:

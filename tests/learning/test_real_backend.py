@@ -20,9 +20,11 @@ from iov_env.learning.real import RealBackend  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
-def _offline(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("IOV_DATA_DIR", str(tmp_path))  # empty: synthetic stand-ins, fast and deterministic
+    # no data folder and no hub: synthetic stand-ins, fast and deterministic (a named folder that lacks the
+    # files is an error, not a fallback)
+    monkeypatch.delenv("IOV_DATA_DIR", raising=False)
 
 
 def _backend(**overrides) -> RealBackend:

@@ -84,12 +84,14 @@ def test_malformed_files_name_the_file_and_line(data_dir: Path, rel: str, conten
     assert f"{path}:{line}:" in str(exc.value)
 
 
-def test_synthetic_fallback_is_labelled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_synthetic_fallback_is_labelled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a data folder (IOV_DATA_DIR unset) and without the hub, the stand-in says what it is."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("IOV_DATA_DIR", raising=False)
     for name in tasks.TASK_SPECS:
-        td = tasks.load_task(name, tmp_path)
+        td = tasks.load_task(name)
         assert td.source.startswith("synthetic") and "NOT the real data set" in td.source
-        assert any("not found" in n for n in td.notes) and any("hub" in n for n in td.notes)
+        assert any("IOV_DATA_DIR unset" in n for n in td.notes) and any("hub" in n for n in td.notes)
         assert len(td.train) > 100 and len(set(td.partition_labels().tolist())) > 1
 
 

@@ -187,7 +187,7 @@ def test_trace_mobility_replays_without_teleporting() -> None:
     traces = mobility.load_tdrive(FIXTURES / "tdrive", dt_s=30.0, max_speed_mps=50.0)
     start = np.array([[500.0, 300.0], [100.0, 100.0], [900.0, 500.0]])
     scale = 3.0
-    tm = mobility.TraceMobility.build(traces, start, 60, 1000.0, 600.0, 30.0, scale, np.random.default_rng(0))
+    tm = mobility.TraceMobility.build(traces, start, 1000.0, 600.0, 30.0, scale, np.random.default_rng(0))
     max_step = max(float(np.linalg.norm(np.diff(tr, axis=0), axis=1).max()) for tr in traces) * scale
     np.testing.assert_allclose(tm.current_m[0], start[0])  # round 0: at the start point
     moved = 0.0
@@ -204,8 +204,12 @@ def test_trace_mobility_replays_without_teleporting() -> None:
 @pytest.mark.skipif(real_tdrive_dir() is None, reason="no T-Drive data: set IOV_DATA_DIR or provide ../shared/data/tdrive")
 def test_load_real_tdrive() -> None:
     folder = real_tdrive_dir()
-    traces = mobility.load_tdrive(folder, dt_s=30.0, max_speed_mps=50.0)
+    traces, report = mobility.read_tdrive(folder, dt_s=30.0, max_speed_mps=50.0)
     assert len(traces) >= 1
+    if report.files_read == 2:  # the shared 2-taxi sample (shared/data/tdrive/SOURCE.md): what cleaning drops
+        assert (report.fixes_read, report.fixes_kept) == (2262, 2134)
+        assert report.dropped == {"invalid_coordinates": 0, "time_out_of_range": 0, "duplicate_time": 126,
+                                  "far_from_centre": 0, "time_outlier": 0, "speed_jump": 2}
     for tr in traces:
         assert tr.ndim == 2 and tr.shape[1] == 2 and len(tr) >= 2
         assert np.all(np.isfinite(tr))
