@@ -59,7 +59,7 @@ def test_gym_ids_v0_reproduce_scenario_v0() -> None:
         env.reset(seed=3)
         total, done = 0.0, False
         while not done:
-            _, r, term, trunc, _ = env.step(2)
+            _, r, term, trunc, _ = env.step(np.full(env.action_space.shape, 2))
             total += float(r)
             done = term or trunc
         env.close()
