@@ -23,6 +23,8 @@ KNOWN_TASKS = ("sst2", "conll2003", "copa")
 LORA_SCALINGS = ("standard", "rslora")
 ALL_LINEAR = "all-linear"
 AGGREGATIONS = ("svd", "zero_pad", "fedavg", "stacking")
+ENGINES = ("sequential", "batched")
+PRECISIONS = ("fp32", "bf16")
 
 
 class ConfigError(ValueError):
@@ -152,6 +154,14 @@ class LearningConfig:
     layer_fraction: float = 1.0  # share of layers adapted each round; < 1 samples layers at random (FedRA)
     calibration: str = ""  # empty: the calibration named after the base model, else default.json
     device: str = "cpu"  # real fidelity: "cpu", "cuda", "cuda:<index>" or "mps"
+    # "sequential": one peft forward/backward per vehicle; "batched": the round's vehicles share each forward and
+    # backward over the frozen base, each with its own adapter and head (numerically equivalent, see lora.py)
+    engine: str = "sequential"
+    engine_group_size: int = 16  # batched engine: most vehicles in one shared pass (bounds activation memory)
+    precision: str = "fp32"  # "bf16": bf16 autocast of forward passes (GPUs); parameters and AdamW stay fp32
+    torch_threads: int = 0  # 0: torch's threads as the user set them (OMP_NUM_THREADS); > 0: this many
+    head_dropout: float = 0.1  # dropout before the task head's linear layer
+    base_dropout: float = -1.0  # -1: the base model's own hidden/attention dropout; in [0, 0.9]: overrides both
     observation_noise: bool = True
 
 
@@ -407,6 +417,13 @@ class IoVConfig:
         _range("model_num_layers", ln.model_num_layers, 1, 256, "[1, 256]")
         _range("layer_fraction", ln.layer_fraction, 1e-6, 1.0, "(0, 1]")
         _range("model_intermediate_dim", ln.model_intermediate_dim, 8, 65536, "[8, 65536]")
+        _choice("engine", ln.engine, ENGINES)
+        _positive_int("engine_group_size", ln.engine_group_size)
+        _choice("precision", ln.precision, PRECISIONS)
+        _nonneg_int("torch_threads", ln.torch_threads)
+        _range("head_dropout", ln.head_dropout, 0.0, 0.9, "[0, 0.9]")
+        if ln.base_dropout != -1.0:
+            _range("base_dropout", ln.base_dropout, 0.0, 0.9, "-1 (the base model's own) or [0, 0.9]")
         if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", ln.device):
             raise ConfigError(f"device={ln.device!r} is not a torch device; allowed: 'cpu', 'cuda', 'cuda:<index>', 'mps'")
 
