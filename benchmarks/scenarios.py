@@ -28,6 +28,9 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "paper-noniid-v0": {"preset": "paper", "fidelity": "fast", "dirichlet_alpha": 0.3},
     # real taxi traces (needs $IOV_DATA_DIR/tdrive)
     "paper-tdrive-v0": {"preset": "paper", "fidelity": "fast", "mobility_model": "tdrive"},
+    # SUMO traffic on a 6x6 traffic-lit grid over the paper's 1 km x 1 km map: vehicles enter and leave
+    # (agents go inactive between trips), dwell follows SUMO routes (needs the `sumo` extra)
+    "paper-sumo-v0": {"preset": "paper", "fidelity": "fast", "mobility_model": "sumo"},
 }
 
 
@@ -39,10 +42,14 @@ def scenario(scenario_id: str) -> dict[str, Any]:
 
 
 def unavailable_reason(scenario_id: str) -> str | None:
-    """Why a scenario cannot run on this machine (missing data), or None when it can."""
+    """Why a scenario cannot run on this machine (missing data or the SUMO extra), or None when it can."""
     kwargs = scenario(scenario_id)
     if kwargs.get("mobility_model") == "tdrive":
         data = os.environ.get("IOV_DATA_DIR")
         if not data or not any((Path(data) / "tdrive").glob("*.txt")):
             return "needs T-Drive traces in $IOV_DATA_DIR/tdrive"
+    if kwargs.get("mobility_model") == "sumo":
+        from iov_env.sim.sumo import missing_reason
+
+        return missing_reason()
     return None

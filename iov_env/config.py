@@ -41,9 +41,9 @@ class MapConfig:
 
 @dataclass(frozen=True)
 class MobilityConfig:
-    """How vehicles move: a synthetic road grid or replayed T-Drive taxi traces."""
+    """How vehicles move: a synthetic road grid, replayed T-Drive taxi traces, or SUMO traffic."""
 
-    mobility_model: str = "grid"  # "grid" | "tdrive"
+    mobility_model: str = "grid"  # "grid" | "tdrive" | "sumo"
     road_spacing_m: float = 200.0
     speed_min_mps: float = 8.0
     speed_max_mps: float = 20.0
@@ -52,6 +52,14 @@ class MobilityConfig:
     tdrive_dir: str = ""  # empty: $IOV_DATA_DIR/tdrive
     tdrive_max_speed_mps: float = 50.0
     tdrive_scale: float = 1.0
+    # SUMO traffic (mobility_model="sumo", the `sumo` extra); see iov_env/sim/sumo.py
+    sumo_net_file: str = ""  # empty: a grid sized to the map, blocks of road_spacing_m, limit speed_max_mps
+    sumo_route_file: str = ""  # empty: seeded randomTrips demand
+    sumo_vehicles_per_agent: float = 2.0  # randomTrips demand: vehicles on the road per agent (rest: background)
+    sumo_warmup_s: float = 300.0  # simulated time before round 0, so that round 0 finds the roads filled
+    sumo_step_length_s: float = 1.0
+    sumo_backend: str = "auto"  # "auto" (libsumo, else traci) | "libsumo" | "traci": same trace either way
+    sumo_trace_pool: int = 0  # 0: every episode seed draws its own traffic; K > 0: episodes share K draws
 
 
 @dataclass(frozen=True)
@@ -290,7 +298,7 @@ class IoVConfig:
         tk, en, ln, ep = self.tasks, self.energy, self.learning, self.episode
         _positive("width_m", m.width_m)
         _positive("height_m", m.height_m)
-        _choice("mobility_model", mob.mobility_model, ("grid", "tdrive"))
+        _choice("mobility_model", mob.mobility_model, ("grid", "tdrive", "sumo"))
         _positive("road_spacing_m", mob.road_spacing_m)
         if mob.road_spacing_m > min(m.width_m, m.height_m):
             raise ConfigError(
@@ -303,6 +311,7 @@ class IoVConfig:
         _positive("round_duration_s", mob.round_duration_s)
         _positive("tdrive_max_speed_mps", mob.tdrive_max_speed_mps)
         _positive("tdrive_scale", mob.tdrive_scale)
+        _validate_sumo(mob)
 
         _positive_int("num_rsus", rsu.num_rsus)
         _choice("rsu_placement", rsu.rsu_placement, ("grid", "explicit"))
@@ -438,6 +447,21 @@ class IoVConfig:
         _nonneg("fault_latency_weight", ep.fault_latency_weight)
         _nonneg("fault_energy_weight", ep.fault_energy_weight)
         _nonneg("fault_accuracy_weight", ep.fault_accuracy_weight)
+
+
+def _validate_sumo(mob: MobilityConfig) -> None:
+    """The SUMO fields (file existence is checked when the simulator is built, not here: config stays pure)."""
+    if mob.sumo_net_file and not mob.sumo_net_file.endswith((".net.xml", ".net.xml.gz")):
+        raise ConfigError(f"sumo_net_file={mob.sumo_net_file!r}; allowed: empty (a generated grid) or a SUMO "
+                          "network path ending in .net.xml or .net.xml.gz")
+    if mob.sumo_route_file and not mob.sumo_route_file.endswith((".xml", ".xml.gz")):
+        raise ConfigError(f"sumo_route_file={mob.sumo_route_file!r}; allowed: empty (seeded randomTrips demand) or a "
+                          "SUMO route/trip file ending in .xml or .xml.gz")
+    _range("sumo_vehicles_per_agent", mob.sumo_vehicles_per_agent, 0.1, 100.0, "[0.1, 100]")
+    _range("sumo_warmup_s", mob.sumo_warmup_s, 0.0, 86400.0, "[0, 86400]")
+    _range("sumo_step_length_s", mob.sumo_step_length_s, 0.001, mob.round_duration_s, "[0.001, round_duration_s]")
+    _choice("sumo_backend", mob.sumo_backend, ("auto", "libsumo", "traci"))
+    _nonneg_int("sumo_trace_pool", mob.sumo_trace_pool)
 
 
 # -- presets ---------------------------------------------------------------------------------------

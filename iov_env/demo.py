@@ -3,6 +3,7 @@
     python -m iov_env.demo --out results/demo                 # fast surrogate, seconds
     python -m iov_env.demo --fidelity real --rounds 3         # every episode with real LoRA training
     python -m iov_env.demo --real-rounds 2                    # fast episodes, then 2 real rounds (make demo)
+    python -m iov_env.demo --mobility-model sumo --out results/demo-sumo   # SUMO traffic (the sumo extra)
 """
 
 from __future__ import annotations
@@ -94,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", default="tiny")
     parser.add_argument("--fidelity", default="fast", choices=("fast", "real"))
     parser.add_argument("--rounds", type=int, default=None, help="override the preset's rounds")
+    parser.add_argument("--mobility-model", default=None, choices=("grid", "tdrive", "sumo"),
+                        help="override the preset's mobility model")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("results/demo"))
     parser.add_argument("--real-rounds", type=int, default=0, help="then run this many rounds of real LoRA training")
@@ -101,9 +104,12 @@ def main(argv: list[str] | None = None) -> int:
     overrides: dict[str, Any] = {"preset": args.preset, "fidelity": args.fidelity}
     if args.rounds is not None:
         overrides["rounds"] = args.rounds
+    if args.mobility_model is not None:
+        overrides["mobility_model"] = args.mobility_model
     env = iov_env.parallel_env(render_mode="rgb_array", **overrides)
     policies: dict[str, Policy] = {"fixed rank 8": fixed_rank_policy(8), "random": random_policy}
     print(f"iov-env {iov_env.__version__} demo: preset={args.preset} fidelity={args.fidelity} "
+          f"mobility={env.config.mobility.mobility_model} "
           f"vehicles={env.config.num_vehicles} rounds={env.config.episode.rounds} seed={args.seed}")
     print(f"learning backend: {env.simulator.backend.describe()}")
     tasks = env.config.tasks.tasks

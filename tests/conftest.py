@@ -32,6 +32,15 @@ def real_tdrive_dir() -> Path | None:
     return None
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """SUMO traces are cached under $IOV_CACHE_DIR: the suite writes a folder of its own, never the user's cache."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("IOV_CACHE_DIR", str(tmp_path_factory.mktemp("iov_cache")))
+    yield
+    mp.undo()
+
+
 def random_actions(env: IoVParallelEnv, rng: np.random.Generator) -> dict[str, int]:
     """One uniformly random rank index per live agent, from a test-owned generator."""
     return {a: int(rng.integers(env.config.num_ranks)) for a in env.agents}
@@ -62,3 +71,23 @@ def tiny_env(make_parallel: Callable[..., IoVParallelEnv]) -> IoVParallelEnv:
 def fixture_tdrive_dir() -> Path:
     """A hand-written T-Drive folder (two taxis) with duplicates, disorder and an impossible jump."""
     return FIXTURES / "tdrive"
+
+
+@pytest.fixture(scope="session")
+def local_ray() -> Iterator[Any]:
+    """One small local Ray for every test that needs it (its start-up dominates their cost); skip without Ray."""
+    ray = pytest.importorskip("ray", reason="Ray is not installed here; run `make test-ray` (its own venv)")
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """Two shared cores: keep torch off the other engineers' CPU, and restore afterwards."""
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -33,6 +33,14 @@ INVALID: list[tuple[dict, str]] = [
     ({"round_duration_s": 0.0}, "round_duration_s"),
     ({"tdrive_max_speed_mps": -1.0}, "tdrive_max_speed_mps"),
     ({"tdrive_scale": 0.0}, "tdrive_scale"),
+    ({"sumo_net_file": "city.osm"}, "sumo_net_file"),
+    ({"sumo_route_file": "trips.csv"}, "sumo_route_file"),
+    ({"sumo_vehicles_per_agent": 0.0}, "sumo_vehicles_per_agent"),
+    ({"sumo_warmup_s": -1.0}, "sumo_warmup_s"),
+    ({"sumo_step_length_s": 0.0}, "sumo_step_length_s"),
+    ({"sumo_step_length_s": 60.0}, "sumo_step_length_s"),  # longer than a 30 s round
+    ({"sumo_backend": "veins"}, "sumo_backend"),
+    ({"sumo_trace_pool": -1}, "sumo_trace_pool"),
     # rsu
     ({"num_rsus": 0}, "num_rsus"),
     ({"num_rsus": 61}, "num_rsus"),  # 10 x 6 cells of 100 m fit a 1000 x 600 map

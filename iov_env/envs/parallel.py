@@ -208,6 +208,15 @@ class IoVParallelEnv(ParallelEnv):
             self.agents = []
         return obs, rewards, terms, truncs, infos
 
+    def action_masks(self) -> np.ndarray:
+        """Feasible ranks for the next decision, one int8 row per vehicle in ``possible_agents`` order.
+
+        The same masks as ``info[a]["action_mask"]`` (and the dict observation's ``"action_mask"``), for
+        vectorising wrappers (SuperSuit, RLlib) that keep one slot per vehicle: row ``i`` belongs to
+        ``vehicle_i``. Every row allows at least the smallest rank.
+        """
+        return self.simulator.state.mask.astype(np.int8)
+
     def state(self) -> np.ndarray:
         """Global state: all vehicles' observation vectors, concatenated."""
         return self._observation_matrix().reshape(-1)

@@ -58,6 +58,15 @@ class IoVRankEnv(gym.Env):
         reward = float(sum(rewards.values()))
         return self.parallel.state(), reward, False, bool(truncs[self._agents[0]]), self._info(infos, m)
 
+    def action_masks(self) -> np.ndarray:
+        """sb3-contrib's masking convention for MultiDiscrete: N x |R| booleans, vehicle by vehicle, flattened.
+
+        ``MaskablePPO`` finds it through ``gym.make``'s wrappers (``env.get_wrapper_attr("action_masks")``)
+        and through SB3 vector envs (``env_method("action_masks")``). Row ``i`` is
+        ``info["action_mask"][i]``: the ranks ``vehicle_i`` can execute in the coming round.
+        """
+        return self.parallel.action_masks().astype(bool).reshape(-1)
+
     def _info(self, infos: dict[str, dict], m: Any) -> dict[str, Any]:
         st = self.parallel.simulator.state
         out: dict[str, Any] = {"action_mask": st.mask.astype(np.int8), "agents": infos}

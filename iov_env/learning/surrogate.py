@@ -109,6 +109,23 @@ def load_calibration(path: Path) -> dict[str, TaskCurve]:
     return curves
 
 
+def regime_mismatch(path: Path, config: IoVConfig) -> list[str]:
+    """Learning fields where ``config`` differs from the regime the calibration was measured in."""
+    try:
+        regime = json.loads(path.read_text(encoding="utf-8")).get("regime")
+    except (OSError, ValueError, AttributeError):
+        return []  # load_calibration reports unreadable files; a file without a regime is hand-set priors
+    if not isinstance(regime, dict):
+        return []
+    out = []
+    for name, measured in regime.items():
+        mine = getattr(config.learning, name, None)
+        mine = list(mine) if isinstance(mine, tuple) else mine
+        if mine is not None and mine != measured:
+            out.append(f"{name}={mine!r} (calibrated at {measured!r})")
+    return out
+
+
 class FastBackend:
     """Surrogate learning backend: vectorised over vehicles, no torch."""
 
@@ -124,6 +141,7 @@ class FastBackend:
             f.name: np.array([getattr(c, f.name) for c in self.curves]) for f in fields(TaskCurve)
         }
         self.hetero = heterogeneity(config.tasks.dirichlet_alpha)
+        self.regime_mismatch = regime_mismatch(self.calibration_file, config)
         self.rng = np.random.default_rng(0)
         self.layout: FleetLayout | None = None
 
@@ -180,11 +198,16 @@ class FastBackend:
 
     def describe(self) -> dict[str, Any]:
         """Provenance of the surrogate."""
-        return {
+        out: dict[str, Any] = {
             "fidelity": "fast",
             "calibration": str(self.calibration_file.name),
             "tasks": {t: "surrogate" for t in self.config.tasks.tasks},
+            "notes": [],
         }
+        if self.regime_mismatch:
+            out["notes"].append("the LoRA regime differs from the one the calibration was measured in: "
+                                + ", ".join(self.regime_mismatch) + "; the surrogate's curves do not follow it")
+        return out
 
     def close(self) -> None:
         """Nothing to release."""

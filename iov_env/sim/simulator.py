@@ -13,7 +13,7 @@ import numpy as np
 
 from iov_env.config import IoVConfig
 from iov_env.learning.backend import FleetLayout, LearningBackend, RoundPlan, make_backend
-from iov_env.sim import channel, costs, faults, mobility, scheduler
+from iov_env.sim import channel, costs, faults, mobility, scheduler, sumo
 
 
 @dataclass
@@ -69,6 +69,8 @@ class IoVSimulator:
 
     def __init__(self, config: IoVConfig, backend: LearningBackend | None = None) -> None:
         config.validate()
+        if config.mobility.mobility_model == "sumo":
+            sumo.check_config(config)  # SUMO installed, files present: fail here, not at the first reset
         self.config = config
         self.backend = backend if backend is not None else make_backend(config)
         self.rsus_m = mobility.rsu_positions_m(config)
@@ -266,8 +268,8 @@ class IoVSimulator:
     def _prepare_round(self, previous_rsu: np.ndarray | None) -> RoundState:
         cfg = self.config
         pos = self.mobility.current_m
-        vel = self.mobility.velocity_mps
         rsu, dist = mobility.attach(pos, self.rsus_m, cfg.rsu.coverage_radius_m)
+        rsu = np.where(self.mobility.present, rsu, -1)  # a vehicle off the road (SUMO) attaches nowhere
         attached = rsu >= 0
         self._handoffs = 0 if previous_rsu is None else int(np.sum((previous_rsu >= 0) & attached & (previous_rsu != rsu)))
         candidate = attached & (self.energy_remaining_j > 0)
@@ -276,9 +278,7 @@ class IoVSimulator:
         up, down = channel.link_rates_bps(dist, bw, fade, cfg.channel)
         up, down = np.where(candidate, up, 0.0), np.where(candidate, down, 0.0)
         dwell = np.where(
-            attached,
-            mobility.predict_dwell_time_s(pos, vel, self.rsus_m[np.maximum(rsu, 0)], cfg.rsu.coverage_radius_m),
-            0.0,
+            attached, self.mobility.dwell_time_s(self.rsus_m[np.maximum(rsu, 0)], cfg.rsu.coverage_radius_m), 0.0
         )
 
         ln = cfg.learning
@@ -409,8 +409,13 @@ class IoVSimulator:
         pos = self.rsus_m[self.home_rsu] + np.stack([r * np.cos(theta), r * np.sin(theta)], axis=1)
         return np.clip(pos, 0.0, [cfg.map.width_m, cfg.map.height_m])
 
-    def _make_mobility(self, start: np.ndarray, rng: np.random.Generator) -> mobility.GridMobility | mobility.TraceMobility:
+    def _make_mobility(
+        self, start: np.ndarray, rng: np.random.Generator
+    ) -> mobility.GridMobility | mobility.TraceMobility | mobility.SumoMobility:
         cfg, mob = self.config, self.config.mobility
+        if mob.mobility_model == "sumo":
+            trace = sumo.load_trace(cfg, sumo.traffic_seed(cfg, self.seed, rng))
+            return mobility.SumoMobility(trace, cfg.map.width_m, cfg.map.height_m)
         if mob.mobility_model == "tdrive":
             if self._traces is None:
                 self._traces = mobility.load_tdrive(

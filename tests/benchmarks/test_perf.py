@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from benchmarks import perf
 
 
@@ -28,3 +30,28 @@ def test_cli_writes_json_with_ratios(tmp_path: Path) -> None:
     data = json.loads(target.read_text())
     rows = {r["num_vehicles"]: r for r in data["throughput"]}
     assert set(rows) == {10, 100} and rows[100]["ratio_to_n100"] == 1.0
+
+
+def test_sumo_backends_are_compared_side_by_side() -> None:
+    """libsumo and traci run the same network and trips, give the same trace, and the ratio is lib / traci."""
+    from iov_env.sim import sumo
+
+    reason = sumo.missing_reason() or (None if sumo._importable("libsumo") else "libsumo is not installed")
+    if reason:
+        pytest.skip(reason)
+    out = perf.sumo_backends(preset="tiny", repeats=1, live_steps=10)
+    assert out["same_trace"] is True
+    for mode in ("trace", "live"):
+        r = out[mode]
+        assert r["libsumo_steps_per_s"] > 0 and r["traci_steps_per_s"] > 0
+        assert r["ratio_libsumo_to_traci"] == r["libsumo_steps_per_s"] / r["traci_steps_per_s"]
+
+
+def test_env_on_sumo_against_the_grid_is_a_ratio() -> None:
+    from iov_env.sim import sumo
+
+    if sumo.missing_reason():
+        pytest.skip(sumo.missing_reason())
+    out = perf.env_on_sumo_vs_grid(preset="tiny", episodes=1)
+    assert out["sumo_agent_steps_per_s"] > 0 and out["grid_agent_steps_per_s"] > 0
+    assert out["ratio_sumo_to_grid"] == out["sumo_agent_steps_per_s"] / out["grid_agent_steps_per_s"]

@@ -1,0 +1,168 @@
+"""Run orchestration for the benchmarks: a per-run result store (resume), fan-out and progress bars.
+
+* ``ResultStore``: one small JSON file per finished run under ``<out>/runs/``, written atomically the
+  moment the run ends and keyed by what defines it (scenario, agent, seed and the run's settings).
+  A rerun after a kill loads what is there and runs only the rest, so nothing is run twice and no row
+  is duplicated; a stored run whose settings differ is run again, not reused.
+* ``execute``: runs picklable jobs in this process, in a process pool (``workers > 1``), or as Ray
+  tasks (``ray_address``: ``"local"`` starts Ray here, anything else is ``ray.init(address=...)``), with
+  a tqdm progress bar; results come back in job order whatever order they finished in, so the rows
+  are the same either way.
+* ``clear_outputs``: a folder an earlier run wrote keeps no stale tables or plots beside new ones.
+
+The leaderboard and the RL training CLI both use it; neither knows how runs are scheduled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from iov_env.results import write_text_atomic
+
+OUTPUT_SUFFIXES = (".csv", ".md", ".png", ".json")
+
+
+def run_key(parts: Mapping[str, Any]) -> str:
+    """A file-name-safe, stable key of a run: readable parts plus a hash of the exact values."""
+    readable = "__".join(re.sub(r"[^A-Za-z0-9_.-]+", "-", str(v)) for v in parts.values())
+    digest = hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return f"{readable}__{digest}"
+
+
+class ResultStore:
+    """Finished runs, one JSON file each: ``get`` what is done, ``put`` as each run ends, ``prune`` the rest."""
+
+    def __init__(self, folder: str | os.PathLike[str]) -> None:
+        self.folder = Path(folder)
+
+    def _path(self, job: Mapping[str, Any]) -> Path:
+        return self.folder / f"{run_key(job)}.json"
+
+    def get(self, job: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The stored result of ``job`` (same key and settings), or None; an unreadable file counts as absent."""
+        path = self._path(job)
+        try:
+            stored = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        return stored.get("result") if stored.get("job") == json.loads(json.dumps(dict(job), default=str)) else None
+
+    def put(self, job: Mapping[str, Any], result: Mapping[str, Any]) -> Path:
+        """Store ``job``'s result atomically (a kill leaves either the whole file or none)."""
+        return write_text_atomic(self._path(job), json.dumps({"job": dict(job), "result": dict(result)}, default=str))
+
+    def prune(self, jobs: Iterable[Mapping[str, Any]]) -> int:
+        """Delete stored runs that are not among ``jobs`` (an earlier, different grid); returns how many."""
+        keep = {self._path(j).name for j in jobs}
+        removed = 0
+        if self.folder.is_dir():
+            for path in self.folder.glob("*.json"):
+                if path.name not in keep:
+                    path.unlink()
+                    removed += 1
+        return removed
+
+
+def clear_outputs(out: str | os.PathLike[str], markers: Sequence[str]) -> list[Path]:
+    """Delete the tables and plots an earlier run left in ``out`` (files directly in it, not the run store).
+
+    Only a folder that an earlier run demonstrably wrote (it holds one of ``markers``, such as
+    ``LEADERBOARD.md`` or the ``runs`` store) is cleared, so pointing ``--out`` at an unrelated folder
+    deletes nothing.
+    """
+    folder = Path(out)
+    if not folder.is_dir() or not any((folder / m).exists() for m in markers):
+        return []
+    removed = []
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and path.suffix in OUTPUT_SUFFIXES:
+            path.unlink()
+            removed.append(path)
+    return removed
+
+
+def _progress(total: int, desc: str, enabled: bool) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="run", disable=not enabled, dynamic_ncols=True)
+
+
+def execute(
+    fn: Callable[[Any], Any],
+    jobs: Sequence[Any],
+    *,
+    workers: int = 1,
+    ray_address: str | None = None,
+    desc: str = "runs",
+    on_result: Callable[[int, Any], None] | None = None,
+    progress: bool = True,
+) -> list[Any]:
+    """``[fn(job) for job in jobs]``, serially, in ``workers`` processes, or on Ray; results in job order.
+
+    ``fn`` must be a module-level function (it is pickled to the workers). ``on_result(i, result)`` runs
+    in this process as each job finishes, in finishing order: store results there so a kill loses only
+    the runs in flight.
+    """
+    if workers < 1:
+        raise ValueError(f"workers={workers!r}; allowed: an integer >= 1")
+    results: list[Any] = [None] * len(jobs)
+    bar = _progress(len(jobs), desc, progress and len(jobs) > 0)
+
+    def done(i: int, result: Any) -> None:
+        results[i] = result
+        if on_result is not None:
+            on_result(i, result)
+        bar.update(1)
+
+    try:
+        if not jobs:
+            return results
+        if ray_address is not None:
+            _execute_ray(fn, jobs, ray_address, done)
+        elif workers == 1:
+            for i, job in enumerate(jobs):
+                done(i, fn(job))
+        else:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor, as_completed
+
+            # spawn: a fresh interpreter per worker (no forked torch/BLAS thread state, same as Ray's workers)
+            with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=mp.get_context("spawn")) as pool:
+                futures = {pool.submit(fn, job): i for i, job in enumerate(jobs)}
+                for fut in as_completed(futures):
+                    done(futures[fut], fut.result())
+    finally:
+        bar.close()
+    return results
+
+
+def _execute_ray(fn: Callable[[Any], Any], jobs: Sequence[Any], address: str, done: Callable[[int, Any], None]) -> None:
+    """The jobs as Ray tasks (one CPU each) on a local or remote cluster."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise ImportError(
+            "--ray needs Ray: pip install 'iov-env[ray]' (in its own venv: ray[rllib] pins gymnasium 1.2.2)"
+        ) from exc
+    started = not ray.is_initialized()
+    if started:
+        # local workers inherit this process's environment; on a cluster every node needs iov-env installed
+        # (pip install 'iov-env[ray]'), as Ray ships only the function, not the package
+        ray.init(address=None if address == "local" else address, include_dashboard=False,
+                 log_to_driver=False, ignore_reinit_error=True)
+    try:
+        remote = ray.remote(num_cpus=1)(fn)
+        pending = {remote.remote(job): i for i, job in enumerate(jobs)}
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                done(pending.pop(ref), ray.get(ref))
+    finally:
+        if started:
+            ray.shutdown()

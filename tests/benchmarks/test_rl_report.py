@@ -1,0 +1,45 @@
+"""benchmarks/rl_report.py: paired differences against the reference agent, by seed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from benchmarks import rl_report
+from iov_env.results import write_csv_atomic
+
+
+def _write(folder: Path) -> None:
+    rows = []
+    for seed, base in enumerate([100.0, 200.0, 300.0, 400.0]):
+        rows.append({"scenario": "s", "agent": "ucb_dual", "seed": seed, "cumulative_reward": base, "energy_j": 50.0,
+                     "violation_rate": 0.5, "accuracy_pts": 0, "latency_s": 0})
+        # +10 reward and -5 J on every seed: unpaired CIs overlap widely, paired ones are exact
+        rows.append({"scenario": "s", "agent": "ppo", "seed": seed, "cumulative_reward": base + 10, "energy_j": 45.0,
+                     "violation_rate": 0.25, "accuracy_pts": 0, "latency_s": 0})
+    write_csv_atomic(folder / "runs.csv", rows)
+
+
+def test_paired_differences_cancel_the_seed_variation(tmp_path: Path) -> None:
+    """Δ reward is exactly +10 on every seed, so its CI is [10, 10]; violations sit beside every score."""
+    _write(tmp_path)
+    table = {r["agent"]: r for r in rl_report.paired_table(rl_report.read_runs(tmp_path), "ucb_dual", reps=200)}
+    assert table["ppo"]["delta_cumulative_reward"] == pytest.approx((10.0, 10.0, 10.0))
+    assert table["ppo"]["delta_energy_j"] == pytest.approx((-5.0, -5.0, -5.0))
+    lo, hi = table["ppo"]["cumulative_reward"][1:]
+    assert hi - lo > 100  # the unpaired interval is wide
+    assert rl_report.main([str(tmp_path), "--reps", "100"]) == 0
+    md = (tmp_path / "RL_VS_REFERENCE.md").read_text()
+    assert "| ppo | 260 [" in md and "+10 [+10, +10]" in md and "0.25 [0.25, 0.25]" in md
+
+
+def test_missing_inputs_are_named(tmp_path: Path, capsys) -> None:
+    """No runs.csv, or a reference that never ran: argparse errors naming the problem."""
+    with pytest.raises(SystemExit):
+        rl_report.main([str(tmp_path)])
+    assert "no runs.csv" in capsys.readouterr().err
+    _write(tmp_path)
+    with pytest.raises(SystemExit):
+        rl_report.main([str(tmp_path), "--reference", "nobody"])
+    assert "nobody" in capsys.readouterr().err

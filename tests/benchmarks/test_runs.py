@@ -1,0 +1,118 @@
+"""benchmarks/runs.py and the leaderboard's operations: resume after a kill, stale outputs, workers, Ray."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from benchmarks import leaderboard, runs
+
+GRID = ["--scenarios", "tiny-v0", "--agents", "homolora", "random", "ucb_dual", "--seeds", "2", "--reps", "50"]
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path / "runs.csv", newline="") as fh:
+        return [{k: v for k, v in r.items() if k != "wall_s"} for r in csv.DictReader(fh)]
+
+
+def _square(x: int) -> int:
+    return x * x
+
+
+def test_result_store_keys_on_the_settings_and_prunes_other_grids(tmp_path: Path) -> None:
+    """Same job -> stored result; other settings -> None (rerun, not reused); prune keeps only the given jobs."""
+    store = runs.ResultStore(tmp_path)
+    a = {"scenario": "s", "agent": "x", "seed": 0, "sb3_timesteps": 10}
+    b = {**a, "seed": 1}
+    store.put(a, {"r": 1.5})
+    store.put(b, {"r": 2.5})
+    assert store.get(a) == {"r": 1.5} and store.get({**a, "sb3_timesteps": 20}) is None
+    (tmp_path / runs.run_key(a)).with_suffix(".json").write_text("{half a fi")  # a torn file counts as absent
+    assert store.get(a) is None
+    assert store.prune([b]) == 1 and store.get(b) == {"r": 2.5}
+
+
+def test_execute_returns_results_in_job_order_in_every_layout() -> None:
+    """Serial and pooled runs give the same list; callbacks see every job once; bad workers are refused."""
+    seen: list[int] = []
+    serial = runs.execute(_square, list(range(6)), progress=False)
+    pooled = runs.execute(_square, list(range(6)), workers=2, progress=False, on_result=lambda i, r: seen.append(i))
+    assert serial == pooled == [0, 1, 4, 9, 16, 25] and sorted(seen) == list(range(6))
+    with pytest.raises(ValueError, match="workers"):
+        runs.execute(_square, [1], workers=0)
+
+
+def test_leaderboard_resumes_after_a_kill_without_rerunning_or_duplicating(tmp_path: Path, monkeypatch) -> None:
+    """Killed at the 4th run: the rerun runs only the 3 left, and the rows equal an uninterrupted run's."""
+    out = tmp_path / "lb"
+    real = leaderboard.run_one
+    calls: list[tuple[str, int]] = []
+
+    def dies_on_fourth(job: dict) -> dict:
+        if len(calls) == 3:
+            raise KeyboardInterrupt("killed")
+        calls.append((job["agent"], job["seed"]))
+        return real(job)
+
+    monkeypatch.setattr(leaderboard, "run_one", dies_on_fourth)
+    with pytest.raises(KeyboardInterrupt):
+        leaderboard.main([*GRID, "--out", str(out), "--no-plots"])
+    assert len(list((out / "runs").glob("*.json"))) == 3 and not (out / "runs.csv").exists()
+
+    def counting(job: dict) -> dict:
+        calls.append((job["agent"], job["seed"]))
+        return real(job)
+
+    monkeypatch.setattr(leaderboard, "run_one", counting)
+    assert leaderboard.main([*GRID, "--out", str(out), "--no-plots"]) == 0
+    assert len(calls) == 6 and len(set(calls)) == 6  # 3 before the kill + the 3 left, none twice
+    monkeypatch.setattr(leaderboard, "run_one", real)
+    assert leaderboard.main([*GRID, "--out", str(tmp_path / "clean"), "--no-plots"]) == 0
+    assert _rows(out) == _rows(tmp_path / "clean") and len(_rows(out)) == 6
+
+
+def test_a_new_run_removes_the_earlier_runs_outputs(tmp_path: Path) -> None:
+    """No PNG of a scenario that is not in the new run, and no stored runs of the old grid."""
+    out = tmp_path / "lb"
+    assert leaderboard.main(["--scenarios", "tiny-v0", "--agents", "homolora", "--seeds", "2", "--reps", "20",
+                             "--out", str(out)]) == 0
+    assert (out / "tiny-v0.png").exists()
+    (out / "notes.txt").write_text("mine")
+    assert leaderboard.main(["--scenarios", "scale-10-v0", "--agents", "random", "--seeds", "2", "--reps", "20",
+                             "--out", str(out), "--no-plots"]) == 0
+    assert not (out / "tiny-v0.png").exists() and not list(out.glob("*.png"))
+    assert {r["scenario"] for r in _rows(out)} == {"scale-10-v0"} and len(list((out / "runs").glob("*.json"))) == 2
+    assert (out / "notes.txt").read_text() == "mine"  # only the leaderboard's own kinds of files go
+    unrelated = tmp_path / "mine"
+    unrelated.mkdir()
+    (unrelated / "data.csv").write_text("x")
+    assert runs.clear_outputs(unrelated, markers=("LEADERBOARD.md", "runs")) == []
+
+
+def test_workers_give_the_same_rows_as_one_process(tmp_path: Path) -> None:
+    """--workers 2 (a process pool) and --workers 1 write identical runs.csv rows, in the same order."""
+    assert leaderboard.main([*GRID, "--out", str(tmp_path / "w1"), "--no-plots"]) == 0
+    assert leaderboard.main([*GRID, "--out", str(tmp_path / "w2"), "--no-plots", "--workers", "2"]) == 0
+    assert _rows(tmp_path / "w1") == _rows(tmp_path / "w2")
+
+
+@pytest.mark.ray
+def test_ray_gives_the_same_rows_as_one_process(tmp_path: Path, local_ray: object) -> None:
+    """--ray (on the session's local Ray) writes the rows --workers 1 writes."""
+    assert leaderboard.main([*GRID, "--out", str(tmp_path / "w1"), "--no-plots"]) == 0
+    assert leaderboard.main([*GRID, "--out", str(tmp_path / "ray"), "--no-plots", "--ray"]) == 0
+    assert _rows(tmp_path / "w1") == _rows(tmp_path / "ray")
+
+
+def test_ray_flag_without_ray_says_how_to_install(tmp_path: Path) -> None:
+    """Where Ray is missing, --ray fails with the install hint (and writes no rows)."""
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError, match=r"iov-env\[ray\]"):
+            leaderboard.main([*GRID, "--out", str(tmp_path / "r"), "--no-plots", "--ray"])
+        assert not (tmp_path / "r" / "runs.csv").exists()
+    else:
+        pytest.skip("Ray is installed here")
