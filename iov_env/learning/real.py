@@ -178,7 +178,8 @@ class RealBackend:
         new_state = [self._aggregate_task(k, [u for u in uploads if u.task == k]) for k in range(len(self.tasks))]
         t_agg = time.perf_counter()
         final = plan.round_index >= self.config.episode.rounds - 1
-        task_metrics = [self._evaluate_global(k, st, final) for k, st in enumerate(new_state)]
+        task_metrics = [self._evaluate_global(k, st, final) if st is not self.state[k] or not self._subset_metrics(k, final)
+                        else self.last_task_metrics[k] for k, st in enumerate(new_state)]
         t_eval = time.perf_counter()
 
         # commit
@@ -375,6 +376,11 @@ class RealBackend:
         deltas = {name: b @ a for name, (b, a) in st.factors.items()}
         with lora.merged_deltas(self.model, self.layers, deltas):
             return lora.evaluate(self.model, head, dev, idx, self.pad_id, EVAL_BATCH_SIZE, self.config.learning.precision)
+
+    def _subset_metrics(self, k: int, final: bool) -> bool:
+        """Whether task k's last metrics are of its dev subset, so an unchanged global can reuse them."""
+        last = self.last_task_metrics[k]
+        return not final and bool(last) and last.get("n") == float(len(self.dev_idx[k]))
 
     # -- helpers ------------------------------------------------------------------------------
     def _blocks(self, mask_row: np.ndarray) -> set[int]:
