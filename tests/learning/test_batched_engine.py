@@ -76,6 +76,10 @@ def _assert_same(seq: dict, bat: dict, atol: float = 1e-5) -> None:
 @pytest.mark.parametrize(("tasks", "regime"), [
     (("sst2", "conll2003", "copa"), {}),  # three head kinds: unequal rows per vehicle (split path)
     (("sst2",), {"lora_scaling": "rslora", "target_modules": ("all-linear",)}),  # equal rows (bmm path)
+    # the regime the lead makes the default: rsLoRA, every linear layer, lr 3e-4, on all three heads
+    (("sst2", "conll2003", "copa"), {"lora_scaling": "rslora", "target_modules": ("all-linear",),
+                                     "learning_rate": 3e-4}),
+    (("sst2", "copa"), {"head_lr_scale": 0.0}),  # frozen heads: only the adapters train, in both engines
 ])
 def test_batched_matches_sequential_with_mixed_ranks(tasks, regime) -> None:
     """Mixed ranks, uneven step counts, FedRA-frozen blocks, a trained global: adapters agree within 1e-5."""
@@ -91,6 +95,10 @@ def test_batched_matches_sequential_with_mixed_ranks(tasks, regime) -> None:
     seq = {s[0]: b._train_vehicle(*s, 1) for s in specs}
     bat = b._train_batched(specs, 1)
     _assert_same(seq, bat)
+    if regime.get("head_lr_scale") == 0.0:  # a frozen head leaves every vehicle with its task's global head
+        for v, k, *_ in specs:
+            for name, w in b.state[k].head.items():
+                np.testing.assert_array_equal(bat[v]["head"][name], w)
     # the FedRA-frozen block and the vehicle without steps kept their starting factors
     start = {s[0]: b._train_vehicle(*s[:3], 0, s[4], 1)["factors"] for s in specs}
     for layer in b.layers:
