@@ -66,12 +66,9 @@ def test_available_cores_is_this_processes_affinity() -> None:
 def test_real_backend_leaves_the_users_threads_alone(restore_threads, monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     """The backend once forced 2 threads; now torch_threads=0 keeps the user's 1 and torch_threads=2 sets 2."""
     torch = restore_threads
-    pytest.importorskip("peft")
-    lora = pytest.importorskip("iov_env.learning.lora")
-    try:
-        lora._minilm_dir()
-    except lora.ModelLoadError as exc:  # pragma: no cover - depends on the environment
-        pytest.skip(str(exc))
+    from conftest import real_stack_or_skip
+
+    real_stack_or_skip()
     from iov_env.config import preset
     from iov_env.learning.real import RealBackend
 

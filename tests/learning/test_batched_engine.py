@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import real_stack_or_skip
 
 from iov_env.config import preset
 from iov_env.learning.backend import FleetLayout, RoundPlan
 
 torch = pytest.importorskip("torch")
-pytest.importorskip("peft")
-lora = pytest.importorskip("iov_env.learning.lora")
-try:
-    lora._minilm_dir()  # the tiny model borrows the MiniLM tokenizer
-except lora.ModelLoadError as exc:  # pragma: no cover - depends on the environment
-    pytest.skip(str(exc), allow_module_level=True)
+lora = real_stack_or_skip()
 
 from iov_env.learning import batched  # noqa: E402
 from iov_env.learning.real import RealBackend  # noqa: E402
