@@ -170,6 +170,20 @@ def test_base_dropout_overrides_every_base_dropout_but_not_loras() -> None:
     assert base_ps == {0.25} and lora_ps == {0.05}
 
 
+@pytest.mark.parametrize("engine", ["sequential", "batched"])
+def test_bf16_autocast_trains_on_the_cpu_too(engine: str) -> None:
+    """precision="bf16" (meant for GPUs) also runs on the CPU: finite, seeded, and not the fp32 numbers."""
+    layout = FleetLayout(np.array([0, 0, 0]), np.array([30, 40, 50]))
+    losses = []
+    for precision in ("bf16", "bf16", "fp32"):
+        b = _backend(tasks=("sst2",), engine=engine, precision=precision)
+        b.reset(0, layout)
+        losses.append(b.train_round(_plan([1, 4, 8], 0)).vehicle_loss)
+    assert np.isfinite(losses[0]).all()
+    np.testing.assert_array_equal(losses[0], losses[1])
+    assert not np.array_equal(losses[0], losses[2])
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none on this machine)")
 def test_batched_matches_sequential_on_cuda_and_bf16_runs() -> None:  # pragma: no cover - GPU machines
     tasks = ("sst2", "conll2003", "copa")
