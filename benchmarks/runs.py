@@ -7,7 +7,8 @@
 * ``execute``: runs picklable jobs in this process, in a process pool (``workers > 1``), or as Ray
   tasks (``ray_address``: ``"local"`` starts Ray here, anything else is ``ray.init(address=...)``), with
   a tqdm progress bar; results come back in job order whatever order they finished in, so the rows
-  are the same either way.
+  are the same either way. Every worker gets its share of the cores (``iov_env.threads.worker_threads``):
+  W workers with all cores' torch/BLAS threads each would oversubscribe the CPU.
 * ``clear_outputs``: a folder an earlier run wrote keeps no stale tables or plots beside new ones.
 
 The leaderboard and the RL training CLI both use it; neither knows how runs are scheduled.
@@ -132,8 +133,13 @@ def execute(
             import multiprocessing as mp
             from concurrent.futures import ProcessPoolExecutor, as_completed
 
-            # spawn: a fresh interpreter per worker (no forked torch/BLAS thread state, same as Ray's workers)
-            with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=mp.get_context("spawn")) as pool:
+            from iov_env.threads import worker_threads
+
+            n = min(workers, len(jobs))
+            # spawn: a fresh interpreter per worker (no forked torch/BLAS thread state, same as Ray's workers),
+            # limited to its share of the cores before it imports torch
+            with ProcessPoolExecutor(max_workers=n, mp_context=mp.get_context("spawn"), initializer=worker_threads,
+                                     initargs=(n,)) as pool:
                 futures = {pool.submit(fn, job): i for i, job in enumerate(jobs)}
                 for fut in as_completed(futures):
                     done(futures[fut], fut.result())
@@ -157,8 +163,8 @@ def _execute_ray(fn: Callable[[Any], Any], jobs: Sequence[Any], address: str, do
         ray.init(address=None if address == "local" else address, include_dashboard=False,
                  log_to_driver=False, ignore_reinit_error=True)
     try:
-        remote = ray.remote(num_cpus=1)(fn)
-        pending = {remote.remote(job): i for i, job in enumerate(jobs)}
+        remote = ray.remote(num_cpus=1)(_one_cpu_task)
+        pending = {remote.remote(fn, job): i for i, job in enumerate(jobs)}
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             for ref in ready:
@@ -166,3 +172,11 @@ def _execute_ray(fn: Callable[[Any], Any], jobs: Sequence[Any], address: str, do
     finally:
         if started:
             ray.shutdown()
+
+
+def _one_cpu_task(fn: Callable[[Any], Any], job: Any) -> Any:
+    """A Ray task's body: its one CPU's worth of threads (whatever the node's defaults), then ``fn(job)``."""
+    from iov_env.threads import worker_threads
+
+    worker_threads(1, cores=1)
+    return fn(job)

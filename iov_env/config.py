@@ -25,6 +25,8 @@ KNOWN_TASKS = ("sst2", "conll2003", "copa")
 LORA_SCALINGS = ("standard", "rslora")
 ALL_LINEAR = "all-linear"
 AGGREGATIONS = ("svd", "zero_pad", "fedavg", "stacking")
+ENGINES = ("sequential", "batched")
+PRECISIONS = ("fp32", "bf16")
 
 
 class ConfigError(ValueError):
@@ -169,6 +171,14 @@ class LearningConfig:
     layer_fraction: float = 1.0  # share of layers adapted each round; < 1 samples layers at random (FedRA)
     calibration: str = ""  # empty: the calibration named after the base model, else default.json
     device: str = "cpu"  # real fidelity: "cpu", "cuda", "cuda:<index>" or "mps"
+    # "sequential": one peft forward/backward per vehicle; "batched": the round's vehicles share each forward and
+    # backward over the frozen base, each with its own adapter and head (numerically equivalent, see lora.py)
+    engine: str = "sequential"
+    engine_group_size: int = 16  # batched engine: most vehicles in one shared pass (bounds activation memory)
+    precision: str = "fp32"  # "bf16": bf16 autocast of forward passes (GPUs); parameters and AdamW stay fp32
+    torch_threads: int = 0  # 0: torch's threads as the user set them (OMP_NUM_THREADS); > 0: this many
+    head_dropout: float = 0.1  # dropout before the task head's linear layer
+    base_dropout: float = -1.0  # -1: the base model's own hidden/attention dropout; in [0, 0.9]: overrides both
     observation_noise: bool = True
 
 
@@ -443,6 +453,11 @@ class IoVConfig:
         if not re.fullmatch(r"cpu|mps|cuda(:\d{1,4})?", ln.device):
             raise ConfigError(f"device={_show(ln.device)} is not a torch device; allowed: 'cpu', 'cuda', "
                               "'cuda:<index>', 'mps'", "device")
+        _choice("engine", ln.engine, ENGINES)
+        _choice("precision", ln.precision, PRECISIONS)
+        if ln.base_dropout != -1.0 and ln.base_dropout < 0.0:
+            raise ConfigError(f"base_dropout={ln.base_dropout!r}; allowed: -1 (the base model's own) or [0, 0.9]",
+                              "base_dropout")
 
         _choice("reward_mode", ep.reward_mode, ("constrained", "lagrangian", "code"))
         _choice("obs_type", ep.obs_type, ("vector", "dict"))
@@ -649,6 +664,10 @@ LIMITS: dict[str, Limit] = {
     "model_num_layers": Limit(1, 256),
     "model_intermediate_dim": Limit(8, 65_536),
     "layer_fraction": Limit(1e-6, 1.0),
+    "engine_group_size": Limit(1, 4096),
+    "torch_threads": Limit(0, 1024, note="0 follows OMP_NUM_THREADS / torch's default"),
+    "head_dropout": Limit(0.0, 0.9),
+    "base_dropout": Limit(-1.0, 0.9, note="-1 keeps the base model's own dropout"),
     "rounds": Limit(1, MAX_ROUNDS),
     "accuracy_weight": Limit(0.0, 1e6),
     "latency_weight": Limit(0.0, 1e6),

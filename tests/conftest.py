@@ -32,6 +32,18 @@ def real_tdrive_dir() -> Path | None:
     return None
 
 
+def real_stack_or_skip() -> Any:
+    """``iov_env.learning.lora`` where torch, peft and the tiny model's tokenizer are here; else skip the module."""
+    pytest.importorskip("torch")
+    pytest.importorskip("peft")
+    lora = pytest.importorskip("iov_env.learning.lora")
+    try:
+        lora._minilm_dir()  # the tiny model borrows the MiniLM tokenizer
+    except lora.ModelLoadError as exc:  # pragma: no cover - depends on the environment
+        pytest.skip(str(exc), allow_module_level=True)
+    return lora
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _private_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """SUMO traces are cached under $IOV_CACHE_DIR: the suite writes a folder of its own, never the user's cache."""

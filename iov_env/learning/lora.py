@@ -87,6 +87,20 @@ def load_base_model(name_or_path: str, seed: int = 0) -> tuple[nn.Module, Any, s
     return model, tokenizer, path
 
 
+def set_base_dropout(base: nn.Module, p: float) -> None:
+    """Set every dropout of the base model (hidden, attention, embeddings) to ``p``; ``p=-1`` keeps the model's own.
+
+    Call it before ``attach_lora`` so that peft's LoRA dropout (``lora_dropout``) stays separate.
+    """
+    if p == -1.0:
+        return
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"base_dropout={p!r}; allowed: -1 (the model's own) or [0, 1)")
+    for mod in base.modules():
+        if isinstance(mod, nn.Dropout):  # BERT's attention reads its module's p at every forward (sdpa and eager)
+            mod.p = p
+
+
 def lora_scaling(lora_alpha: float, rank: int, mode: str = "standard") -> float:
     """The adapter's output multiplier at ``rank``: ``alpha / r`` (standard) or ``alpha / sqrt(r)`` (rsLoRA)."""
     if mode == "standard":
@@ -153,30 +167,38 @@ def _kaiming_rows(rows: int, cols: int, gen: torch.Generator) -> torch.Tensor:
 
 
 @torch.no_grad()
-def load_adapter(layers: Sequence[AdaptedLayer], factors: dict[str, Factors], rank: int, lora_alpha: float,
-                 gen: torch.Generator, tol: float = 1e-12, scaling_mode: str = "standard") -> None:
-    """Load rank-``rank`` prefixes of ``factors`` (scaling folded) into the shared adapter; zero the rest.
+def initial_factors(factors: Factors, rank: int, scaling: float, gen: torch.Generator,
+                    tol: float = 1e-12) -> tuple[torch.Tensor, torch.Tensor]:
+    """What a vehicle at ``rank`` starts from: ``(B / sqrt(s), A / sqrt(s))`` of the global's rank-r prefix.
 
     A slot whose singular value is ~0 (round 0, or a global of lower rank) gets a fresh random A row
-    and a zero B column, as peft initialises LoRA, so it can learn and ``B @ A`` is unchanged.
+    and a zero B column, as peft initialises LoRA, so it can learn and ``B @ A`` is unchanged. Both
+    engines start from these tensors (same generator, same draws).
     """
-    scaling = lora_scaling(lora_alpha, rank, scaling_mode)
     root = math.sqrt(scaling)
+    b, a = truncate(factors, rank)
+    a_t = torch.from_numpy(a / root)
+    b_t = torch.from_numpy(b / root)
+    # balanced factors: |a_j| |b_j| is the j-th singular value; noise-level ones count as empty slots
+    strength = a_t.norm(dim=1) * b_t.norm(dim=0)
+    dead = strength <= max(tol, RELATIVE_DEAD_SLOT * float(strength.max()))
+    if bool(dead.any()):
+        a_t[dead] = _kaiming_rows(int(dead.sum()), a_t.shape[1], gen)
+        b_t[:, dead] = 0.0
+    return b_t, a_t
+
+
+@torch.no_grad()
+def load_adapter(layers: Sequence[AdaptedLayer], factors: dict[str, Factors], rank: int, lora_alpha: float,
+                 gen: torch.Generator, tol: float = 1e-12, scaling_mode: str = "standard") -> None:
+    """Load rank-``rank`` prefixes of ``factors`` (scaling folded) into the shared adapter; zero the rest."""
+    scaling = lora_scaling(lora_alpha, rank, scaling_mode)
     for layer in layers:
         a_w = layer.module.lora_A[ADAPTER].weight  # (r_max, d_in)
         b_w = layer.module.lora_B[ADAPTER].weight  # (d_out, r_max)
-        r_max = a_w.shape[0]
-        if rank > r_max:
-            raise ValueError(f"rank {rank} exceeds the adapter's capacity {r_max}")
-        b, a = truncate(factors[layer.name], rank)
-        a_t = torch.from_numpy(a / root)
-        b_t = torch.from_numpy(b / root)
-        # balanced factors: |a_j| |b_j| is the j-th singular value; noise-level ones count as empty slots
-        strength = a_t.norm(dim=1) * b_t.norm(dim=0)
-        dead = strength <= max(tol, RELATIVE_DEAD_SLOT * float(strength.max()))
-        if bool(dead.any()):
-            a_t[dead] = _kaiming_rows(int(dead.sum()), a_w.shape[1], gen)
-            b_t[:, dead] = 0.0
+        if rank > a_w.shape[0]:
+            raise ValueError(f"rank {rank} exceeds the adapter's capacity {a_w.shape[0]}")
+        b_t, a_t = initial_factors(factors[layer.name], rank, scaling, gen, tol)
         a_w.zero_()
         b_w.zero_()
         a_w[:rank].copy_(a_t)  # copy_: the adapter may live on an accelerator
@@ -230,14 +252,16 @@ def merged_deltas(model: nn.Module, layers: Sequence[AdaptedLayer], deltas: dict
 
 # -- task heads, batches, forward ---------------------------------------------------------------
 class TaskHead(nn.Module):
-    """Dropout + linear on mean-pooled (sequence, multiple choice) or per-token hidden states."""
+    """Dropout + linear on mean-pooled (sequence, multiple choice) or per-token hidden states (no bias for choices)."""
 
     def __init__(self, spec: TaskSpec, hidden: int, dropout: float = 0.1) -> None:
         super().__init__()
         self.spec = spec
         self.dropout = nn.Dropout(dropout)
-        out = 1 if spec.kind == "multiple_choice" else spec.num_labels
-        self.linear = nn.Linear(hidden, out)
+        mc = spec.kind == "multiple_choice"
+        # one score per choice, soft-maxed over the choices: a bias would cancel and get only rounding-noise
+        # gradients, which AdamW's normalisation turns into lr-sized random steps
+        self.linear = nn.Linear(hidden, 1 if mc else spec.num_labels, bias=not mc)
 
     def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Logits: (B, C) sequence, (B, T, C) token, (B/num_choices, num_choices) multiple choice."""
@@ -274,11 +298,11 @@ class Batch:
                      self.labels.to(device), self.example_idx)
 
 
-def collate(split: TokenizedSplit, idx: Sequence[int], pad_id: int) -> Batch:
-    """Pad the examples ``idx`` of ``split`` to the longest sequence in the batch."""
+def collate(split: TokenizedSplit, idx: Sequence[int], pad_id: int, width: int = 0) -> Batch:
+    """Pad the examples ``idx`` of ``split`` to the longest sequence in the batch (at least ``width``)."""
     c = split.num_choices
     seq_idx = [i * c + j for i in idx for j in range(c)]
-    width = max(len(split.input_ids[s]) for s in seq_idx)
+    width = max(width, max(len(split.input_ids[s]) for s in seq_idx))
     n = len(seq_idx)
     ids = np.full((n, width), pad_id, np.int64)
     tts = np.zeros((n, width), np.int64)
@@ -317,49 +341,79 @@ def batches_by_length(split: TokenizedSplit, idx: np.ndarray, batch_size: int) -
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
 
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
+    """bf16 autocast of a forward pass for ``precision="bf16"``; nothing for fp32."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    raise ValueError(f"precision={precision!r}; allowed: 'fp32', 'bf16'")
+
+
+class Scorer:
+    """Running primary metric (accuracy or seqeval entity F1), token accuracy and loss of one head on one split."""
+
+    def __init__(self, spec: TaskSpec, split: TokenizedSplit) -> None:
+        self.spec, self.split = spec, split
+        self.correct = self.total = self.examples = 0
+        self.loss_sum = 0.0
+        self.pred_tags: list[list[str]] = []
+        self.gold_tags: list[list[str]] = []
+
+    def add(self, logits: torch.Tensor, labels: torch.Tensor, chunk: Sequence[int]) -> None:
+        """Score one batch: ``logits`` of the examples ``chunk`` (any device), ``labels`` on the CPU."""
+        logits = logits.float()
+        self.loss_sum += float(loss_fn(logits, labels.to(logits.device))) * len(chunk)
+        self.examples += len(chunk)
+        pred = logits.argmax(-1).cpu()  # one transfer; the per-word loop below reads it element-wise
+        if self.spec.kind != "token":
+            self.correct += int((pred == labels).sum())
+            self.total += len(chunk)
+            return
+        valid = labels != IGNORE_INDEX
+        self.correct += int((pred[valid] == labels[valid]).sum())
+        self.total += int(valid.sum())
+        names = self.spec.label_names
+        pred_np = pred.numpy()
+        for row, i in enumerate(chunk):
+            gold = self.split.gold_tags[i]
+            words = ["O"] * len(gold)  # words cut by max_seq_len are predicted O
+            wid = self.split.word_ids[i]
+            first = np.flatnonzero(wid >= 0)
+            for w, p in zip(wid[first].tolist(), pred_np[row, first].tolist(), strict=True):
+                words[w] = names[p]
+            self.pred_tags.append(words)
+            self.gold_tags.append(list(gold))
+
+    def result(self) -> dict[str, float]:
+        """``loss``, ``n`` and the task's metrics over everything added so far."""
+        out = {"loss": self.loss_sum / max(self.examples, 1), "n": float(self.examples)}
+        if self.spec.kind == "token":
+            from seqeval.metrics import f1_score
+
+            out["entity_f1"] = float(f1_score(self.gold_tags, self.pred_tags, mode=None, zero_division=0))
+            out["token_accuracy"] = self.correct / max(self.total, 1)
+        else:
+            out["accuracy"] = self.correct / max(self.total, 1)
+        return out
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, head: TaskHead, split: TokenizedSplit, idx: np.ndarray, pad_id: int,
-             batch_size: int = 64) -> dict[str, float]:
+             batch_size: int = 64, precision: str = "fp32") -> dict[str, float]:
     """Primary metric (accuracy or seqeval entity F1) plus token accuracy / loss on ``split[idx]``."""
     was_training = model.training
     model.eval()
     head.eval()
     try:
-        spec = head.spec
-        correct = total = 0
-        loss_sum = 0.0
-        pred_tags: list[list[str]] = []
-        gold_tags: list[list[str]] = []
         device = next(head.parameters()).device
+        scorer = Scorer(head.spec, split)
         for chunk in batches_by_length(split, np.asarray(idx), batch_size):
             batch = collate(split, chunk, pad_id)
-            logits = forward(model, head, batch.to(device))
-            loss_sum += float(loss_fn(logits, batch.labels.to(device))) * len(chunk)
-            pred = logits.argmax(-1).cpu()  # one transfer; the per-word loop below reads it element-wise
-            if spec.kind == "token":
-                valid = batch.labels != IGNORE_INDEX
-                correct += int((pred[valid] == batch.labels[valid]).sum())
-                total += int(valid.sum())
-                for row, i in enumerate(chunk):
-                    gold = split.gold_tags[i]
-                    words = ["O"] * len(gold)  # words cut by max_seq_len are predicted O
-                    wid = split.word_ids[i]
-                    for j in np.flatnonzero(wid >= 0):
-                        words[int(wid[j])] = spec.label_names[int(pred[row, j])]
-                    pred_tags.append(words)
-                    gold_tags.append(list(gold))
-            else:
-                correct += int((pred == batch.labels).sum())
-                total += len(chunk)
-        out = {"loss": loss_sum / max(len(idx), 1), "n": float(len(idx))}
-        if spec.kind == "token":
-            from seqeval.metrics import f1_score
-
-            out["entity_f1"] = float(f1_score(gold_tags, pred_tags, mode=None, zero_division=0))
-            out["token_accuracy"] = correct / max(total, 1)
-        else:
-            out["accuracy"] = correct / max(total, 1)
-        return out
+            with autocast(device, precision):
+                logits = forward(model, head, batch.to(device))
+            scorer.add(logits, batch.labels, chunk)
+        return scorer.result()
     finally:
         model.train(was_training)
         head.train(was_training)

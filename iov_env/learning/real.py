@@ -29,7 +29,7 @@ import torch
 
 from iov_env.config import IoVConfig
 from iov_env.learning import aggregation as agg
-from iov_env.learning import lora
+from iov_env.learning import batched, lora
 from iov_env.learning.backend import FleetLayout, RoundPlan, RoundResult
 from iov_env.learning.tasks import (
     TASK_SPECS,
@@ -41,6 +41,7 @@ from iov_env.learning.tasks import (
     partition,
     tokenize_task,
 )
+from iov_env.threads import apply_torch_threads
 
 EVAL_BATCH_SIZE = 64
 WEIGHT_DECAY = 0.0  # keeps padded (zero) adapter slots exactly zero and matches peft's LoRA recipes
@@ -71,11 +72,12 @@ class RealBackend:
     """LearningBackend with real LoRA fine-tuning (SST-2, CoNLL-2003, COPA) on a shared frozen base."""
 
     def __init__(self, config: IoVConfig, data_dir: str | None = None) -> None:
-        torch.set_num_threads(2)  # the machines this runs on are small and shared
         self.config = config
         ln = config.learning
+        self.torch_threads = apply_torch_threads(ln.torch_threads)  # 0 keeps the user's own setting
         t0 = time.perf_counter()
         base, self.tokenizer, self.model_source = lora.load_base_model(ln.model_name_or_path)
+        lora.set_base_dropout(base, ln.base_dropout)
         self.hidden_dim = int(base.config.hidden_size)
         self.num_layers = int(base.config.num_hidden_layers)
         self.max_rank = int(ln.rank_set[-1])
@@ -85,12 +87,13 @@ class RealBackend:
         self.model = lora.attach_lora(base, self.max_rank, ln.lora_alpha, ln.lora_dropout, ln.target_modules)
         self.model.to(self.device)
         self.layers = lora.adapted_layers(self.model)
+        self.grouped = batched.GroupedLoRA(self.model, self.layers, ln.lora_dropout)
         self.pad_id = int(self.tokenizer.pad_token_id or 0)
         self.tasks: list[TaskData] = [load_task(t, data_dir) for t in config.tasks.tasks]
         self.tokenized: list[tuple[TokenizedSplit, TokenizedSplit]] = [
             tokenize_task(td, self.tokenizer, ln.max_seq_len) for td in self.tasks
         ]
-        self.heads = [lora.TaskHead(td.spec, self.hidden_dim).to(self.device) for td in self.tasks]
+        self.heads = [lora.TaskHead(td.spec, self.hidden_dim, ln.head_dropout).to(self.device) for td in self.tasks]
         self.tokens_per_sample = np.array([tr.tokens_per_example().mean() for tr, _ in self.tokenized])
         self.dev_idx = [dev_subset(len(dv), ln.eval_subset_size) for _, dv in self.tokenized]
         self.setup_s = time.perf_counter() - t0
@@ -154,13 +157,18 @@ class RealBackend:
         veh_tokens = np.zeros(n)
         veh_loss = np.full(n, np.nan)
         uploads: list[_Upload] = []
+        jobs = []
         for v in np.flatnonzero(plan.training):
             v = int(v)
-            k = int(layout.vehicle_task[v])
-            rank = int(plan.rank[v])
             steps = max(0, int(round(ln.local_steps * float(plan.train_fraction[v]))))
             blocks = self._blocks(plan.layer_mask[v]) if plan.layer_mask.size else set(range(self.num_layers))
-            out = self._train_vehicle(v, k, rank, steps, blocks, plan.round_index)
+            jobs.append((v, int(layout.vehicle_task[v]), int(plan.rank[v]), steps, blocks))
+        if ln.engine == "batched":
+            outs = self._train_batched(jobs, plan.round_index)
+        else:
+            outs = {j[0]: self._train_vehicle(*j, plan.round_index) for j in jobs}
+        for v, k, _, steps, blocks in jobs:
+            out = outs[v]
             veh_acc[v], veh_tokens[v], veh_loss[v] = out["metric"], out["tokens"], out["loss"]
             if plan.uploads[v] and int(plan.vehicle_rsu[v]) >= 0:
                 uploads.append(_Upload(v, k, int(plan.vehicle_rsu[v]), float(len(self.shards[v].train_idx)),
@@ -170,7 +178,8 @@ class RealBackend:
         new_state = [self._aggregate_task(k, [u for u in uploads if u.task == k]) for k in range(len(self.tasks))]
         t_agg = time.perf_counter()
         final = plan.round_index >= self.config.episode.rounds - 1
-        task_metrics = [self._evaluate_global(k, st, final) for k, st in enumerate(new_state)]
+        task_metrics = [self._evaluate_global(k, st, final) if st is not self.state[k] or not self._subset_metrics(k, final)
+                        else self.last_task_metrics[k] for k, st in enumerate(new_state)]
         t_eval = time.perf_counter()
 
         # commit
@@ -203,6 +212,9 @@ class RealBackend:
             "metrics": {td.spec.name: td.spec.metric for td in self.tasks},
             "data_notes": {td.spec.name: list(td.notes) for td in self.tasks if td.notes},
             "head_lr_scale": ln.head_lr_scale,
+            "engine": ln.engine if ln.engine == "sequential" else f"batched (up to {ln.engine_group_size} vehicles a pass)",
+            "precision": ln.precision,
+            "torch_threads": self.torch_threads,
             "setup_s": round(self.setup_s, 2),
         }
         notes = []
@@ -225,21 +237,34 @@ class RealBackend:
     def _vehicle_seed(self, round_index: int, v: int) -> np.random.SeedSequence:
         return np.random.SeedSequence([self.seed, 7919, int(round_index), int(v)])
 
-    def _train_vehicle(self, v: int, k: int, rank: int, steps: int, blocks: set[int],
-                       round_index: int) -> dict[str, Any]:
-        """Load the rank-truncated global, train ``steps`` steps, evaluate locally, read back."""
-        ln = self.config.learning
+    def _local_batches(self, v: int, round_index: int, steps: int) -> tuple[int, list[np.ndarray]]:
+        """(torch seed, example indices of each local step) of one vehicle's round; both engines use these."""
         ss = self._vehicle_seed(round_index, v)
         torch_seed, np_seed = ss.generate_state(2)
-        torch.manual_seed(int(torch_seed))  # dropout: same seed -> identical round
-        gen = torch.Generator().manual_seed(int(torch_seed))
         rng = np.random.default_rng(int(np_seed))
+        train_idx = self.shards[v].train_idx
+        bs = self.config.learning.batch_size
+        order, pos = rng.permutation(train_idx), 0
+        batches = []
+        for _ in range(steps):
+            if pos + bs > len(order):  # a new epoch over the shard
+                order, pos = rng.permutation(train_idx), 0
+            batches.append(order[pos:pos + bs])
+            pos += bs
+        return int(torch_seed), batches
+
+    def _train_vehicle(self, v: int, k: int, rank: int, steps: int, blocks: set[int],
+                       round_index: int) -> dict[str, Any]:
+        """Sequential engine: load the rank-truncated global, train ``steps`` steps, evaluate locally, read back."""
+        ln = self.config.learning
+        torch_seed, batches = self._local_batches(v, round_index, steps)
+        torch.manual_seed(torch_seed)  # dropout: same seed -> identical round
+        gen = torch.Generator().manual_seed(torch_seed)
         head = self.heads[k]
         state = self.state[k]
         lora.load_adapter(self.layers, state.factors, rank, ln.lora_alpha, gen, scaling_mode=ln.lora_scaling)
         lora.load_head(head, state.head)
         train_split, _ = self.tokenized[k]
-        shard = self.shards[v]
         params = lora.set_trainable(self.layers, blocks)
         groups = [{"params": params, "lr": ln.learning_rate}]
         head_trains = ln.head_lr_scale > 0
@@ -252,30 +277,63 @@ class RealBackend:
         head.train()
         tokens = 0
         losses = []
-        order = rng.permutation(shard.train_idx)
-        pos = 0
-        for _ in range(steps):
-            if pos + ln.batch_size > len(order):  # a new epoch over the shard
-                order, pos = rng.permutation(shard.train_idx), 0
-            idx = order[pos:pos + ln.batch_size]
-            pos += ln.batch_size
-            batch = lora.collate(train_split, idx, self.pad_id).to(self.device)
-            loss = lora.loss_fn(lora.forward(self.model, head, batch), batch.labels)
+        for idx in batches:
+            cpu_batch = lora.collate(train_split, idx, self.pad_id)
+            tokens += cpu_batch.tokens  # counted on the host: no device sync per step
+            batch = cpu_batch.to(self.device)
+            with lora.autocast(self.device, ln.precision):
+                loss = lora.loss_fn(lora.forward(self.model, head, batch), batch.labels)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            tokens += batch.tokens
-            losses.append(float(loss.detach()))
-        local = lora.evaluate(self.model, head, train_split, shard.val_idx, self.pad_id, EVAL_BATCH_SIZE)
+            losses.append(loss.detach())
+        local = lora.evaluate(self.model, head, train_split, self.shards[v].val_idx, self.pad_id, EVAL_BATCH_SIZE,
+                              ln.precision)
         for p in params:
             p.requires_grad_(False)
         return {
             "metric": local[head.spec.metric],
             "tokens": float(tokens),
-            "loss": float(np.mean(losses)) if losses else math.nan,
+            "loss": _mean_loss(losses),
             "factors": lora.read_adapter(self.layers, rank, ln.lora_alpha, ln.lora_scaling),
             "head": lora.head_state(head),
         }
+
+    def _train_batched(self, specs: list[tuple[int, int, int, int, set[int]]],
+                       round_index: int) -> dict[int, dict[str, Any]]:
+        """Batched engine: groups of vehicles share each forward/backward pass (see ``batched.py``)."""
+        ln = self.config.learning
+        out: dict[int, dict[str, Any]] = {}
+        size = ln.engine_group_size
+        for first in range(0, len(specs), size):
+            group = specs[first:first + size]
+            jobs = []
+            for v, k, rank, steps, blocks in group:
+                torch_seed, batches_idx = self._local_batches(v, round_index, steps)
+                gen = torch.Generator().manual_seed(torch_seed)
+                scaling = lora.lora_scaling(ln.lora_alpha, rank, ln.lora_scaling)
+                start = {layer.name: lora.initial_factors(self.state[k].factors[layer.name], rank, scaling, gen)
+                         for layer in self.layers}
+                jobs.append(batched.VehicleJob(
+                    v, rank, scaling, blocks, self.tokenized[k][0], batches_idx, self.shards[v].val_idx,
+                    batched.head_copy(self.heads[k], self.state[k].head), start))
+            # one dropout stream per group, from the episode seed, the round and the group's first vehicle
+            torch.manual_seed(int(np.random.SeedSequence([self.seed, 7919, int(round_index), 1, group[0][0]])
+                                  .generate_state(1)[0]))
+            batched.prepare(jobs, self.layers, self.device)
+            batched.train_group(jobs, self.model, self.grouped, self.pad_id, ln.learning_rate, ln.head_lr_scale,
+                                WEIGHT_DECAY, self.device, ln.precision)
+            local = batched.evaluate_group(jobs, self.model, self.grouped, self.pad_id, EVAL_BATCH_SIZE,
+                                           self.device, ln.precision)
+            for j, m in zip(jobs, local, strict=True):
+                out[j.vehicle] = {
+                    "metric": m[j.head.spec.metric],
+                    "tokens": float(j.tokens),
+                    "loss": _mean_loss(j.losses),
+                    "factors": j.factors(self.layers),
+                    "head": lora.head_state(j.head),
+                }
+        return out
 
     # -- aggregation --------------------------------------------------------------------------
     def _aggregate_task(self, k: int, ups: list[_Upload]) -> _TaskState:
@@ -317,7 +375,12 @@ class RealBackend:
         lora.load_head(head, st.head)
         deltas = {name: b @ a for name, (b, a) in st.factors.items()}
         with lora.merged_deltas(self.model, self.layers, deltas):
-            return lora.evaluate(self.model, head, dev, idx, self.pad_id, EVAL_BATCH_SIZE)
+            return lora.evaluate(self.model, head, dev, idx, self.pad_id, EVAL_BATCH_SIZE, self.config.learning.precision)
+
+    def _subset_metrics(self, k: int, final: bool) -> bool:
+        """Whether task k's last metrics are of its dev subset, so an unchanged global can reuse them."""
+        last = self.last_task_metrics[k]
+        return not final and bool(last) and last.get("n") == float(len(self.dev_idx[k]))
 
     # -- helpers ------------------------------------------------------------------------------
     def _blocks(self, mask_row: np.ndarray) -> set[int]:
@@ -344,6 +407,13 @@ class RealBackend:
                         f"aggregation='fedavg' needs equal LoRA ranks, task {td.spec.name!r} got ranks {ranks}; "
                         "use 'svd', 'zero_pad' or 'stacking' for heterogeneous ranks"
                     )
+
+
+def _mean_loss(losses: list[torch.Tensor]) -> float:
+    """Mean of the per-step losses (one device-to-host transfer for the whole round); nan without steps."""
+    if not losses:
+        return math.nan
+    return float(np.mean(torch.stack(losses).float().cpu().numpy().astype(np.float64)))
 
 
 def _torch_device(name: str) -> torch.device:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,22 @@ def test_execute_returns_results_in_job_order_in_every_layout() -> None:
     assert serial == pooled == [0, 1, 4, 9, 16, 25] and sorted(seen) == list(range(6))
     with pytest.raises(ValueError, match="workers"):
         runs.execute(_square, [1], workers=0)
+
+
+def test_pool_workers_get_their_share_of_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two pooled workers each get cores // 2 threads (at least 1), whatever the parent's own setting."""
+    from iov_env.threads import available_cores
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "64")  # what a spawned worker would inherit without its share
+
+    share = str(max(1, available_cores() // 2))
+    assert runs.execute(os.getenv, ["OMP_NUM_THREADS"] * 3, workers=2, progress=False) == [share] * 3
+
+
+@pytest.mark.ray
+def test_ray_tasks_get_one_cpus_threads(local_ray: object) -> None:
+    """A Ray task asks for one CPU, so it runs with one thread."""
+    assert runs.execute(os.getenv, ["OMP_NUM_THREADS"] * 2, ray_address="local", progress=False) == ["1"] * 2
 
 
 def test_leaderboard_resumes_after_a_kill_without_rerunning_or_duplicating(tmp_path: Path, monkeypatch) -> None:

@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import real_stack_or_skip
 
 from iov_env.config import preset
 from iov_env.learning.backend import FleetLayout, LearningBackend, RoundPlan
 
-pytest.importorskip("torch")
-pytest.importorskip("peft")
-lora = pytest.importorskip("iov_env.learning.lora")
-try:
-    lora._minilm_dir()  # the tiny model borrows the MiniLM tokenizer
-except lora.ModelLoadError as exc:  # pragma: no cover - depends on the environment
-    pytest.skip(str(exc), allow_module_level=True)
+lora = real_stack_or_skip()
 
 from iov_env.learning.real import RealBackend  # noqa: E402
 
@@ -227,3 +222,21 @@ def test_a_missing_accelerator_is_a_clear_error() -> None:
         pytest.skip("this machine has a CUDA GPU")
     with pytest.raises(RuntimeError, match="no CUDA GPU"):
         _backend(tasks=("sst2",), device="cuda")
+
+
+def test_a_task_without_uploads_keeps_its_metrics_without_reevaluating(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unchanged global scores what it scored last round on the same dev subset: no second evaluation."""
+    b = _backend(tasks=("sst2",), rounds=3)
+    b.reset(0, _layout([0, 0], [30, 30]))
+    first = b.train_round(_plan(2, [2, 4], 0))
+    calls = []
+    original = b._evaluate_global
+    monkeypatch.setattr(b, "_evaluate_global", lambda *a: calls.append(a[0]) or original(*a))
+    silent = _plan(2, [2, 4], 1)
+    silent.uploads[:] = False
+    second = b.train_round(silent)
+    assert calls == [] and second.task_accuracy.tolist() == first.task_accuracy.tolist()
+    final = _plan(2, [2, 4], 2)  # the last round scores the full dev set: evaluated even when unchanged
+    final.uploads[:] = False
+    b.train_round(final)
+    assert calls == [0] and b.last_task_metrics[0]["n"] == float(len(b.tokenized[0][1]))
