@@ -637,7 +637,7 @@ def pre_reset_calls() -> list[tuple[str, Callable[[], Any]]]:
         ("aec.step()", lambda: iov_env.env(preset="tiny").step(0)),
         ("single.step()", lambda: IoVRankEnv(preset="tiny").step(np.zeros(6, dtype=np.int64))),
         ("single.render()", lambda: IoVRankEnv(preset="tiny", render_mode="ansi").render()),
-        ("gym.make.render()", lambda: gym.make("iov_env/IoVRank-tiny-fast-v0", render_mode="ansi").render()),
+        ("gym.make.render()", lambda: gym.make("iov_env/IoVRank-tiny-fast-v1", render_mode="ansi").render()),
         ("simulator.step()", lambda: IoVSimulator(iov_env.config.preset("tiny")).step(np.zeros(6, dtype=int))),
         ("simulator.positions_m", lambda: IoVSimulator(iov_env.config.preset("tiny")).positions_m),
         ("simulator.expected_outcomes()", lambda: IoVSimulator(iov_env.config.preset("tiny")).expected_outcomes()),

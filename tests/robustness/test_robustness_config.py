@@ -268,7 +268,7 @@ def test_config_file_as_str_path_or_pathlike(cfg_file: pathlib.Path, wrap: type)
             assert e.unwrapped.config == want if hasattr(e, "unwrapped") else e.config == want
         finally:
             e.close()
-    g = gym.make("iov_env/IoVRank-paper-fast-v0", config=wrap(cfg_file))
+    g = gym.make("iov_env/IoVRank-paper-fast-v1", config=wrap(cfg_file))
     try:
         assert g.unwrapped.config == want  # the id's preset does not override the file
     finally:
@@ -276,12 +276,12 @@ def test_config_file_as_str_path_or_pathlike(cfg_file: pathlib.Path, wrap: type)
 
 
 def test_gym_make_with_a_mapping_uses_the_id_preset_as_the_base() -> None:
-    g = gym.make("iov_env/IoVRank-tiny-fast-v0", config={"num_vehicles": 5})
+    g = gym.make("iov_env/IoVRank-tiny-fast-v1", config={"num_vehicles": 5})
     try:
         assert g.unwrapped.config == preset("tiny", num_vehicles=5)
     finally:
         g.close()
-    g = gym.make("iov_env/IoVRank-tiny-fast-v0", config={"preset": "paper"})
+    g = gym.make("iov_env/IoVRank-tiny-fast-v1", config={"preset": "paper"})
     try:
         assert g.unwrapped.config == preset("paper")
     finally:
