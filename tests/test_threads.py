@@ -73,7 +73,7 @@ def test_real_backend_leaves_the_users_threads_alone(restore_threads, monkeypatc
     from iov_env.learning.real import RealBackend
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("IOV_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("IOV_DATA_DIR", raising=False)  # synthetic stand-ins (an empty named folder is an error)
     kw = dict(fidelity="real", model_name_or_path="tiny-random-bert", rank_set=(1, 2), tasks=("sst2",),
               budget_cap_fraction=1.0, max_seq_len=16)
     torch.set_num_threads(1)

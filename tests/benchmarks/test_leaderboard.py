@@ -37,7 +37,10 @@ def test_leaderboard_writes_files_and_is_reproducible(tmp_path: Path, capsys) ->
         assert text in md and text in printed.out, text
     with open(tmp_path / "a" / "scores.csv", newline="") as fh:
         scores = {(r["agent"], r["seed"]): float(r["score"]) for r in csv.DictReader(fh)}
-    assert scores[("random", "0")] == 0.0 and scores[("oracle", "1")] == 1.0 and scores[("hetlora", "0")] < 0
+    reward = {(r["agent"], r["seed"]): float(r["cumulative_reward"]) for r in a}
+    by_hand = (reward[("hetlora", "0")] - reward[("random", "0")]) / (reward[("oracle", "0")] - reward[("random", "0")])
+    assert scores[("random", "0")] == 0.0 and scores[("oracle", "1")] == 1.0
+    assert scores[("hetlora", "0")] == pytest.approx(by_hand, rel=1e-9) and scores[("hetlora", "0")] < 1.0
     for name in ("tiny-v1.png", "tiny-v1-return-vs-energy.png"):
         assert (tmp_path / "a" / name).read_bytes()[:4] == b"\x89PNG"
         assert not (tmp_path / "b" / name).exists()

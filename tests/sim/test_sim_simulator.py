@@ -55,7 +55,7 @@ def test_tri_feedback_keeps_the_total_and_the_floor_in_the_simulator() -> None:
     cfg = preset("paper", allocation="tri_feedback", realloc_period_rounds=2, realloc_stop_round=12, rounds=14)
     sim = IoVSimulator(cfg)
     rounds = _run(sim, seed=3, action=6)
-    total = 45.0
+    total = cfg.num_vehicles * cfg.energy.energy_budget_j_per_vehicle_round  # 9 vehicles x the per-vehicle budget
     budgets = np.stack([m.task_budget_j for m in rounds])
     np.testing.assert_allclose(budgets.sum(axis=1), total)
     assert budgets.min() >= cfg.energy.budget_floor_fraction * total - 1e-9
