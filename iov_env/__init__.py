@@ -13,11 +13,10 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from iov_env.envs.parallel import IoVParallelEnv
 
-from iov_env.config import LORA_REGIMES
+from iov_env.config import LEGACY_V0_OVERRIDES
 
 # v1: the default LoRA regime (rsLoRA on all linear layers), where rank changes accuracy; v0: the regime and
 # energy budget before 2026-11 (alpha/r on query+value, 5 J), pinned so published results stay reproducible
-_LEGACY_V0: dict[str, Any] = {**LORA_REGIMES["qv-standard"], "energy_budget_j_per_vehicle_round": 5.0}
 _WORLDS: dict[str, dict[str, str]] = {
     "IoVRank": {"preset": "paper", "fidelity": "real"},
     "IoVRank-fast": {"preset": "paper", "fidelity": "fast"},
@@ -28,7 +27,7 @@ _WORLDS: dict[str, dict[str, str]] = {
 }
 ENV_IDS: dict[str, dict[str, Any]] = {
     **{f"iov_env/{name}-v1": dict(kw) for name, kw in _WORLDS.items()},
-    **{f"iov_env/{name}-v0": {**_LEGACY_V0, **kw} for name, kw in _WORLDS.items()},
+    **{f"iov_env/{name}-v0": {**LEGACY_V0_OVERRIDES, **kw} for name, kw in _WORLDS.items()},
 }
 
 

@@ -525,6 +525,8 @@ LORA_REGIMES: dict[str, dict[str, Any]] = {
     "qv-standard": {"lora_scaling": "standard", "target_modules": ("query", "value"), "learning_rate": 3e-4},
 }
 DEFAULT_LORA_REGIME = "rslora-all-linear"
+# the worlds published as -v0 (scenarios and Gymnasium ids): the old regime with the budget it was set for
+LEGACY_V0_OVERRIDES: dict[str, Any] = {**LORA_REGIMES["qv-standard"], "energy_budget_j_per_vehicle_round": 5.0}
 
 
 def lora_regime(name: str) -> dict[str, Any]:
