@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.learning_curves import default_data_dir
+from benchmarks.learning_curves import use_default_data_dir
 from iov_env.results import write_csv_atomic, write_text_atomic
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -316,9 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     csv_path = Path(args.csv) if args.csv else DATA_DIR / f"calibration_runs_{name}.csv"
     json_path = Path(args.json) if args.json else REPO_ROOT / "iov_env" / "learning" / "calibration" / f"{name}.json"
     if args.phase in ("run", "all"):
-        data_dir = default_data_dir()
-        if data_dir:
-            os.environ["IOV_DATA_DIR"] = data_dir
+        use_default_data_dir()
         run_grid(args, csv_path)
     if args.phase in ("fit", "all"):
         holdout = [tuple(int(x) for x in h.split(":")) for h in args.holdout] if args.holdout else None

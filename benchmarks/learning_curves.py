@@ -35,6 +35,16 @@ def default_data_dir() -> str:
     return str(cand) if (cand / "sst2").is_dir() else ""
 
 
+def use_default_data_dir() -> str:
+    """Point ``IOV_DATA_DIR`` at ``default_data_dir()`` for this process, or warn that data is synthetic."""
+    data_dir = default_data_dir()
+    if data_dir:
+        os.environ["IOV_DATA_DIR"] = data_dir
+    else:
+        print("# WARNING: no IOV_DATA_DIR and no ../shared/data: tasks fall back to synthetic data", file=sys.stderr)
+    return data_dir
+
+
 def plot(path: Path, rows: list[dict[str, Any]], title: str) -> None:
     """One panel per task: dev metric vs round, with the trivial baseline."""
     import matplotlib
@@ -158,11 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dirichlet-alpha", type=float, default=0.0, help="override config.tasks.dirichlet_alpha (0: keep)")
     args = p.parse_args(argv)
-    data_dir = default_data_dir()
-    if data_dir:
-        os.environ["IOV_DATA_DIR"] = data_dir
-    else:
-        print("# WARNING: no IOV_DATA_DIR and no ../shared/data: tasks fall back to synthetic data", file=sys.stderr)
+    use_default_data_dir()
     run(args)
     return 0
 

@@ -30,7 +30,6 @@ import csv
 import itertools
 import math
 import os
-import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -361,7 +360,7 @@ def report(args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point."""
-    from benchmarks.learning_curves import default_data_dir
+    from benchmarks.learning_curves import use_default_data_dir
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="phase", required=True)
@@ -395,11 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--out", default="results/rank_study")
     args = p.parse_args(argv)
     if args.phase == "run":
-        data_dir = default_data_dir()
-        if data_dir:
-            os.environ["IOV_DATA_DIR"] = data_dir
-        else:
-            print("# WARNING: no IOV_DATA_DIR and no ../shared/data: tasks fall back to synthetic data", file=sys.stderr)
+        use_default_data_dir()
         run(args)
     else:
         report(args)
