@@ -2,10 +2,14 @@
 
     python -m benchmarks.rl_report results/leaderboard-rl --reference ucb_dual
 
-For every scenario and agent: the episode reward and energy (mean and 95% stratified-bootstrap CI over
-evaluation seeds), the budget violation rate beside it, and the paired differences to the reference
-on the same seeds (same mobility, channel and data draws), so that seed-to-seed variation common to
-both agents cancels. Writes ``<folder>/RL_VS_REFERENCE.md`` and prints it.
+For every scenario and agent: the normalised score (random = 0, oracle = 1, paired by seed, see
+``benchmarks.scoring``) where the grid ran both references, the episode reward, the energy as a share of
+the fleet's budget and the budget violation rate beside them (mean and 95% bootstrap CI over evaluation
+seeds), and the paired differences to the reference on the same seeds (same mobility, channel and data
+draws), so that seed-to-seed variation common to both agents cancels. Agents within the energy budget
+(mean energy / budget at most ``scoring.ENERGY_TOLERANCE``) are listed first, by score; the others follow
+with their overspend: a policy is never ranked by reward alone. Writes ``<folder>/RL_VS_REFERENCE.md``
+and prints it.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.scoring import ENERGY_TOLERANCE, score_runs
 from benchmarks.stats import interval_estimate
 from iov_env.results import write_text_atomic
 
@@ -34,11 +39,13 @@ def read_runs(folder: str | Path) -> list[dict[str, Any]]:
         r["seed"] = int(r["seed"])
         for k in ("cumulative_reward", "energy_j", "violation_rate", "accuracy_pts", "latency_s"):
             r[k] = float(r[k])
+        r["budget_j"] = float(r.get("budget_j") or "nan")
     return rows
 
 
 def paired_table(rows: Sequence[Mapping[str, Any]], reference: str, reps: int = 2000) -> list[dict[str, Any]]:
     """Per scenario and agent: reward, energy, violations, and paired differences to ``reference`` (CIs)."""
+    rows = score_runs(rows)
     out = []
     for sid in dict.fromkeys(r["scenario"] for r in rows):
         ref = {r["seed"]: r for r in rows if r["scenario"] == sid and r["agent"] == reference}
@@ -48,33 +55,53 @@ def paired_table(rows: Sequence[Mapping[str, Any]], reference: str, reps: int = 
             sel = sorted((r for r in rows if r["scenario"] == sid and r["agent"] == agent), key=lambda r: r["seed"])
             paired = [r for r in sel if r["seed"] in ref]
             rec: dict[str, Any] = {"scenario": sid, "agent": agent, "n": len(sel), "paired_n": len(paired)}
-            for key in ("cumulative_reward", "energy_j", "violation_rate"):
+            for key in ("score", "cumulative_reward", "energy_j", "energy_ratio", "violation_rate"):
                 rec[key] = interval_estimate(np.array([r[key] for r in sel]), reps=reps)
-            for key in ("cumulative_reward", "energy_j"):
+            for key in ("score", "cumulative_reward", "energy_j"):
                 diff = np.array([r[key] - ref[r["seed"]][key] for r in paired])
                 rec[f"delta_{key}"] = interval_estimate(diff, reps=reps) if len(diff) > 1 else (float("nan"),) * 3
             out.append(rec)
     return out
 
 
+def within_budget(rec: Mapping[str, Any]) -> bool:
+    """The agent's mean energy / budget is at most ``ENERGY_TOLERANCE`` (unknown budgets count as within)."""
+    ratio = rec["energy_ratio"][0]
+    return not ratio > ENERGY_TOLERANCE
+
+
+def order(table: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Within-budget agents first, then by normalised score (by reward only where no score exists)."""
+    def key(r: Mapping[str, Any]) -> tuple[bool, float]:
+        score = r["score"][0]
+        return (not within_budget(r), -(r["cumulative_reward"][0] if np.isnan(score) else score))
+    return sorted(table, key=key)
+
+
 def markdown(table: Sequence[Mapping[str, Any]], reference: str, source: str) -> str:
-    """One markdown table per scenario, agents by mean reward."""
+    """One markdown table per scenario: within-budget agents first, by normalised score."""
     buf = io.StringIO()
     w = buf.write
     w(f"# RL agents against {reference}\n\nFrom `{source}`: mean [95% CI] over evaluation seeds; Δ = agent minus "
-      f"{reference} on the same seed (paired). Violation rate: share of task-rounds over their energy budget.\n")
+      f"{reference} on the same seed (paired). Score: normalised return, random = 0, oracle = 1 (paired by seed). "
+      f"Energy / budget: episode energy over the fleet's budget; agents over {ENERGY_TOLERANCE:g} are listed after "
+      "the others. Violation rate: share of task-rounds over their energy budget.\n")
 
     def ci(t: tuple[float, float, float], fmt: str = ",.0f", sign: bool = False) -> str:
+        if np.isnan(t[0]):
+            return "n/a"
         f = ("+" if sign else "") + fmt
         return f"{t[0]:{f}} [{t[1]:{f}}, {t[2]:{f}}]"
 
     for sid in dict.fromkeys(r["scenario"] for r in table):
-        w(f"\n## {sid}\n\n| agent | reward | Δ reward | energy (J) | Δ energy (J) | violation rate |\n"
-          "|---|---:|---:|---:|---:|---:|\n")
-        for r in sorted((r for r in table if r["scenario"] == sid), key=lambda r: -r["cumulative_reward"][0]):
+        w(f"\n## {sid}\n\n| agent | score | Δ score | reward | Δ reward | energy / budget | Δ energy (J) | violation rate |\n"
+          "|---|---:|---:|---:|---:|---:|---:|---:|\n")
+        for r in order([r for r in table if r["scenario"] == sid]):
             ref = r["agent"] == reference
-            w(f"| {r['agent']} | {ci(r['cumulative_reward'])} | {'—' if ref else ci(r['delta_cumulative_reward'], sign=True)} "
-              f"| {ci(r['energy_j'])} | {'—' if ref else ci(r['delta_energy_j'], sign=True)} "
+            flag = "" if within_budget(r) else " (over budget)"
+            w(f"| {r['agent']}{flag} | {ci(r['score'], '.2f')} | {'—' if ref else ci(r['delta_score'], '.2f', sign=True)} "
+              f"| {ci(r['cumulative_reward'])} | {'—' if ref else ci(r['delta_cumulative_reward'], sign=True)} "
+              f"| {ci(r['energy_ratio'], '.2f')} | {'—' if ref else ci(r['delta_energy_j'], sign=True)} "
               f"| {ci(r['violation_rate'], '.2f')} |\n")
     return buf.getvalue()
 

@@ -31,7 +31,27 @@ def test_paired_differences_cancel_the_seed_variation(tmp_path: Path) -> None:
     assert hi - lo > 100  # the unpaired interval is wide
     assert rl_report.main([str(tmp_path), "--reps", "100"]) == 0
     md = (tmp_path / "RL_VS_REFERENCE.md").read_text()
-    assert "| ppo | 260 [" in md and "+10 [+10, +10]" in md and "0.25 [0.25, 0.25]" in md
+    assert "| ppo | n/a | n/a | 260 [" in md and "+10 [+10, +10]" in md and "0.25 [0.25, 0.25]" in md
+
+
+def test_scores_and_budget_order_the_table(tmp_path: Path) -> None:
+    """With random and oracle in the grid: scores by hand; an over-budget agent is listed last despite its reward."""
+    rows = []
+    for seed, base in enumerate([100.0, 200.0, 300.0]):
+        for agent, reward, energy in (("random", base, 50.0), ("oracle", base + 100, 50.0), ("ucb_dual", base + 50, 60.0),
+                                      ("greedy_spender", base + 200, 200.0)):
+            rows.append({"scenario": "s", "agent": agent, "seed": seed, "cumulative_reward": reward, "energy_j": energy,
+                         "budget_j": 100.0, "violation_rate": 0.1, "accuracy_pts": 0, "latency_s": 0})
+    write_csv_atomic(tmp_path / "runs.csv", rows)
+    table = rl_report.paired_table(rl_report.read_runs(tmp_path), "ucb_dual", reps=200)
+    by = {r["agent"]: r for r in table}
+    assert by["ucb_dual"]["score"] == pytest.approx((0.5, 0.5, 0.5))
+    assert by["greedy_spender"]["score"][0] == pytest.approx(2.0)
+    assert by["greedy_spender"]["delta_score"] == pytest.approx((1.5, 1.5, 1.5))
+    assert by["greedy_spender"]["energy_ratio"][0] == pytest.approx(2.0)
+    assert [r["agent"] for r in rl_report.order(table)] == ["oracle", "ucb_dual", "random", "greedy_spender"]
+    md = rl_report.markdown(table, "ucb_dual", "x")
+    assert "| greedy_spender (over budget) | 2.00 [2.00, 2.00] | +1.50 [+1.50, +1.50] |" in md
 
 
 def test_missing_inputs_are_named(tmp_path: Path, capsys) -> None:
