@@ -506,14 +506,15 @@ def _print_round(r: dict[str, Any]) -> None:
     bare = r["bare"]
     print(f"\nround of {r['num_vehicles']} vehicles x {r['local_steps']} steps, {r['model']}, {r['device']} "
           f"{r['precision']}, {r['torch_threads']} torch threads, load {r['load_1min']:.1f} at start")
-    print("| way | wall s | train / aggregate / evaluate s | wall / bare | tokens/s vs bare | speed-up vs research |")
+    print("| way | wall s | train / validate / aggregate / evaluate s | wall / bare | tokens/s vs bare | speed-up vs research |")
     print("|---|---:|---:|---:|---:|---:|")
     print(f"| bare training steps ({int(bare['steps'])}) | {bare['bare_s']:.1f} | | 1.00 | 1.00 | |")
     for engine in ("sequential", "batched"):
         if engine in r:
             e = r[engine]
             sp = f"{e['speedup_over_research']:.1f}x" if "speedup_over_research" in e else ""
-            print(f"| RealBackend, engine={engine} | {e['wall_s']:.1f} | {e['train']:.1f} / {e['aggregate']:.2f} / "
+            print(f"| RealBackend, engine={engine} | {e['wall_s']:.1f} | {e['train']:.1f} / {e.get('validate', 0.0):.1f} / "
+                  f"{e['aggregate']:.2f} / "
                   f"{e['evaluate']:.1f} | {e['wall_over_bare']:.2f} | {e['tokens_per_s_over_bare']:.2f} | {sp} |")
     if "research" in r:
         print(f"| research code (deepcopy, pad {RESEARCH_PAD_TOKENS}, full dev) | {r['research']['wall_s']:.1f} | | "
