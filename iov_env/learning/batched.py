@@ -1,7 +1,8 @@
 """Batched multi-vehicle LoRA training: the round's vehicles share every forward and backward pass.
 
 ``engine="batched"`` trains a group of vehicles (``engine_group_size`` at most) together: each local step
-concatenates every vehicle's batch into one batch, runs the frozen base once, and adds each vehicle's
+concatenates the vehicles' batches of similar width (``passes_by_width``) into one batch, runs the frozen
+base once per such pass (one backward for the step), and adds each vehicle's
 own LoRA update to its own rows through forward hooks on the adapted layers (peft's adapter is
 switched off meanwhile). The per-vehicle factors of one layer are stacked, zero-padded to the
 group's largest rank, and applied with two ``torch.bmm`` when every vehicle contributes the same
@@ -44,7 +45,7 @@ from iov_env.learning import lora
 from iov_env.learning.aggregation import Factors
 from iov_env.learning.tasks import TokenizedSplit
 
-__all__ = ["GroupedLoRA", "VehicleJob", "evaluate_group", "grouped_delta", "train_group"]
+__all__ = ["GroupedLoRA", "VehicleJob", "evaluate_group", "grouped_delta", "passes_by_width", "train_group"]
 
 
 @dataclass
@@ -149,6 +150,28 @@ def prepare(jobs: Sequence[VehicleJob], layers: Sequence[lora.AdaptedLayer], dev
             j.b.append(b0.to(device=device, dtype=torch.float32).clone().requires_grad_(on))
 
 
+PASS_WIDTH_SLACK = 1.25  # a shared pass pads every batch to its widest: at most 25% wider than its narrowest
+
+
+def passes_by_width(widths: Sequence[int], slack: float = PASS_WIDTH_SLACK) -> list[list[int]]:
+    """Indices of ``widths`` split into shared passes of similar width, narrowest first.
+
+    One pass pads every vehicle's batch to the pass's widest; vehicles of a short-text task padded to
+    a long one's width computed up to twice the tokens they hold (profiled in ``benchmarks/perf_real.py
+    --profile batched``). A batch joins the current pass while it is at most ``slack`` times as wide
+    as the pass's narrowest, so padding costs at most ``1 - 1/slack`` of a pass.
+    """
+    if slack < 1.0:
+        raise ValueError(f"slack={slack!r}; allowed: >= 1 (1 puts only equal widths in one pass)")
+    passes: list[list[int]] = []
+    for g in sorted(range(len(widths)), key=lambda i: (widths[i], i)):
+        if passes and widths[g] <= slack * widths[passes[-1][0]]:
+            passes[-1].append(g)
+        else:
+            passes.append([g])
+    return passes
+
+
 def _combined(batches: Sequence[lora.Batch], pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
     """The groups' batches stacked row-wise at the widest group's width."""
     width = max(bt.input_ids.shape[1] for bt in batches)
@@ -193,12 +216,16 @@ def train_group(jobs: Sequence[VehicleJob], model: nn.Module, grouped: GroupedLo
         for s in range(steps):
             act = [j for j in jobs if s < len(j.batches)]
             batches = [lora.collate(j.split, j.batches[s], pad_id) for j in act]
-            grouped.set_groups(act, [bt.input_ids.shape[0] for bt in batches], device)
-            inputs = _combined(batches, pad_id, device)
-            with lora.autocast(device, precision):
-                hidden = model(**inputs).last_hidden_state
-                losses = [lora.loss_fn(act[g].head(h, batches[g].attention_mask.to(device)),
-                                       batches[g].labels.to(device)) for g, h in _per_group(hidden, batches)]
+            losses: list[torch.Tensor] = [torch.empty(0)] * len(act)
+            for sub in passes_by_width([bt.input_ids.shape[1] for bt in batches]):
+                bts = [batches[g] for g in sub]
+                grouped.set_groups([act[g] for g in sub], [bt.input_ids.shape[0] for bt in bts], device)
+                with lora.autocast(device, precision):
+                    hidden = model(**_combined(bts, pad_id, device)).last_hidden_state
+                    for i, h in _per_group(hidden, bts):
+                        g = sub[i]
+                        losses[g] = lora.loss_fn(act[g].head(h, batches[g].attention_mask.to(device)),
+                                                 batches[g].labels.to(device))
             total = torch.stack([loss.float() for loss in losses]).sum()
             if opt is not None:
                 opt.zero_grad(set_to_none=True)
@@ -228,13 +255,15 @@ def evaluate_group(jobs: Sequence[VehicleJob], model: nn.Module, grouped: Groupe
             for i in range(max((len(c) for c in chunks), default=0)):
                 act = [g for g in range(len(jobs)) if i < len(chunks[g])]
                 batches = [lora.collate(jobs[g].split, chunks[g][i], pad_id) for g in act]
-                grouped.set_groups([jobs[g] for g in act], [bt.input_ids.shape[0] for bt in batches], device)
-                with lora.autocast(device, precision):
-                    hidden = model(**_combined(batches, pad_id, device)).last_hidden_state
-                    for g, h in _per_group(hidden, batches):
-                        job = jobs[act[g]]
-                        logits = job.head(h, batches[g].attention_mask.to(device))
-                        scorers[act[g]].add(logits, batches[g].labels, chunks[act[g]][i])
+                for sub in passes_by_width([bt.input_ids.shape[1] for bt in batches]):
+                    bts = [batches[g] for g in sub]
+                    grouped.set_groups([jobs[act[g]] for g in sub], [bt.input_ids.shape[0] for bt in bts], device)
+                    with lora.autocast(device, precision):
+                        hidden = model(**_combined(bts, pad_id, device)).last_hidden_state
+                        for p, h in _per_group(hidden, bts):
+                            g = act[sub[p]]
+                            logits = jobs[g].head(h, bts[p].attention_mask.to(device))
+                            scorers[g].add(logits, bts[p].labels, chunks[g][i])
     finally:
         model.train(was_training)
     return [s.result() for s in scorers]

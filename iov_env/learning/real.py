@@ -100,7 +100,8 @@ class RealBackend:
         self.layout: FleetLayout | None = None
         self.seed = 0
         self.round_wall_s: list[float] = []
-        self.last_timing_s: dict[str, float] = {}
+        self.last_timing_s: dict[str, float] = {}  # last round's phases: train, validate, aggregate, evaluate
+        self._validate_s = 0.0
 
     # -- protocol -----------------------------------------------------------------------------
     def reset(self, seed: int, layout: FleetLayout) -> None:
@@ -158,6 +159,7 @@ class RealBackend:
         veh_loss = np.full(n, np.nan)
         uploads: list[_Upload] = []
         jobs = []
+        self._validate_s = 0.0  # local validation inside the training phase, timed apart
         for v in np.flatnonzero(plan.training):
             v = int(v)
             steps = max(0, int(round(ln.local_steps * float(plan.train_fraction[v]))))
@@ -188,7 +190,8 @@ class RealBackend:
         self.last_task_metrics = task_metrics
         wall = time.perf_counter() - t0
         self.round_wall_s.append(wall)
-        self.last_timing_s = {"train": t_train - t0, "aggregate": t_agg - t_train, "evaluate": t_eval - t_agg}
+        self.last_timing_s = {"train": t_train - t0 - self._validate_s, "validate": self._validate_s,
+                              "aggregate": t_agg - t_train, "evaluate": t_eval - t_agg}
         task_acc = np.array([m[td.spec.metric] for m, td in zip(task_metrics, self.tasks, strict=True)])
         metrics = {td.spec.name: dict(m, metric=m[td.spec.metric], round_wall_s=wall)
                    for m, td in zip(task_metrics, self.tasks, strict=True)}
@@ -287,8 +290,10 @@ class RealBackend:
             loss.backward()
             opt.step()
             losses.append(loss.detach())
+        t_val = time.perf_counter()
         local = lora.evaluate(self.model, head, train_split, self.shards[v].val_idx, self.pad_id, EVAL_BATCH_SIZE,
                               ln.precision)
+        self._validate_s += time.perf_counter() - t_val
         for p in params:
             p.requires_grad_(False)
         return {
@@ -323,8 +328,10 @@ class RealBackend:
             batched.prepare(jobs, self.layers, self.device)
             batched.train_group(jobs, self.model, self.grouped, self.pad_id, ln.learning_rate, ln.head_lr_scale,
                                 WEIGHT_DECAY, self.device, ln.precision)
+            t_val = time.perf_counter()
             local = batched.evaluate_group(jobs, self.model, self.grouped, self.pad_id, EVAL_BATCH_SIZE,
                                            self.device, ln.precision)
+            self._validate_s += time.perf_counter() - t_val
             for j, m in zip(jobs, local, strict=True):
                 out[j.vehicle] = {
                     "metric": m[j.head.spec.metric],

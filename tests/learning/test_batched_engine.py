@@ -200,3 +200,17 @@ def test_batched_matches_sequential_on_cuda_and_bf16_runs() -> None:  # pragma: 
     bf.reset(0, FleetLayout(np.arange(4) % 3, np.array([30, 40, 50, 35])))
     res = bf.train_round(_plan([1, 2, 8, 4], 0))
     assert np.isfinite(res.vehicle_loss).all() and np.isfinite(res.task_accuracy).all()
+
+
+def test_passes_by_width_bounds_the_padding_of_a_pass() -> None:
+    """Narrowest first; a batch joins a pass only while at most ``slack`` times its narrowest; every index once."""
+    widths = [64, 12, 14, 30, 15, 64, 37]
+    passes = batched.passes_by_width(widths, slack=1.25)
+    assert passes == [[1, 2, 4], [3, 6], [0, 5]]
+    assert sorted(g for p in passes for g in p) == list(range(len(widths)))
+    for p in passes:
+        assert max(widths[g] for g in p) <= 1.25 * min(widths[g] for g in p)
+    assert batched.passes_by_width([8, 8, 9], slack=1.0) == [[0, 1], [2]]
+    assert batched.passes_by_width([]) == []
+    with pytest.raises(ValueError, match="slack"):
+        batched.passes_by_width([8], slack=0.5)
