@@ -315,43 +315,53 @@ class IoVParallelEnv(ParallelEnv):
 
     def _infos(self, m: RoundMetrics | None) -> dict[str, dict[str, Any]]:
         sim, st = self.simulator, self.simulator.state
-        masks = list(st.mask.astype(np.int8))  # row views, as masks[i] gave
-        task_of = sim.vehicle_task
-        tasks = np.asarray(self.config.tasks.tasks, dtype=object)[task_of].tolist()
+        masks = st.mask.astype(np.int8)
+        tasks = self.config.tasks.tasks
+        task_of = sim.vehicle_task.tolist()
         if m is None:  # after reset: nothing executed yet
-            columns = (
-                st.active.tolist(), masks, tasks, task_of.tolist(), st.budget_j.tolist(),
-                sim.dual_price[task_of].tolist(),
-            )
+            active = st.active.tolist()
             return {
-                a: {"active": ac, "action_mask": mk, "task": tn, "task_index": ti, "round": 0, "budget": bu,
-                    "dual_price": dp}
-                for a, ac, mk, tn, ti, bu, dp in zip(self.agents, *columns, strict=True)
+                a: {
+                    "active": active[i], "action_mask": masks[i], "task": tasks[task_of[i]], "task_index": task_of[i],
+                    "round": 0, "budget": float(st.budget_j[i]), "dual_price": float(sim.dual_price[task_of[i]]),
+                }
+                for i, a in enumerate(self.agents)
             }
-        en = m.energy_j.tolist()
-        rewards = [{"accuracy": x, "latency": y, "energy": z}
-                   for x, y, z in zip(*(m.reward_terms[t].tolist() for t in ("accuracy", "latency", "energy")), strict=True)]
-        per_task = np.stack([m.dual_price, m.task_energy_j, m.task_budget_j, m.task_accuracy, m.task_latency_s])
-        price, t_used, t_budget, t_acc, t_lat = per_task[:, task_of].tolist()
-        columns = (
-            m.active.tolist(), masks, m.action_corrected.tolist(), m.rank.tolist(), en, m.budget_j.tolist(),
-            m.reward.tolist(), rewards, m.accuracy.tolist(), m.latency_s.tolist(), en, tasks, task_of.tolist(),
-            m.vehicle_rsu.tolist(), price, t_used, t_budget, t_acc, t_lat, _FAULT_NAME_OF[m.fault].tolist(),
-            m.fault_energy_saved_j.tolist(),
-        )
-        r = m.round_index
-        # a dict display per agent (constant keys) is the cheapest way CPython builds these
-        return {
-            a: {"active": ac, "action_mask": mk, "action_corrected": co, "rank": rk, "cost": c, "budget": bu,
-                "reward": rw, "rewards": rs, "accuracy": acc, "latency_s": lat, "energy_j": e, "task": tn,
-                "task_index": ti, "rsu": rsu, "dual_price": dp, "task_energy_used_j": tu, "task_budget_j": tb,
-                "task_accuracy": ta, "task_latency_s": tl, "fault": fa, "fault_energy_saved_j": sv, "round": r}
-            for a, ac, mk, co, rk, c, bu, rw, rs, acc, lat, e, tn, ti, rsu, dp, tu, tb, ta, tl, fa, sv
-            in zip(self.agents, *columns, strict=True)
-        }
-
-
-_FAULT_NAME_OF = np.array([FAULT_NAMES[i] for i in range(len(FAULT_NAMES))], dtype=object)
+        active, rank, corr = m.active.tolist(), m.rank.tolist(), m.action_corrected.tolist()
+        acc, lat, en, bud = m.accuracy.tolist(), m.latency_s.tolist(), m.energy_j.tolist(), m.budget_j.tolist()
+        r_acc, r_lat, r_en = (m.reward_terms[t].tolist() for t in ("accuracy", "latency", "energy"))
+        fault, rsu = m.fault.tolist(), m.vehicle_rsu.tolist()
+        t_used, t_budget, price = m.task_energy_j.tolist(), m.task_budget_j.tolist(), m.dual_price.tolist()
+        saved = m.fault_energy_saved_j.tolist()
+        reward, t_acc, t_lat = m.reward.tolist(), m.task_accuracy.tolist(), m.task_latency_s.tolist()
+        out = {}
+        for i, a in enumerate(self.agents):
+            t = task_of[i]
+            out[a] = {
+                "active": active[i],
+                "action_mask": masks[i],
+                "action_corrected": corr[i],
+                "rank": rank[i],
+                "cost": en[i],
+                "budget": bud[i],
+                "reward": reward[i],
+                "rewards": {"accuracy": r_acc[i], "latency": r_lat[i], "energy": r_en[i]},
+                "accuracy": acc[i],
+                "latency_s": lat[i],
+                "energy_j": en[i],
+                "task": tasks[t],
+                "task_index": t,
+                "rsu": rsu[i],
+                "dual_price": price[t],
+                "task_energy_used_j": t_used[t],
+                "task_budget_j": t_budget[t],
+                "task_accuracy": t_acc[t],
+                "task_latency_s": t_lat[t],
+                "fault": FAULT_NAMES[fault[i]],
+                "fault_energy_saved_j": saved[i],
+                "round": m.round_index,
+            }
+        return out
 
 
 def parallel_env(**kwargs: Any) -> IoVParallelEnv:
