@@ -125,7 +125,7 @@ def validate_actions(actions: Any, agents: list[str], num_ranks: int) -> np.ndar
     """Rank indices from an agent->action mapping; clear errors for missing agents, wrong types, bad ranges."""
     if not hasattr(actions, "items"):
         raise TypeError(f"actions must be a dict agent -> rank index, got {type(actions).__name__}")
-    if len(actions) != len(agents) or not actions.keys() >= set(agents):
+    if len(actions) != len(agents) or not all(map(actions.__contains__, agents)):
         index = set(agents)
         unknown = [a for a in actions if a not in index]
         if unknown:
