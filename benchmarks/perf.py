@@ -3,6 +3,7 @@
     python -m benchmarks.perf                 # fast-env throughput for N = 10..10,000 and import time
     python -m benchmarks.perf --real-rss      # adds MiniLM peak RSS at N = 10 and 50 (minutes)
     python -m benchmarks.perf --sumo          # adds SUMO steps/s through libsumo against traci (the sumo extra)
+    python -m benchmarks.perf --baseline REF  # this code against the code at git REF, alternating, as ratios
 
 Throughput is reported in agent-steps/s (vehicles x rounds per second) and, to make the
 machine's noise visible, as a ratio to N = 100 measured in the same run.
@@ -12,9 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,7 +29,10 @@ DEFAULT_SIZES = (10, 100, 1000, 10000)
 
 
 def env_throughput(num_vehicles: int, min_seconds: float = 1.5, repeats: int = 3, seed: int = 0) -> dict[str, float]:
-    """Agent-steps per second of the fast parallel env with random valid actions (median of repeats)."""
+    """Agent-steps per second of the fast parallel env with random valid actions (median of repeats).
+
+    Also per second of this process's CPU time, which other jobs on a loaded machine disturb far less.
+    """
     import iov_env
 
     env = iov_env.parallel_env(preset="tiny", num_vehicles=num_vehicles, rounds=1_000_000)
@@ -34,9 +40,9 @@ def env_throughput(num_vehicles: int, min_seconds: float = 1.5, repeats: int = 3
     rng = np.random.default_rng(seed)
     agents = list(env.agents)
     actions = [dict(zip(agents, rng.integers(0, env.config.num_ranks, num_vehicles).tolist(), strict=True)) for _ in range(8)]
-    rates = []
+    rates, cpu_rates = [], []
     for _ in range(repeats):
-        steps, start = 0, time.perf_counter()
+        steps, start, cpu_start = 0, time.perf_counter(), time.process_time()
         while True:
             env.step(actions[steps % len(actions)])
             steps += 1
@@ -44,8 +50,69 @@ def env_throughput(num_vehicles: int, min_seconds: float = 1.5, repeats: int = 3
             if elapsed >= min_seconds and steps >= 3:
                 break
         rates.append(steps * num_vehicles / elapsed)
+        cpu_rates.append(steps * num_vehicles / max(time.process_time() - cpu_start, 1e-9))
     env.close()
-    return {"num_vehicles": num_vehicles, "agent_steps_per_s": statistics.median(rates), "ms_per_round": 1e3 * num_vehicles / statistics.median(rates)}
+    rate = statistics.median(rates)
+    return {"num_vehicles": num_vehicles, "agent_steps_per_s": rate, "ms_per_round": 1e3 * num_vehicles / rate,
+            "agent_steps_per_cpu_s": statistics.median(cpu_rates)}
+
+
+# one throughput measurement of the iov_env found under ROOT, timed by this file's env_throughput
+_CHILD = """
+import importlib.util, json, sys
+root, perf_file, n, seconds = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+sys.path.insert(0, root)
+import iov_env
+if not iov_env.__file__.startswith(root):
+    raise SystemExit(f"imported {iov_env.__file__}, not the code under {root}")
+spec = importlib.util.spec_from_file_location("perf_timer", perf_file)
+timer = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(timer)
+print(json.dumps(timer.env_throughput(n, seconds, repeats=1)))
+"""
+
+
+def _child_throughput(root: Path, num_vehicles: int, seconds: float) -> dict[str, float]:
+    """Agent-steps/s of the code under ``root`` in a fresh interpreter (same timer for every side)."""
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(root.resolve()), str(Path(__file__).resolve()), str(num_vehicles), str(seconds)],
+        capture_output=True, text=True, env=env, cwd=root,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"throughput child for {root} failed:\n{out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def compare_with_ref(ref: str, sizes: list[int], seconds: float, repeats: int = 5) -> list[dict[str, float]]:
+    """This checkout against the code at git ``ref``, alternating fresh processes; medians and their ratio.
+
+    The ref is materialised with ``git archive`` into a temporary folder, so nothing in the work tree changes.
+    """
+    here = Path(__file__).resolve().parents[1]
+    sha = subprocess.run(["git", "rev-parse", "--verify", f"{ref}^{{commit}}"], cwd=here, capture_output=True, text=True)
+    if sha.returncode != 0:
+        raise ValueError(f"--baseline {ref!r} is not a git commit here: {sha.stderr.strip()}")
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="iov_perf_base_") as tmp:
+        archive = subprocess.run(["git", "archive", sha.stdout.strip()], cwd=here, capture_output=True, check=True)
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive.stdout, check=True)
+        for n in sizes:
+            runs: dict[str, list[dict[str, float]]] = {"base": [], "new": []}
+            for i in range(repeats):  # alternate, and swap who goes first, so drifting load hits both sides
+                order = (("base", Path(tmp)), ("new", here)) if i % 2 == 0 else (("new", here), ("base", Path(tmp)))
+                for side, root in order:
+                    runs[side].append(_child_throughput(root, n, seconds))
+            row: dict[str, float | str] = {"num_vehicles": n, "ref": ref, "ref_sha": sha.stdout.strip()[:10]}
+            for key, label in (("agent_steps_per_s", "wall"), ("agent_steps_per_cpu_s", "cpu")):
+                base = [r[key] for r in runs["base"]]
+                new = [r[key] for r in runs["new"]]
+                ratios = sorted(b / a for a, b in zip(base, new, strict=True))
+                row |= {f"base_{key}": statistics.median(base), f"new_{key}": statistics.median(new),
+                        f"ratio_{label}": statistics.median(new) / statistics.median(base),
+                        f"ratio_{label}_min": ratios[0], f"ratio_{label}_max": ratios[-1]}
+            rows.append(row)
+    return rows
 
 
 def import_time_s(repeats: int = 5) -> dict[str, float]:
@@ -144,11 +211,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=1.5, help="minimum timing window per repeat")
     parser.add_argument("--real-rss", action="store_true", help="also measure the real backend's peak RSS")
     parser.add_argument("--sumo", action="store_true", help="also measure SUMO steps/s, libsumo against traci")
+    parser.add_argument("--baseline", metavar="REF", default=None,
+                        help="compare with the code at git REF (alternating fresh processes) instead of absolute rates")
+    parser.add_argument("--repeats", type=int, default=5, help="alternations per size with --baseline")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = parser.parse_args(argv)
     if any(n < 1 for n in args.sizes):
         parser.error(f"--sizes must be positive integers, got {args.sizes}")
 
+    if args.baseline is not None:
+        rows = compare_with_ref(args.baseline, args.sizes, args.seconds, args.repeats)
+        print(f"fast env, this checkout against {args.baseline} ({rows[0]['ref_sha']}), median of {args.repeats} "
+              f"alternating runs; load: {os.getloadavg()[0]:.2f} (1-min average at the end)")
+        print("\n| N vehicles | agent-steps/s base -> this | ratio, wall (min - max) "
+              "| agent-steps per CPU-s base -> this | ratio, CPU (min - max) |\n|---:|---:|---:|---:|---:|")
+        for r in rows:
+            print(f"| {r['num_vehicles']} | {r['base_agent_steps_per_s']:,.0f} -> {r['new_agent_steps_per_s']:,.0f} | "
+                  f"{r['ratio_wall']:.2f} ({r['ratio_wall_min']:.2f} - {r['ratio_wall_max']:.2f}) | "
+                  f"{r['base_agent_steps_per_cpu_s']:,.0f} -> {r['new_agent_steps_per_cpu_s']:,.0f} | "
+                  f"{r['ratio_cpu']:.2f} ({r['ratio_cpu_min']:.2f} - {r['ratio_cpu_max']:.2f}) |")
+        if args.out:
+            write_text_atomic(args.out, json.dumps({"baseline": rows}, indent=2))
+        return 0
     results: dict[str, object] = {"import": import_time_s()}
     rows = [env_throughput(n, args.seconds) for n in args.sizes]
     ref = next((r["agent_steps_per_s"] for r in rows if r["num_vehicles"] == 100), rows[0]["agent_steps_per_s"])

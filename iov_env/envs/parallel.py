@@ -125,17 +125,19 @@ def validate_actions(actions: Any, agents: list[str], num_ranks: int) -> np.ndar
     """Rank indices from an agent->action mapping; clear errors for missing agents, wrong types, bad ranges."""
     if not hasattr(actions, "items"):
         raise TypeError(f"actions must be a dict agent -> rank index, got {type(actions).__name__}")
-    index = {a: i for i, a in enumerate(agents)}
-    unknown = [a for a in actions if a not in index]
-    if unknown:
-        raise ValueError(f"actions for unknown or finished agents {unknown[:5]}; allowed agents: {agents[:3]}...")
-    if len(actions) != len(agents):
+    if len(actions) != len(agents) or not all(map(actions.__contains__, agents)):
+        index = set(agents)
+        unknown = [a for a in actions if a not in index]
+        if unknown:
+            raise ValueError(f"actions for unknown or finished agents {unknown[:5]}; allowed agents: {agents[:3]}...")
         missing = [a for a in agents if a not in actions]
         raise ValueError(f"actions missing for agents {missing[:5]} ({len(missing)} in all); every live agent must act")
-    values = [actions[a] for a in agents]
-    arr = np.asarray(values) if all(type(v) is int or isinstance(v, np.integer) for v in values) else None
-    if arr is not None and arr.dtype.kind in "iu" and arr.shape == (len(agents),):
-        if arr.min(initial=0) >= 0 and arr.max(initial=0) < num_ranks:
+    values = list(map(actions.__getitem__, agents))
+    # one type check per distinct type (not per agent): bool is refused, Python and numpy integers pass
+    if all(t is int or issubclass(t, np.integer) for t in set(map(type, values))):
+        arr = np.asarray(values)
+        if arr.dtype.kind in "iu" and arr.shape == (len(agents),) and (
+                len(agents) == 0 or (arr.min() >= 0 and arr.max() < num_ranks)):
             return arr.astype(np.int64, copy=False)
     # slow path only to name the offending agent precisely
     return np.asarray([_as_rank_index(v, num_ranks, a) for a, v in zip(agents, values, strict=True)], dtype=np.int64)
@@ -205,6 +207,7 @@ class IoVParallelEnv(ParallelEnv):
         for sp in self._act_spaces.values():
             sp.seed(int(self._seed_rng.integers(2**31 - 1)))
         self.simulator.reset(episode_seed)
+        self._obs_cols: np.ndarray | None = None  # the new episode's fleet fills it afresh
         self.agents = list(self.possible_agents)
         self.last_round = None
         obs_matrix = self._observation_matrix()
@@ -264,41 +267,51 @@ class IoVParallelEnv(ParallelEnv):
     # -- formatting ---------------------------------------------------------------------------
     def _observation_matrix(self) -> np.ndarray:
         sim, cfg, st = self.simulator, self.config, self.simulator.state
-        n, k = cfg.num_vehicles, cfg.num_tasks
-        cols = np.empty((n, k + 13), dtype=np.float64)
-        cols[:, :k] = 0.0
-        cols[np.arange(n), sim.vehicle_task] = 1.0
-        c = k
+        k = cfg.num_tasks
+        cols = self._obs_static(sim)
         budget_ref = cfg.energy.energy_budget_j_per_vehicle_round
-        for block in (
-            np.log10(1.0 + st.uplink_bps) / 10.0,
-            st.dwell_s / cfg.mobility.round_duration_s,
-            sim.cpu_freq_hz / cfg.compute.cpu_freq_max_hz,
-            sim.energy_remaining_j / cfg.energy.vehicle_energy_j,
-            sim.dual_price[sim.vehicle_task],
-            st.budget_j / budget_ref,
-            sim.last_accuracy,
-            sim.last_latency_s / cfg.mobility.round_duration_s,
-            sim.last_energy_j / budget_ref,
-            sim.last_rank_index / max(cfg.num_ranks - 1, 1),
-            sim.shard_size / cfg.tasks.shard_size_max,
-            st.active,
-            min(sim.round_index / cfg.episode.rounds, 1.0),
-        ):
-            cols[:, c] = block
-            c += 1
-        if not np.isfinite(cols).all():  # validation keeps every input finite: this is a bug, not a case to mask
+        round_s = cfg.mobility.round_duration_s
+        # columns k+2 (compute capability) and k+11 (data size) are fixed within an episode: cached
+        np.log10(1.0 + st.uplink_bps, out=cols[:, k])
+        cols[:, k] /= 10.0
+        np.divide(st.dwell_s, round_s, out=cols[:, k + 1])
+        np.divide(sim.energy_remaining_j, cfg.energy.vehicle_energy_j, out=cols[:, k + 3])
+        cols[:, k + 4] = sim.dual_price[sim.vehicle_task]
+        np.divide(st.budget_j, budget_ref, out=cols[:, k + 5])
+        cols[:, k + 6] = sim.last_accuracy
+        np.divide(sim.last_latency_s, round_s, out=cols[:, k + 7])
+        np.divide(sim.last_energy_j, budget_ref, out=cols[:, k + 8])
+        np.divide(sim.last_rank_index, max(cfg.num_ranks - 1, 1), out=cols[:, k + 9])
+        cols[:, k + 11] = st.active
+        cols[:, k + 12] = min(sim.round_index / cfg.episode.rounds, 1.0)
+        if not np.isfinite(cols.sum()) and not np.isfinite(cols).all():
+            # validation keeps every input finite: this is a bug, not a case to mask
             bad = [name for name, sl in self._layout.items() if not np.isfinite(cols[:, sl]).all()]
             raise NonFiniteError(f"round {sim.round_index}: observation features {bad} became non-finite; "
                                  "the config should have been refused by validation, please report it")
-        return np.clip(cols, self._low, self._high).astype(np.float32)
+        out = np.empty(cols.shape, dtype=np.float32)
+        np.minimum(np.maximum(cols, self._low, out=self._obs_work), self._high, out=out, casting="same_kind")
+        return out
+
+    def _obs_static(self, sim: IoVSimulator) -> np.ndarray:
+        """The feature matrix, whose per-episode columns (task one-hot, compute, data size) are filled once per reset."""
+        if getattr(self, "_obs_cols", None) is None:
+            k = self.config.num_tasks
+            cfg = self.config
+            n = cfg.num_vehicles
+            cols = np.zeros((n, k + 13), dtype=np.float64)
+            cols[np.arange(n), sim.vehicle_task] = 1.0
+            cols[:, k + 2] = sim.cpu_freq_hz / cfg.compute.cpu_freq_max_hz
+            cols[:, k + 10] = sim.shard_size / cfg.tasks.shard_size_max
+            self._obs_cols, self._obs_work = cols, np.empty_like(cols)
+        return self._obs_cols
 
     def _per_agent_obs(self, obs_matrix: np.ndarray) -> dict[str, Any]:
         agents = self.agents
         if self.obs_type == "dict":
             masks = self.simulator.state.mask.astype(np.int8)
-            return {a: {"observation": obs_matrix[i], "action_mask": masks[i]} for i, a in enumerate(agents)}
-        return {a: obs_matrix[i] for i, a in enumerate(agents)}
+            return {a: {"observation": o, "action_mask": m} for a, o, m in zip(agents, obs_matrix, masks, strict=True)}
+        return dict(zip(agents, obs_matrix, strict=True))
 
     def _infos(self, m: RoundMetrics | None) -> dict[str, dict[str, Any]]:
         sim, st = self.simulator, self.simulator.state

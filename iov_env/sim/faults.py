@@ -31,6 +31,7 @@ class FaultDecision:
     migrate_to: np.ndarray  # (N,) int: receiving vehicle (-1 if none)
     migration_latency_s: np.ndarray  # (N,) float
     migration_energy_j: np.ndarray  # (N,) float
+    any_leaving: bool = True  # False lets the simulator skip the partial-training arithmetic
 
 
 def nearest_peer(

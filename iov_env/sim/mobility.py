@@ -56,10 +56,11 @@ def attach(positions_m: np.ndarray, rsus_m: np.ndarray, radius_m: float) -> tupl
     idx = np.empty(n, dtype=np.intp)
     dist = np.empty(n)
     for lo in range(0, n, rows):  # blocks of vehicles: same numbers as one pass, bounded memory
-        d = np.linalg.norm(positions_m[lo:lo + rows, None, :] - rsus_m[None, :, :], axis=-1)
-        j = np.argmin(d, axis=1)
+        diff = positions_m[lo:lo + rows, None, :] - rsus_m[None, :, :]
+        d = np.sqrt(np.add.reduce(diff * diff, axis=-1))  # np.linalg.norm's own arithmetic, without its checks
+        j = d.argmin(axis=1)
         idx[lo:lo + rows] = j
-        dist[lo:lo + rows] = d[np.arange(len(j)), j]
+        dist[lo:lo + rows] = d.take(np.arange(len(j)) * m + j)
     return np.where(dist <= radius_m, idx, -1), dist
 
 
@@ -76,7 +77,7 @@ def predict_dwell_time_s(
         t = (-b + np.sqrt(disc)) / a
     t = np.where(a > 1e-12, t, MAX_DWELL_S)
     t = np.where(c > 0, 0.0, t)  # already outside
-    return np.clip(t, 0.0, MAX_DWELL_S)
+    return np.minimum(np.maximum(t, 0.0), MAX_DWELL_S)
 
 
 class _StraightLine:
@@ -111,6 +112,7 @@ class GridMobility(_StraightLine):
     positions_m: np.ndarray = None  # type: ignore[assignment]
     heading: np.ndarray = None  # type: ignore[assignment]  # (N,) index into HEADINGS
     speed_mps: np.ndarray = None  # type: ignore[assignment]
+    _flat_rows: np.ndarray | None = field(default=None, repr=False)
 
     def place(self, start_m: np.ndarray) -> None:
         """Snap start points onto the nearest road and draw headings and speeds."""
@@ -143,38 +145,49 @@ class GridMobility(_StraightLine):
                 f"a {dt_s} s step on {self.spacing_m} m blocks at up to {self.speed_max_mps} m/s needs {n_sub} "
                 f"sub-steps; allowed: at most {MAX_MOBILITY_SUBSTEPS} (validation refuses such configs)"
             )
-        for _ in range(n_sub):
-            self._advance(self.speed_mps * dt_s / n_sub)
+        dist_m = self.speed_mps * dt_s / n_sub
+        draws = self.rng.random((n_sub, len(dist_m)))  # the same stream as one draw of N per sub-step
+        turns, lefts = draws < self.turn_probability, draws < 0.5 * self.turn_probability
+        size = self._size
+        for turn_drawn, left in zip(turns, lefts, strict=True):
+            self._advance(dist_m, turn_drawn, left, size)
         jitter = self.rng.normal(0.0, 0.1 * (self.speed_max_mps - self.speed_min_mps + 1e-9), size=len(self.speed_mps))
-        self.speed_mps = np.clip(self.speed_mps + jitter, self.speed_min_mps, self.speed_max_mps)
+        self.speed_mps = np.minimum(np.maximum(self.speed_mps + jitter, self.speed_min_mps), self.speed_max_mps)
 
-    def _advance(self, dist_m: np.ndarray) -> None:
+    def _advance(self, dist_m: np.ndarray, turn_drawn: np.ndarray, left: np.ndarray, size: np.ndarray) -> None:
+        """One sub-step: move along the heading, turn at the intersection crossed if drawn (left or right), reflect."""
+        heading = self.heading
         n = len(dist_m)
-        rows = np.arange(n)
-        axis = self.heading & 1  # 0: along x, 1: along y
-        sign = HEADING_SIGN[self.heading]
-        coord = self.positions_m[rows, axis]
+        if self._flat_rows is None or len(self._flat_rows) != n:
+            self._flat_rows = 2 * np.arange(n)
+        flat = self._flat_rows + (heading & 1)  # index of the coordinate driven along, in the flattened (N, 2)
+        sign = HEADING_SIGN[heading]
+        pos = self.positions_m.copy()
+        pf = pos.reshape(-1)
+        coord = pf[flat]
         new = coord + sign * dist_m
         # the next intersection in the driving direction, and whether this sub-step crosses it
         g = coord / self.spacing_m
         nxt_m = np.where(sign > 0, np.floor(g + 1e-9) + 1.0, np.ceil(g - 1e-9) - 1.0) * self.spacing_m
-        crosses = (new - nxt_m) * sign >= 0
-        u = self.rng.random(n)  # one draw decides both whether and which way to turn
-        turn = crosses & (u < self.turn_probability)
-        new_heading = np.where(turn, (self.heading + np.where(u < 0.5 * self.turn_probability, 1, 3)) & 3, self.heading)
-        pos = self.positions_m.copy()
-        pos[rows, axis] = np.where(turn, nxt_m, new)
-        overshoot = np.where(turn, np.abs(new - nxt_m), 0.0)
-        pos += HEADINGS[new_heading] * overshoot[:, None]
+        turn = ((new - nxt_m) * sign >= 0) & turn_drawn  # one draw decided whether and which way
+        if np.logical_or.reduce(turn):
+            t = np.flatnonzero(turn)
+            heading = heading.copy()
+            heading[t] = (heading[t] + np.where(left[t], 1, 3)) & 3
+            new[t] = nxt_m[t]
+            pf[flat] = new
+            # the overshoot past the intersection continues along the new heading
+            pf[2 * t + (heading[t] & 1)] += HEADING_SIGN[heading[t]] * np.abs(coord[t] + sign[t] * dist_m[t] - nxt_m[t])
+        else:
+            pf[flat] = new
         # mirror back into the map; a vehicle that hit an edge turns around
-        size = self._size
         over, under = pos > size, pos < 0
-        hit = (over | under).any(axis=1)
-        if hit.any():
+        if np.logical_or.reduce(over, axis=None) or np.logical_or.reduce(under, axis=None):
+            hit = (over | under).any(axis=1)
             pos = np.where(over, 2 * size - pos, np.where(under, -pos, pos))
             pos = np.minimum(np.maximum(pos, 0.0), size)
-            new_heading = np.where(hit, (new_heading + 2) & 3, new_heading)
-        self.heading = new_heading
+            heading = np.where(hit, (heading + 2) & 3, heading)
+        self.heading = heading
         self.positions_m = pos
 
     @property

@@ -7,6 +7,7 @@ mobility -> attachment -> channel -> cost table and feasibility masks -> (agent 
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -136,6 +137,7 @@ class IoVSimulator:
 
         self.backend.reset(int(learn_ss.generate_state(1)[0]), FleetLayout(self.vehicle_task, self.shard_size))
         self.energy_remaining_j = np.full(n, cfg.energy.vehicle_energy_j)
+        self._row_offsets = np.arange(n) * len(self.rank_set)
         self.vehicles_per_task = np.bincount(self.vehicle_task, minlength=k)
         total = cfg.energy.energy_budget_j_per_vehicle_round * n
         self.task_budget_j = scheduler.static_allocation_j(total, self.vehicles_per_task)
@@ -175,7 +177,6 @@ class IoVSimulator:
             raise RuntimeError("the episode is over (config.episode.rounds reached); call reset()")
         cfg, st = self.config, self.state
         n = cfg.num_vehicles
-        rows = np.arange(n)
         requested = np.asarray(rank_index, dtype=int)
 
         executed = largest_feasible_at_or_below(st.mask, requested)
@@ -185,21 +186,24 @@ class IoVSimulator:
         corrected = active & (executed != requested)
         rank = self.rank_set[executed]
 
-        t_dn, t_up = st.download_s[rows, executed], st.upload_s[rows, executed]
-        t_cmp_plan = st.compute_s[rows, executed]
-        lat_plan = st.latency_table_s[rows, executed]
-        e_plan = st.energy_table_j[rows, executed]
+        flat = self._row_offsets + executed  # (vehicle, rank) cells of the (N, R) tables, flattened
+        t_dn, t_up = st.download_s.take(flat), st.upload_s.take(flat)
+        t_cmp_plan = st.compute_s.take(flat)
+        lat_plan = st.latency_table_s.take(flat)
+        e_plan = st.energy_table_j.take(flat)
 
         can_upload = st.dwell_s >= t_dn + t_up  # an upload can finish before the vehicle leaves
         decision = self._fault_decision(active, st, executed, lat_plan, e_plan, t_dn, can_upload)
         option = decision.option
         avail_cmp = np.maximum(st.dwell_s - t_dn - t_up, 0.0)
-        frac = np.ones(n)
-        frac = np.where(option == faults.EARLY_UPLOAD, np.clip(avail_cmp / np.maximum(t_cmp_plan, 1e-12), 0, 1), frac)
-        frac = np.where(
-            option == faults.ABANDON, np.clip((st.dwell_s - t_dn) / np.maximum(t_cmp_plan, 1e-12), 0, 1), frac
-        )
-        frac = np.where(active, frac, 0.0)
+        if decision.any_leaving:
+            cmp_s = np.maximum(t_cmp_plan, 1e-12)
+            frac = np.ones(n)
+            frac = np.where(option == faults.EARLY_UPLOAD, _unit(avail_cmp / cmp_s), frac)
+            frac = np.where(option == faults.ABANDON, _unit((st.dwell_s - t_dn) / cmp_s), frac)
+            frac = np.where(active, frac, 0.0)
+        else:  # nobody leaves: whoever trains trains fully
+            frac = active.astype(float)
         late = (option == faults.EARLY_UPLOAD) & ~can_upload  # only without the mechanism
         uploads = active & (option != faults.ABANDON) & ~late
         plan = RoundPlan(
@@ -237,7 +241,7 @@ class IoVSimulator:
         any_active = np.bincount(self.vehicle_task, weights=active.astype(float), minlength=k) > 0
         task_latency = np.where(any_active, task_latency + cfg.rsu.aggregation_latency_s, 0.0)
 
-        accuracy = np.clip(result.vehicle_accuracy, 0.0, 1.0)
+        accuracy = _unit(result.vehicle_accuracy)
         terms, reward = self._reward(accuracy, latency, energy, active)
         budget_before = self.task_budget_j.copy()
         self._update_budgets(task_energy, result.task_accuracy)
@@ -245,7 +249,7 @@ class IoVSimulator:
         self.last_accuracy = np.where(active, accuracy, self.last_accuracy)
         self.last_latency_s, self.last_energy_j = latency, energy
         self.last_rank_index = np.where(active, executed, self.last_rank_index)
-        self.task_accuracy = np.clip(result.task_accuracy, 0.0, 1.0)
+        self.task_accuracy = _unit(result.task_accuracy)
 
         metrics = RoundMetrics(
             round_index=self.round_index,
@@ -375,10 +379,17 @@ class IoVSimulator:
     ) -> faults.FaultDecision:
         cfg, ep = self.config, self.config.episode
         leaving = active & (st.dwell_s < lat_plan)
+        if not leaving.any():  # the common round: no choice to make, the same decision faults.decide gives
+            n = len(active)
+            return faults.FaultDecision(
+                option=np.zeros(n, dtype=np.intp), cost=np.zeros(n), costs=np.full((n, 3), np.inf),
+                migrate_to=np.full(n, -1), migration_latency_s=np.zeros(n), migration_energy_j=np.zeros(n),
+                any_leaving=False,
+            )
         acc_pct = 100.0 * self.last_accuracy
         best = np.zeros(cfg.num_tasks)
         np.maximum.at(best, self.vehicle_task, np.where(active, acc_pct, 0.0))
-        used = e_plan * np.clip(st.dwell_s / np.maximum(lat_plan, 1e-12), 0.0, 1.0)
+        used = e_plan * _unit(st.dwell_s / np.maximum(lat_plan, 1e-12))
         if leaving.any() and ep.fault_tolerance == "paper":
             group = self.vehicle_task * cfg.rsu.num_rsus + st.vehicle_rsu
             peer, d = faults.nearest_peer(self.mobility.current_m, group, active & ~leaving, leaving)
@@ -474,13 +485,19 @@ class IoVSimulator:
 
 def _require_finite(round_index: int, **arrays: np.ndarray) -> None:
     """Raise ``NonFiniteError`` naming every reported quantity that is NaN or infinite."""
-    if np.isfinite(np.concatenate([np.ravel(a) for a in arrays.values()])).all():
+    # one sum per array: a NaN or inf anywhere makes it non-finite (a finite overflow only costs the exact scan)
+    if math.isfinite(sum(float(np.add.reduce(a, axis=None)) for a in arrays.values())):
         return
     bad = [name for name, a in arrays.items() if not np.isfinite(a).all()]
     raise NonFiniteError(
         f"round {round_index}: {', '.join(bad)} became non-finite; the config should have been refused by "
         "validation, please report it with the config"
     )
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    """``np.clip(x, 0, 1)`` without the Python wrapper around the ufunc (called a dozen times a round)."""
+    return np.minimum(np.maximum(x, 0.0), 1.0)
 
 
 def _linear_shards(vehicle_task: np.ndarray, num_tasks: int, lo: int, hi: int) -> np.ndarray:

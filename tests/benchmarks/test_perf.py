@@ -55,3 +55,29 @@ def test_env_on_sumo_against_the_grid_is_a_ratio() -> None:
     out = perf.env_on_sumo_vs_grid(preset="tiny", episodes=1)
     assert out["sumo_agent_steps_per_s"] > 0 and out["grid_agent_steps_per_s"] > 0
     assert out["ratio_sumo_to_grid"] == out["sumo_agent_steps_per_s"] / out["grid_agent_steps_per_s"]
+
+
+def _in_git_checkout() -> bool:
+    import subprocess
+
+    root = Path(perf.__file__).resolve().parents[1]
+    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(not _in_git_checkout(), reason="--baseline materialises a git ref: needs a git checkout")
+def test_baseline_comparison_runs_both_codes_and_reports_ratios(tmp_path: Path) -> None:
+    """Against HEAD: one row per size, both sides measured, ratios are this code over the ref's, on wall and CPU."""
+    target = tmp_path / "base.json"
+    assert perf.main(["--baseline", "HEAD", "--sizes", "10", "--seconds", "0.05", "--repeats", "1",
+                      "--out", str(target)]) == 0
+    (row,) = json.loads(target.read_text())["baseline"]
+    assert row["num_vehicles"] == 10 and row["ref"] == "HEAD"
+    for key, label in (("agent_steps_per_s", "wall"), ("agent_steps_per_cpu_s", "cpu")):
+        assert row[f"base_{key}"] > 0 and row[f"new_{key}"] > 0
+        assert row[f"ratio_{label}"] == pytest.approx(row[f"new_{key}"] / row[f"base_{key}"])
+        assert row[f"ratio_{label}_min"] <= row[f"ratio_{label}_max"]
+
+
+def test_baseline_refuses_an_unknown_ref() -> None:
+    with pytest.raises(ValueError, match="not a git commit"):
+        perf.compare_with_ref("no-such-ref-xyz", [10], 0.05, repeats=1)
