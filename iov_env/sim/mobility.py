@@ -95,7 +95,6 @@ class _StraightLine:
 
 # -- synthetic road grid -----------------------------------------------------------------------------
 HEADINGS = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]])  # E, N, W, S
-HEADING_SIGN = np.array([1.0, 1.0, -1.0, -1.0])
 
 
 @dataclass
@@ -112,7 +111,6 @@ class GridMobility(_StraightLine):
     positions_m: np.ndarray = None  # type: ignore[assignment]
     heading: np.ndarray = None  # type: ignore[assignment]  # (N,) index into HEADINGS
     speed_mps: np.ndarray = None  # type: ignore[assignment]
-    _flat_rows: np.ndarray | None = field(default=None, repr=False)
 
     def place(self, start_m: np.ndarray) -> None:
         """Snap start points onto the nearest road and draw headings and speeds."""
@@ -145,54 +143,16 @@ class GridMobility(_StraightLine):
                 f"a {dt_s} s step on {self.spacing_m} m blocks at up to {self.speed_max_mps} m/s needs {n_sub} "
                 f"sub-steps; allowed: at most {MAX_MOBILITY_SUBSTEPS} (validation refuses such configs)"
             )
+        from iov_env.sim.kernels import grid_substeps  # numba loads with the first step, not with iov_env
+
         dist_m = self.speed_mps * dt_s / n_sub
         draws = self.rng.random((n_sub, len(dist_m)))  # the same stream as one draw of N per sub-step
-        turns, lefts = draws < self.turn_probability, draws < 0.5 * self.turn_probability
-        size = self._size
-        for turn_drawn, left in zip(turns, lefts, strict=True):
-            self._advance(dist_m, turn_drawn, left, size)
+        pos, heading = self.positions_m.copy(), self.heading.copy()  # callers may hold the previous arrays
+        grid_substeps(pos, heading, dist_m, draws < self.turn_probability, draws < 0.5 * self.turn_probability,
+                      float(self.spacing_m), float(self.width_m), float(self.height_m))
+        self.positions_m, self.heading = pos, heading
         jitter = self.rng.normal(0.0, 0.1 * (self.speed_max_mps - self.speed_min_mps + 1e-9), size=len(self.speed_mps))
         self.speed_mps = np.minimum(np.maximum(self.speed_mps + jitter, self.speed_min_mps), self.speed_max_mps)
-
-    def _advance(self, dist_m: np.ndarray, turn_drawn: np.ndarray, left: np.ndarray, size: np.ndarray) -> None:
-        """One sub-step: move along the heading, turn at the intersection crossed if drawn (left or right), reflect."""
-        heading = self.heading
-        n = len(dist_m)
-        if self._flat_rows is None or len(self._flat_rows) != n:
-            self._flat_rows = 2 * np.arange(n)
-        flat = self._flat_rows + (heading & 1)  # index of the coordinate driven along, in the flattened (N, 2)
-        sign = HEADING_SIGN[heading]
-        pos = self.positions_m.copy()
-        pf = pos.reshape(-1)
-        coord = pf[flat]
-        new = coord + sign * dist_m
-        # the next intersection in the driving direction, and whether this sub-step crosses it
-        g = coord / self.spacing_m
-        nxt_m = np.where(sign > 0, np.floor(g + 1e-9) + 1.0, np.ceil(g - 1e-9) - 1.0) * self.spacing_m
-        turn = ((new - nxt_m) * sign >= 0) & turn_drawn  # one draw decided whether and which way
-        if np.logical_or.reduce(turn):
-            t = np.flatnonzero(turn)
-            heading = heading.copy()
-            heading[t] = (heading[t] + np.where(left[t], 1, 3)) & 3
-            new[t] = nxt_m[t]
-            pf[flat] = new
-            # the overshoot past the intersection continues along the new heading
-            pf[2 * t + (heading[t] & 1)] += HEADING_SIGN[heading[t]] * np.abs(coord[t] + sign[t] * dist_m[t] - nxt_m[t])
-        else:
-            pf[flat] = new
-        # mirror back into the map; a vehicle that hit an edge turns around
-        over, under = pos > size, pos < 0
-        if np.logical_or.reduce(over, axis=None) or np.logical_or.reduce(under, axis=None):
-            hit = (over | under).any(axis=1)
-            pos = np.where(over, 2 * size - pos, np.where(under, -pos, pos))
-            pos = np.minimum(np.maximum(pos, 0.0), size)
-            heading = np.where(hit, (heading + 2) & 3, heading)
-        self.heading = heading
-        self.positions_m = pos
-
-    @property
-    def _size(self) -> np.ndarray:
-        return np.array([self.width_m, self.height_m])
 
 
 # -- T-Drive -----------------------------------------------------------------------------------------
