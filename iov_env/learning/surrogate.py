@@ -230,6 +230,11 @@ class FastBackend:
         self.global_rank = np.full(k, float(self.config.learning.rank_set[0]))
         self.staleness = np.zeros(len(layout.vehicle_task))
         self.vehicle_accuracy = self._p("floor")[layout.vehicle_task].astype(float)
+        # fixed for the episode: each vehicle's curve parameters and the fresh samples of a full local round
+        self._vehicle_param = {name: p[layout.vehicle_task] for name, p in self._param.items()}
+        ln = self.config.learning
+        self._vehicle_samples = samples_per_round(ln.local_steps, ln.batch_size, layout.vehicle_shard_size)
+        self._vehicle_tokens = self.expected_tokens(layout.vehicle_task)
 
     def expected_tokens(self, task_index: np.ndarray) -> np.ndarray:
         """Tokens of one full local round: steps x batch x mean tokens per sample of the task."""
@@ -250,21 +255,22 @@ class FastBackend:
         global_rank = np.where(round_max > 0, round_max, self.global_rank)
 
         task_noise, vehicle_noise = self._draw_noise(self.rng)
-        task_acc = self._accuracy(np.arange(k), global_rank, samples[np.arange(k)]) + task_noise
+        task_acc = _curve(self._param, global_rank, samples, self.hetero) + task_noise
         trained = plan.training & (plan.train_fraction > 0)
         staleness = np.where(trained, 0.0, self.staleness + 1.0)
-        veh = self._accuracy(task, plan.rank, samples[task]) - self._p("stale_penalty")[task] * np.minimum(
+        vp = self._vehicle_param
+        veh = _curve(vp, plan.rank, samples[task], self.hetero) - vp["stale_penalty"] * np.minimum(
             staleness, MAX_STALENESS_ROUNDS
         )
         veh = np.where(trained, veh + vehicle_noise, self.vehicle_accuracy)
-        tokens = np.where(plan.training, self.expected_tokens(task) * plan.train_fraction, 0.0)
-        loss = np.where(trained, -np.log(np.clip(veh, 1e-3, 1.0)), np.nan)
+        tokens = np.where(plan.training, self._vehicle_tokens * plan.train_fraction, 0.0)
+        loss = np.where(trained, -np.log(np.minimum(np.maximum(veh, 1e-3), 1.0)), np.nan)
 
         # commit only once everything is computed: an exception above leaves state untouched
         self.samples, self.global_rank, self.staleness = samples, global_rank, staleness
-        self.vehicle_accuracy = np.clip(veh, 0.0, 1.0)
-        task_acc = np.clip(task_acc, 0.0, 1.0)
-        metrics = {t: {"metric": float(a)} for t, a in zip(self.config.tasks.tasks, task_acc, strict=True)}
+        self.vehicle_accuracy = np.minimum(np.maximum(veh, 0.0), 1.0)
+        task_acc = np.minimum(np.maximum(task_acc, 0.0), 1.0)
+        metrics = {t: {"metric": a} for t, a in zip(self.config.tasks.tasks, task_acc.tolist(), strict=True)}
         return RoundResult(self.vehicle_accuracy.copy(), tokens, loss, task_acc, metrics)
 
     def describe(self) -> dict[str, Any]:
@@ -339,20 +345,16 @@ class FastBackend:
         return task_noise, rng.normal(0.0, self._p("noise_std")[task])
 
     def _accuracy(self, task: np.ndarray, rank: np.ndarray, samples: np.ndarray) -> np.ndarray:
-        p = self._p
-        return curve_value(
-            p("floor")[task], p("ceiling")[task], p("rank_gap")[task], p("rank_half")[task],
-            p("noniid_penalty")[task], p("sample_scale")[task], rank, samples, self.hetero,
-        )
+        return _curve({name: p[task] for name, p in self._param.items()}, rank, samples, self.hetero)
 
     def _contribution(self, plan: RoundPlan) -> np.ndarray:
         assert self.layout is not None
-        task = self.layout.vehicle_task
-        ln = self.config.learning
-        base = samples_per_round(ln.local_steps, ln.batch_size, self.layout.vehicle_shard_size)
-        speed = rank_speed_table(self._p("speed_rank_half")[task], plan.rank.astype(float))
-        layers = plan.layer_mask.mean(axis=1) if plan.layer_mask.size else 1.0
-        return np.where(plan.uploads & plan.training, base * plan.train_fraction * speed * layers, 0.0)
+        speed = rank_speed_table(self._vehicle_param["speed_rank_half"], plan.rank.astype(float))
+        contrib = self._vehicle_samples * plan.train_fraction * speed
+        mask = plan.layer_mask
+        if mask.size and not np.logical_and.reduce(mask, axis=None):  # FedRA: the share of layers trained
+            contrib = contrib * mask.mean(axis=1)
+        return np.where(plan.uploads & plan.training, contrib, 0.0)
 
     def _aggregation_efficiency(self, plan: RoundPlan) -> np.ndarray:
         """Per-task factor: heterogeneous ranks cost zero-padding some efficiency; fedavg needs equal ranks."""
@@ -377,6 +379,14 @@ class FastBackend:
                 cv = float(np.std(ranks) / max(np.mean(ranks), 1e-9))
                 eff[t] = max(0.0, 1.0 - self.curves[t].zero_pad_penalty * cv)
         return eff
+
+
+def _curve(param: dict[str, np.ndarray], rank: np.ndarray, samples: np.ndarray, hetero: float) -> np.ndarray:
+    """``curve_value`` on a dict of parameter arrays already laid out like ``rank`` and ``samples``."""
+    return curve_value(
+        param["floor"], param["ceiling"], param["rank_gap"], param["rank_half"], param["noniid_penalty"],
+        param["sample_scale"], rank, samples, hetero,
+    )
 
 
 def rank_speed_table(speed_rank_half: np.ndarray, rank: np.ndarray) -> np.ndarray:

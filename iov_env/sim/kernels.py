@@ -73,3 +73,125 @@ def grid_substeps(
                     positions_m[i, c] = min(max(positions_m[i, c], 0.0), size[c])
                 h = (h + 2) & 3
         heading[i] = h
+
+
+@_compiled
+def round_tables(
+    candidate: np.ndarray, uplink_bps: np.ndarray, downlink_bps: np.ndarray, dwell_s: np.ndarray,
+    tokens: np.ndarray, cpu_freq_hz: np.ndarray, memory_capacity_mb: np.ndarray, energy_remaining_j: np.ndarray,
+    payload_bits: np.ndarray, flops_per_token: np.ndarray, memory_mb: np.ndarray,
+    flops_per_cycle: float, kappa_j_per_cycle_hz2: float, rsu_tx_power_w: float, vehicle_tx_power_w: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A round's (N, R) cost tables at every rank, the feasibility mask and who can take part.
+
+    Per vehicle i and rank j: download and upload ``bits_j / rate_i`` (inf for a non-candidate), compute
+    ``tokens_i * flops_per_token_j / flops_per_cycle / f_i``, energy ``P_rsu t_dn + kappa f^2 cycles + P_veh t_up``.
+    A vehicle is active if a candidate whose smallest rank fits its memory and energy; rank j is allowed if it
+    fits memory, energy and dwell time, and the smallest rank always is for an active vehicle (faults handle
+    departures), the only one for an inactive one. Returns (latency, energy, download, upload, compute, mask,
+    active), with non-finite latency, energy, download and upload set to 0 (kept out of the observations).
+    """
+    n, r = len(candidate), len(payload_bits)
+    latency = np.empty((n, r))
+    energy = np.empty((n, r))
+    download = np.empty((n, r))
+    upload = np.empty((n, r))
+    compute = np.empty((n, r))
+    mask = np.empty((n, r), dtype=np.bool_)
+    active = np.empty(n, dtype=np.bool_)
+    for i in range(n):
+        f = cpu_freq_hz[i]
+        cmp_energy_per_cycle = kappa_j_per_cycle_hz2 * (f * f)
+        for j in range(r):
+            if candidate[i]:
+                t_dn = payload_bits[j] / max(downlink_bps[i], 1e-300)
+                t_up = payload_bits[j] / max(uplink_bps[i], 1e-300)
+            else:
+                t_dn = t_up = math.inf
+            cycles = tokens[i] * flops_per_token[j] / flops_per_cycle
+            t_cmp = cycles / f
+            e = rsu_tx_power_w * t_dn + cmp_energy_per_cycle * cycles + vehicle_tx_power_w * t_up
+            lat = t_dn + t_cmp + t_up
+            fits = memory_mb[j] <= memory_capacity_mb[i] and e <= energy_remaining_j[i]
+            if j == 0:
+                active[i] = candidate[i] and fits
+            mask[i, j] = fits and lat <= dwell_s[i]
+            latency[i, j] = lat if math.isfinite(lat) else 0.0
+            energy[i, j] = e if math.isfinite(e) else 0.0
+            download[i, j] = t_dn if math.isfinite(t_dn) else 0.0
+            upload[i, j] = t_up if math.isfinite(t_up) else 0.0
+            compute[i, j] = t_cmp
+        if active[i]:
+            mask[i, 0] = True
+        else:
+            mask[i, :] = False
+            mask[i, 0] = True
+    return latency, energy, download, upload, compute, mask, active
+
+
+@_compiled
+def nearest_within(positions_m: np.ndarray, centres_m: np.ndarray, radius_m: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per point, the nearest centre (first on ties; -1 if farther than ``radius_m``) and the distance to it."""
+    n, m = len(positions_m), len(centres_m)
+    idx = np.empty(n, dtype=np.intp)
+    dist = np.empty(n)
+    for i in range(n):
+        best, best_j = math.inf, 0
+        for j in range(m):
+            dx = positions_m[i, 0] - centres_m[j, 0]
+            dy = positions_m[i, 1] - centres_m[j, 1]
+            d = math.sqrt(dx * dx + dy * dy)
+            if d < best:
+                best, best_j = d, j
+        idx[i] = best_j if best <= radius_m else -1
+        dist[i] = best
+    return idx, dist
+
+
+@_compiled
+def straight_dwell_s(
+    positions_m: np.ndarray, velocity_mps: np.ndarray, centres_m: np.ndarray, radius_m: float, max_dwell_s: float,
+) -> np.ndarray:
+    """Per vehicle, when a straight constant-velocity path leaves the disc of ``radius_m`` around its centre.
+
+    Solves ``|rel + v t| = radius`` for the later root: ``t = (-b + sqrt(b^2 - a c)) / a`` with ``a = v.v``,
+    ``b = rel.v``, ``c = rel.rel - radius^2``; 0 if already outside, ``max_dwell_s`` if parked.
+    """
+    n = len(positions_m)
+    out = np.empty(n)
+    for i in range(n):
+        rx = positions_m[i, 0] - centres_m[i, 0]
+        ry = positions_m[i, 1] - centres_m[i, 1]
+        vx, vy = velocity_mps[i, 0], velocity_mps[i, 1]
+        a = vx * vx + vy * vy
+        b = rx * vx + ry * vy
+        c = (rx * rx + ry * ry) - radius_m**2
+        if c > 0:
+            t = 0.0
+        elif a > 1e-12:
+            t = (-b + math.sqrt(max(b * b - a * c, 0.0))) / a
+        else:
+            t = max_dwell_s
+        out[i] = min(max(t, 0.0), max_dwell_s)
+    return out
+
+
+@_compiled
+def largest_feasible_at_or_below(mask: np.ndarray, requested: np.ndarray) -> np.ndarray:
+    """Per row, ``requested`` if feasible, else the largest feasible index below it, else the smallest feasible."""
+    n, r = mask.shape
+    out = np.empty(n, dtype=np.intp)
+    for i in range(n):
+        pick = -1
+        for j in range(min(requested[i], r - 1), -1, -1):
+            if mask[i, j]:
+                pick = j
+                break
+        if pick < 0:
+            pick = 0  # argmax of an all-False row, as numpy gives it
+            for j in range(r):
+                if mask[i, j]:
+                    pick = j
+                    break
+        out[i] = pick
+    return out

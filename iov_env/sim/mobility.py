@@ -46,38 +46,27 @@ def rsu_positions_m(config: IoVConfig) -> np.ndarray:
     return grid_rsu_positions_m(config.rsu.num_rsus, config.map.width_m, config.map.height_m)
 
 
-ATTACH_BLOCK_PAIRS = 1_000_000  # vehicle-RSU distances held at once (16 MB of differences)
-
-
 def attach(positions_m: np.ndarray, rsus_m: np.ndarray, radius_m: float) -> tuple[np.ndarray, np.ndarray]:
     """Nearest RSU within ``radius_m`` for each vehicle (-1 if none) and the distance to it."""
-    n, m = len(positions_m), len(rsus_m)
-    rows = max(1, ATTACH_BLOCK_PAIRS // max(m, 1))
-    idx = np.empty(n, dtype=np.intp)
-    dist = np.empty(n)
-    for lo in range(0, n, rows):  # blocks of vehicles: same numbers as one pass, bounded memory
-        diff = positions_m[lo:lo + rows, None, :] - rsus_m[None, :, :]
-        d = np.sqrt(np.add.reduce(diff * diff, axis=-1))  # np.linalg.norm's own arithmetic, without its checks
-        j = d.argmin(axis=1)
-        idx[lo:lo + rows] = j
-        dist[lo:lo + rows] = d.take(np.arange(len(j)) * m + j)
-    return np.where(dist <= radius_m, idx, -1), dist
+    from iov_env.sim.kernels import nearest_within  # numba loads on first use, not with iov_env
+
+    return nearest_within(_float_points(positions_m), _float_points(rsus_m), float(radius_m))
 
 
 def predict_dwell_time_s(
     positions_m: np.ndarray, velocity_mps: np.ndarray, centre_m: np.ndarray, radius_m: float
 ) -> np.ndarray:
     """Time until a vehicle moving straight at constant velocity leaves the disc around ``centre_m``."""
-    rel = positions_m - centre_m
-    a = np.einsum("ij,ij->i", velocity_mps, velocity_mps)
-    b = np.einsum("ij,ij->i", rel, velocity_mps)
-    c = np.einsum("ij,ij->i", rel, rel) - radius_m**2
-    disc = np.maximum(b * b - a * c, 0.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t = (-b + np.sqrt(disc)) / a
-    t = np.where(a > 1e-12, t, MAX_DWELL_S)
-    t = np.where(c > 0, 0.0, t)  # already outside
-    return np.minimum(np.maximum(t, 0.0), MAX_DWELL_S)
+    from iov_env.sim.kernels import straight_dwell_s
+
+    pos = _float_points(positions_m)
+    centres = np.broadcast_to(_float_points(centre_m), pos.shape)
+    return straight_dwell_s(pos, _float_points(velocity_mps), centres, float(radius_m), MAX_DWELL_S)
+
+
+def _float_points(points: np.ndarray) -> np.ndarray:
+    """``points`` as float64 (.., 2), without a copy when they already are."""
+    return np.asarray(points, dtype=float).reshape(-1, 2)
 
 
 class _StraightLine:

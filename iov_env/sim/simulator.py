@@ -101,6 +101,11 @@ class IoVSimulator:
             self.rank_set, ln.model_hidden_dim, ln.model_num_layers, ln.model_intermediate_dim,
             self.adapted_matrices, ln.batch_size, ln.max_seq_len,
         )
+        # training FLOPs are linear in tokens: one token's worth per rank, times each vehicle's tokens
+        self.flops_per_token = costs.training_flops(
+            1.0, self.rank_set, ln.model_hidden_dim, ln.model_num_layers, ln.model_intermediate_dim,
+            self.adapted_matrices,
+        )
         self._traces: list[np.ndarray] | None = None
         self.tdrive_report: mobility.TDriveReport | None = None
         if config.mobility.mobility_model == "tdrive":  # at construction: a bad trace folder fails early
@@ -328,35 +333,16 @@ class IoVSimulator:
             attached, self.mobility.dwell_time_s(self.rsus_m[np.maximum(rsu, 0)], cfg.rsu.coverage_radius_m), 0.0
         )
 
-        ln = cfg.learning
-        bits = self.payload_bits[None, :]
-        with np.errstate(divide="ignore"):
-            t_dn = np.where(candidate[:, None], bits / np.maximum(down, 1e-300)[:, None], np.inf)
-            t_up = np.where(candidate[:, None], bits / np.maximum(up, 1e-300)[:, None], np.inf)
-        tokens = self.backend.expected_tokens(self.vehicle_task)
-        flops = costs.training_flops(
-            tokens[:, None], self.rank_set[None, :], ln.model_hidden_dim, ln.model_num_layers,
-            ln.model_intermediate_dim, self.adapted_matrices,
+        from iov_env.sim.kernels import round_tables  # numba loads with the first round, not with iov_env
+
+        latency, energy, t_dn, t_up, t_cmp, mask, active = round_tables(
+            candidate, up, down, dwell, np.asarray(self.backend.expected_tokens(self.vehicle_task), dtype=float),
+            self.cpu_freq_hz, self.memory_capacity_mb, self.energy_remaining_j, self.payload_bits,
+            self.flops_per_token, self.memory_mb, float(cfg.compute.flops_per_cycle),
+            float(cfg.compute.kappa_j_per_cycle_hz2), float(cfg.channel.rsu_tx_power_w),
+            float(cfg.channel.vehicle_tx_power_w),
         )
-        cycles = flops / cfg.compute.flops_per_cycle
-        f = self.cpu_freq_hz[:, None]
-        t_cmp = cycles / f
-        energy = (
-            cfg.channel.rsu_tx_power_w * t_dn
-            + costs.compute_energy_j(cycles, f, cfg.compute.kappa_j_per_cycle_hz2)
-            + cfg.channel.vehicle_tx_power_w * t_up
-        )
-        latency = t_dn + t_cmp + t_up
-        ok_memory = self.memory_mb[None, :] <= self.memory_capacity_mb[:, None]
-        ok_energy = energy <= self.energy_remaining_j[:, None]
-        ok_time = latency <= dwell[:, None]
-        active = candidate & ok_memory[:, 0] & ok_energy[:, 0]
-        mask = ok_memory & ok_energy & ok_time
-        mask[:, 0] |= active  # the smallest rank stays available: fault tolerance handles departures
-        mask[~active] = False
-        mask[~active, 0] = True
         budget = scheduler.split_over_vehicles_j(self.task_budget_j, self.vehicle_task, self.shard_size, active)
-        finite = np.isfinite
         return RoundState(
             vehicle_rsu=rsu,
             distance_m=dist,
@@ -365,10 +351,10 @@ class IoVSimulator:
             dwell_s=dwell,
             active=active,
             mask=mask,
-            latency_table_s=np.where(finite(latency), latency, 0.0),
-            energy_table_j=np.where(finite(energy), energy, 0.0),
-            download_s=np.where(finite(t_dn), t_dn, 0.0),
-            upload_s=np.where(finite(t_up), t_up, 0.0),
+            latency_table_s=latency,
+            energy_table_j=energy,
+            download_s=t_dn,
+            upload_s=t_up,
             compute_s=t_cmp,
             budget_j=budget,
         )
@@ -513,9 +499,6 @@ def _linear_shards(vehicle_task: np.ndarray, num_tasks: int, lo: int, hi: int) -
 def largest_feasible_at_or_below(mask: np.ndarray, requested: np.ndarray) -> np.ndarray:
     """The env's action correction: per row, ``requested`` if feasible, else the largest feasible index below
     it, else the smallest feasible one."""
-    r = mask.shape[1]
-    below = mask & (np.arange(r)[None, :] <= requested[:, None])
-    has_below = below.any(axis=1)
-    last_below = r - 1 - np.argmax(below[:, ::-1], axis=1)
-    first_any = np.argmax(mask, axis=1)
-    return np.where(has_below, last_below, first_any)
+    from iov_env.sim import kernels  # numba loads on first use, not with iov_env
+
+    return kernels.largest_feasible_at_or_below(np.asarray(mask, dtype=bool), np.asarray(requested, dtype=np.intp))
