@@ -21,8 +21,20 @@ def test_import_does_not_load_torch() -> None:
     """DESIGN: heavy imports only with the real fidelity; ``import iov_env`` must not pull torch in."""
     proc = _run(
         "import sys, iov_env\n"
-        "heavy = [m for m in ('torch', 'transformers', 'peft', 'datasets') if m in sys.modules]\n"
+        "heavy = [m for m in ('torch', 'transformers', 'peft', 'datasets', 'numba') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_compiled_loops_load_with_the_first_round_not_with_the_env() -> None:
+    """numba (the fast fidelity's compiled loops) loads on first use: building an env does not need it."""
+    proc = _run(
+        "import sys, iov_env\n"
+        "p = iov_env.parallel_env(preset='tiny')\n"
+        "assert 'numba' not in sys.modules\n"
+        "p.reset(seed=0)\n"
+        "assert 'numba' in sys.modules\n"
     )
     assert proc.returncode == 0, proc.stderr
 

@@ -25,9 +25,16 @@ import numpy as np
 
 from iov_env.config import ConfigError, IoVConfig
 from iov_env.files import DataFormatError, line_of_key, parse_json, read_text
+from iov_env.lazy import lazy_import
 from iov_env.learning.backend import FleetLayout, RoundPlan, RoundResult
 
+loops = lazy_import("iov_env.learning.surrogate_loops")  # compiled round: numba loads on first use
+
 CALIBRATION_DIR = Path(__file__).resolve().parent / "calibration"
+# the curve parameters the compiled round reads, as columns of a (task or vehicle) x parameter matrix
+CURVE_COLUMNS = (
+    "floor", "ceiling", "rank_gap", "rank_half", "noniid_penalty", "sample_scale", "stale_penalty", "speed_rank_half",
+)
 MAX_STALENESS_ROUNDS = 10
 
 
@@ -58,10 +65,11 @@ def curve_value(
     noniid_penalty: np.ndarray, sample_scale: np.ndarray, rank: np.ndarray, samples: np.ndarray, hetero: float,
 ) -> np.ndarray:
     """The learning-curve formula on broadcastable parameter arrays (see the module docstring)."""
-    r = np.asarray(rank, dtype=float)
-    top = ceiling - rank_gap * rank_half / (rank_half + r) - noniid_penalty * hetero
-    top = np.maximum(top, floor)
-    return floor + (top - floor) * (1.0 - np.exp(-np.asarray(samples, dtype=float) / sample_scale))
+    arrays = np.broadcast_arrays(*(np.asarray(a, dtype=float) for a in (
+        floor, ceiling, rank_gap, rank_half, noniid_penalty, sample_scale, rank, samples)))
+    out = np.empty(arrays[0].shape)
+    loops.curve_points(*(np.ascontiguousarray(a).reshape(-1) for a in arrays), float(hetero), out.reshape(-1))
+    return out
 
 
 def predict_accuracy(curve: TaskCurve, rank: np.ndarray, effective_samples: np.ndarray, hetero: float) -> np.ndarray:
@@ -215,6 +223,7 @@ class FastBackend:
         self._param = {
             f.name: np.array([getattr(c, f.name) for c in self.curves]) for f in fields(TaskCurve)
         }
+        self._task_curve = np.column_stack([self._param[name] for name in CURVE_COLUMNS]).astype(float)
         self.hetero = heterogeneity(config.tasks.dirichlet_alpha)
         self.regime_mismatch = regime_mismatch(self.calibration_file, config)
         self.rng = np.random.default_rng(0)
@@ -231,10 +240,11 @@ class FastBackend:
         self.staleness = np.zeros(len(layout.vehicle_task))
         self.vehicle_accuracy = self._p("floor")[layout.vehicle_task].astype(float)
         # fixed for the episode: each vehicle's curve parameters and the fresh samples of a full local round
-        self._vehicle_param = {name: p[layout.vehicle_task] for name, p in self._param.items()}
+        self._vehicle_curve = self._task_curve[layout.vehicle_task]
+        self._vehicle_noise_std = self._p("noise_std")[layout.vehicle_task]
         ln = self.config.learning
         self._vehicle_samples = samples_per_round(ln.local_steps, ln.batch_size, layout.vehicle_shard_size)
-        self._vehicle_tokens = self.expected_tokens(layout.vehicle_task)
+        self._vehicle_tokens = np.asarray(self.expected_tokens(layout.vehicle_task), dtype=float)
 
     def expected_tokens(self, task_index: np.ndarray) -> np.ndarray:
         """Tokens of one full local round: steps x batch x mean tokens per sample of the task."""
@@ -244,34 +254,21 @@ class FastBackend:
     def train_round(self, plan: RoundPlan) -> RoundResult:
         """Advance each task's curve by the effective samples its uploaders contributed."""
         assert self.layout is not None, "reset() before train_round()"
-        task = self.layout.vehicle_task
-        k = len(self.curves)
-        contrib = self._contribution(plan)
-        agg_eff = self._aggregation_efficiency(plan)
-        samples = self.samples + np.bincount(task, weights=contrib, minlength=k) * agg_eff
-        uploaded_rank = np.where(plan.uploads, plan.rank, 0).astype(float)
-        round_max = np.zeros(k)
-        np.maximum.at(round_max, task, uploaded_rank)
-        global_rank = np.where(round_max > 0, round_max, self.global_rank)
-
+        layers = plan.layer_mask
+        full = not layers.size or np.logical_and.reduce(layers, axis=None)
+        layer_share = np.ones(len(plan.rank)) if full else layers.mean(axis=1)  # FedRA: the share trained
         task_noise, vehicle_noise = self._draw_noise(self.rng)
-        task_acc = _curve(self._param, global_rank, samples, self.hetero) + task_noise
-        trained = plan.training & (plan.train_fraction > 0)
-        staleness = np.where(trained, 0.0, self.staleness + 1.0)
-        vp = self._vehicle_param
-        veh = _curve(vp, plan.rank, samples[task], self.hetero) - vp["stale_penalty"] * np.minimum(
-            staleness, MAX_STALENESS_ROUNDS
+        samples, global_rank, task_acc, staleness, vehicle_acc, tokens, loss = loops.surrogate_round(
+            self.layout.vehicle_task, np.asarray(plan.rank), np.asarray(plan.training, dtype=bool),
+            np.asarray(plan.uploads, dtype=bool), np.asarray(plan.train_fraction, dtype=float), layer_share,
+            self._aggregation_efficiency(plan), self.samples, self.global_rank, self.staleness,
+            self.vehicle_accuracy, task_noise, vehicle_noise, self._task_curve, self._vehicle_curve,
+            self._vehicle_samples, self._vehicle_tokens, self.hetero, float(MAX_STALENESS_ROUNDS),
         )
-        veh = np.where(trained, veh + vehicle_noise, self.vehicle_accuracy)
-        tokens = np.where(plan.training, self._vehicle_tokens * plan.train_fraction, 0.0)
-        loss = np.where(trained, -np.log(np.minimum(np.maximum(veh, 1e-3), 1.0)), np.nan)
-
         # commit only once everything is computed: an exception above leaves state untouched
-        self.samples, self.global_rank, self.staleness = samples, global_rank, staleness
-        self.vehicle_accuracy = np.minimum(np.maximum(veh, 0.0), 1.0)
-        task_acc = np.minimum(np.maximum(task_acc, 0.0), 1.0)
+        self.samples, self.global_rank, self.staleness, self.vehicle_accuracy = samples, global_rank, staleness, vehicle_acc
         metrics = {t: {"metric": a} for t, a in zip(self.config.tasks.tasks, task_acc.tolist(), strict=True)}
-        return RoundResult(self.vehicle_accuracy.copy(), tokens, loss, task_acc, metrics)
+        return RoundResult(vehicle_acc.copy(), tokens, loss, task_acc, metrics)
 
     def describe(self) -> dict[str, Any]:
         """Provenance of the surrogate."""
@@ -341,20 +338,12 @@ class FastBackend:
         task = self.layout.vehicle_task
         if not self.config.learning.observation_noise:
             return np.zeros(len(self.curves)), np.zeros(len(task))
-        task_noise = rng.normal(0.0, self._p("noise_std"))
-        return task_noise, rng.normal(0.0, self._p("noise_std")[task])
+        # normal(0, s) draws s * standard_normal(): the same numbers, without the per-call parameter checks
+        task_noise = rng.standard_normal(len(self.curves)) * self._p("noise_std")
+        return task_noise, rng.standard_normal(len(task)) * self._vehicle_noise_std
 
     def _accuracy(self, task: np.ndarray, rank: np.ndarray, samples: np.ndarray) -> np.ndarray:
         return _curve({name: p[task] for name, p in self._param.items()}, rank, samples, self.hetero)
-
-    def _contribution(self, plan: RoundPlan) -> np.ndarray:
-        assert self.layout is not None
-        speed = rank_speed_table(self._vehicle_param["speed_rank_half"], plan.rank.astype(float))
-        contrib = self._vehicle_samples * plan.train_fraction * speed
-        mask = plan.layer_mask
-        if mask.size and not np.logical_and.reduce(mask, axis=None):  # FedRA: the share of layers trained
-            contrib = contrib * mask.mean(axis=1)
-        return np.where(plan.uploads & plan.training, contrib, 0.0)
 
     def _aggregation_efficiency(self, plan: RoundPlan) -> np.ndarray:
         """Per-task factor: heterogeneous ranks cost zero-padding some efficiency; fedavg needs equal ranks."""

@@ -5,33 +5,19 @@ in arithmetic. The loops here do the same elementwise arithmetic, in the same or
 compiled by numba (cached on disk after the first run). Random draws stay with numpy's generators, so a
 seed gives the same stream whichever way the arithmetic runs.
 
-This module is imported on the first step, not by ``import iov_env``: numba takes a third of a second to
-load. Without numba the same functions run as plain Python: identical numbers, many times slower.
+Imported on the first step, not by ``import iov_env`` (see ``iov_env/jit.py``).
 """
 
 from __future__ import annotations
 
 import math
-import warnings
-from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 
-try:
-    from numba import njit as _njit
-except ImportError:  # pragma: no cover - numba is a dependency; this keeps exotic platforms working
-    warnings.warn("numba is not installed: iov_env's fast fidelity runs its per-vehicle loops as plain Python "
-                  "(same numbers, far slower); pip install numba", RuntimeWarning, stacklevel=2)
-    _njit = None
+from iov_env.jit import compiled
 
 
-def _compiled(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``numba.njit(cache=True)`` when numba is importable, else the function itself."""
-    return fn if _njit is None else _njit(cache=True, nogil=True)(fn)
-
-
-@_compiled
+@compiled
 def grid_substeps(
     positions_m: np.ndarray, heading: np.ndarray, dist_m: np.ndarray, turn_drawn: np.ndarray, left: np.ndarray,
     spacing_m: float, width_m: float, height_m: float,
@@ -75,7 +61,16 @@ def grid_substeps(
         heading[i] = h
 
 
-@_compiled
+@compiled
+def compute_time_s_and_energy_j(
+    tokens: float, flops_per_token: float, flops_per_cycle: float, cpu_freq_hz: float, kappa_j_per_cycle_hz2: float,
+) -> tuple[float, float]:
+    """Local training's compute latency ``cycles / f`` and energy ``kappa f^2 cycles`` (``costs.py``'s model)."""
+    cycles = tokens * flops_per_token / flops_per_cycle
+    return cycles / cpu_freq_hz, kappa_j_per_cycle_hz2 * (cpu_freq_hz * cpu_freq_hz) * cycles
+
+
+@compiled
 def round_tables(
     candidate: np.ndarray, uplink_bps: np.ndarray, downlink_bps: np.ndarray, dwell_s: np.ndarray,
     tokens: np.ndarray, cpu_freq_hz: np.ndarray, memory_capacity_mb: np.ndarray, energy_remaining_j: np.ndarray,
@@ -84,10 +79,10 @@ def round_tables(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """A round's (N, R) cost tables at every rank, the feasibility mask and who can take part.
 
-    Per vehicle i and rank j: download and upload ``bits_j / rate_i`` (inf for a non-candidate), compute
-    ``tokens_i * flops_per_token_j / flops_per_cycle / f_i``, energy ``P_rsu t_dn + kappa f^2 cycles + P_veh t_up``.
-    A vehicle is active if a candidate whose smallest rank fits its memory and energy; rank j is allowed if it
-    fits memory, energy and dwell time, and the smallest rank always is for an active vehicle (faults handle
+    Per vehicle i and rank j: download and upload ``bits_j / rate_i`` (inf for a non-candidate), compute time
+    and energy from ``tokens_i * flops_per_token_j``, energy ``P_rsu t_dn + E_cmp + P_veh t_up``. A vehicle
+    is active if a candidate whose smallest rank fits its memory and energy; rank j is allowed if it fits
+    memory, energy and dwell time, and the smallest rank always is for an active vehicle (faults handle
     departures), the only one for an inactive one. Returns (latency, energy, download, upload, compute, mask,
     active), with non-finite latency, energy, download and upload set to 0 (kept out of the observations).
     """
@@ -100,17 +95,15 @@ def round_tables(
     mask = np.empty((n, r), dtype=np.bool_)
     active = np.empty(n, dtype=np.bool_)
     for i in range(n):
-        f = cpu_freq_hz[i]
-        cmp_energy_per_cycle = kappa_j_per_cycle_hz2 * (f * f)
         for j in range(r):
             if candidate[i]:
                 t_dn = payload_bits[j] / max(downlink_bps[i], 1e-300)
                 t_up = payload_bits[j] / max(uplink_bps[i], 1e-300)
             else:
                 t_dn = t_up = math.inf
-            cycles = tokens[i] * flops_per_token[j] / flops_per_cycle
-            t_cmp = cycles / f
-            e = rsu_tx_power_w * t_dn + cmp_energy_per_cycle * cycles + vehicle_tx_power_w * t_up
+            t_cmp, e_cmp = compute_time_s_and_energy_j(
+                tokens[i], flops_per_token[j], flops_per_cycle, cpu_freq_hz[i], kappa_j_per_cycle_hz2)
+            e = rsu_tx_power_w * t_dn + e_cmp + vehicle_tx_power_w * t_up
             lat = t_dn + t_cmp + t_up
             fits = memory_mb[j] <= memory_capacity_mb[i] and e <= energy_remaining_j[i]
             if j == 0:
@@ -129,7 +122,49 @@ def round_tables(
     return latency, energy, download, upload, compute, mask, active
 
 
-@_compiled
+@compiled
+def round_costs(
+    active: np.ndarray, vehicle_task: np.ndarray, num_tasks: int, executed: np.ndarray, tokens: np.ndarray,
+    download_s: np.ndarray, upload_s: np.ndarray, sends: np.ndarray, migration_latency_s: np.ndarray,
+    migration_energy_j: np.ndarray, planned_energy_j: np.ndarray, fault_handled: np.ndarray,
+    flops_per_token: np.ndarray, cpu_freq_hz: np.ndarray, flops_per_cycle: float, kappa_j_per_cycle_hz2: float,
+    rsu_tx_power_w: float, vehicle_tx_power_w: float, aggregation_latency_s: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """What the round cost, from the tokens really processed: per vehicle and per task.
+
+    Latency ``t_dn + t_cmp + t_up (if it sends) + migration``, energy likewise with powers, 0 for inactive
+    vehicles; the energy a fault-handling option saved against the plan. Per task: energy summed and latency
+    of the slowest participant plus aggregation (synchronous rounds; 0 without participants). Returns
+    (latency, energy, saved, task_energy, task_latency).
+    """
+    n = len(active)
+    latency = np.zeros(n)
+    energy = np.zeros(n)
+    saved = np.zeros(n)
+    task_energy = np.zeros(num_tasks)
+    task_latency = np.zeros(num_tasks)
+    participants = np.zeros(num_tasks, dtype=np.int64)
+    for i in range(n):
+        t = vehicle_task[i]
+        if active[i]:
+            t_cmp, e_cmp = compute_time_s_and_energy_j(
+                tokens[i], flops_per_token[executed[i]], flops_per_cycle, cpu_freq_hz[i], kappa_j_per_cycle_hz2)
+            t_up = upload_s[i] if sends[i] else 0.0
+            e_up = vehicle_tx_power_w * upload_s[i] if sends[i] else 0.0
+            latency[i] = download_s[i] + t_cmp + t_up + migration_latency_s[i]
+            energy[i] = rsu_tx_power_w * download_s[i] + e_cmp + e_up + migration_energy_j[i]
+            if fault_handled[i]:
+                saved[i] = max(planned_energy_j[i] - energy[i], 0.0)
+            participants[t] += 1
+        task_energy[t] += energy[i]
+        if latency[i] > task_latency[t]:
+            task_latency[t] = latency[i]
+    for t in range(num_tasks):
+        task_latency[t] = task_latency[t] + aggregation_latency_s if participants[t] > 0 else 0.0
+    return latency, energy, saved, task_energy, task_latency
+
+
+@compiled
 def nearest_within(positions_m: np.ndarray, centres_m: np.ndarray, radius_m: float) -> tuple[np.ndarray, np.ndarray]:
     """Per point, the nearest centre (first on ties; -1 if farther than ``radius_m``) and the distance to it."""
     n, m = len(positions_m), len(centres_m)
@@ -148,7 +183,7 @@ def nearest_within(positions_m: np.ndarray, centres_m: np.ndarray, radius_m: flo
     return idx, dist
 
 
-@_compiled
+@compiled
 def straight_dwell_s(
     positions_m: np.ndarray, velocity_mps: np.ndarray, centres_m: np.ndarray, radius_m: float, max_dwell_s: float,
 ) -> np.ndarray:
@@ -176,7 +211,7 @@ def straight_dwell_s(
     return out
 
 
-@_compiled
+@compiled
 def largest_feasible_at_or_below(mask: np.ndarray, requested: np.ndarray) -> np.ndarray:
     """Per row, ``requested`` if feasible, else the largest feasible index below it, else the smallest feasible."""
     n, r = mask.shape

@@ -18,9 +18,12 @@ import numpy as np
 
 from iov_env.config import MAX_MOBILITY_SUBSTEPS, ConfigError, IoVConfig, mobility_substeps
 from iov_env.files import DataFormatError, iter_lines, shorten
+from iov_env.lazy import lazy_import
 
 if TYPE_CHECKING:
     from iov_env.sim.sumo import SumoTrace
+
+kernels = lazy_import("iov_env.sim.kernels")  # compiled loops: numba loads on first use, not with iov_env
 
 EARTH_RADIUS_M = 6_371_000.0
 MAX_DWELL_S = 1.0e6  # a parked vehicle never leaves; keep the number finite for observations
@@ -48,20 +51,17 @@ def rsu_positions_m(config: IoVConfig) -> np.ndarray:
 
 def attach(positions_m: np.ndarray, rsus_m: np.ndarray, radius_m: float) -> tuple[np.ndarray, np.ndarray]:
     """Nearest RSU within ``radius_m`` for each vehicle (-1 if none) and the distance to it."""
-    from iov_env.sim.kernels import nearest_within  # numba loads on first use, not with iov_env
-
-    return nearest_within(_float_points(positions_m), _float_points(rsus_m), float(radius_m))
+    return kernels.nearest_within(_float_points(positions_m), _float_points(rsus_m), float(radius_m))
 
 
 def predict_dwell_time_s(
     positions_m: np.ndarray, velocity_mps: np.ndarray, centre_m: np.ndarray, radius_m: float
 ) -> np.ndarray:
     """Time until a vehicle moving straight at constant velocity leaves the disc around ``centre_m``."""
-    from iov_env.sim.kernels import straight_dwell_s
-
-    pos = _float_points(positions_m)
-    centres = np.broadcast_to(_float_points(centre_m), pos.shape)
-    return straight_dwell_s(pos, _float_points(velocity_mps), centres, float(radius_m), MAX_DWELL_S)
+    pos, centres = _float_points(positions_m), _float_points(centre_m)
+    if centres.shape != pos.shape:  # one centre for every vehicle
+        centres = np.broadcast_to(centres, pos.shape)
+    return kernels.straight_dwell_s(pos, _float_points(velocity_mps), centres, float(radius_m), MAX_DWELL_S)
 
 
 def _float_points(points: np.ndarray) -> np.ndarray:
@@ -132,12 +132,10 @@ class GridMobility(_StraightLine):
                 f"a {dt_s} s step on {self.spacing_m} m blocks at up to {self.speed_max_mps} m/s needs {n_sub} "
                 f"sub-steps; allowed: at most {MAX_MOBILITY_SUBSTEPS} (validation refuses such configs)"
             )
-        from iov_env.sim.kernels import grid_substeps  # numba loads with the first step, not with iov_env
-
         dist_m = self.speed_mps * dt_s / n_sub
         draws = self.rng.random((n_sub, len(dist_m)))  # the same stream as one draw of N per sub-step
         pos, heading = self.positions_m.copy(), self.heading.copy()  # callers may hold the previous arrays
-        grid_substeps(pos, heading, dist_m, draws < self.turn_probability, draws < 0.5 * self.turn_probability,
+        kernels.grid_substeps(pos, heading, dist_m, draws < self.turn_probability, draws < 0.5 * self.turn_probability,
                       float(self.spacing_m), float(self.width_m), float(self.height_m))
         self.positions_m, self.heading = pos, heading
         jitter = self.rng.normal(0.0, 0.1 * (self.speed_max_mps - self.speed_min_mps + 1e-9), size=len(self.speed_mps))

@@ -53,7 +53,7 @@ def clip_and_conserve(values: np.ndarray, total: float, floor: float, cap: float
     x = np.clip(np.asarray(values, dtype=float), floor, cap)
     for _ in range(len(x) + 1):
         gap = total - x.sum()
-        if abs(gap) <= 1e-9 * max(total, 1.0):
+        if abs(gap) <= 1e-9 * abs(total):  # relative: a budget below 1 J is conserved as tightly
             break
         free = (x < cap - 1e-12) if gap > 0 else (x > floor + 1e-12)
         if not free.any():

@@ -14,8 +14,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from iov_env.config import IoVConfig
+from iov_env.lazy import lazy_import
 from iov_env.learning.backend import FleetLayout, LearningBackend, RoundPlan, make_backend
 from iov_env.sim import channel, costs, faults, mobility, scheduler, sumo
+
+kernels = lazy_import("iov_env.sim.kernels")  # compiled loops: numba loads with the first round, not with iov_env
 
 
 @dataclass
@@ -200,8 +203,8 @@ class IoVSimulator:
         can_upload = st.dwell_s >= t_dn + t_up  # an upload can finish before the vehicle leaves
         decision = self._fault_decision(active, st, executed, lat_plan, e_plan, t_dn, can_upload)
         option = decision.option
-        avail_cmp = np.maximum(st.dwell_s - t_dn - t_up, 0.0)
         if decision.any_leaving:
+            avail_cmp = np.maximum(st.dwell_s - t_dn - t_up, 0.0)
             cmp_s = np.maximum(t_cmp_plan, 1e-12)
             frac = np.ones(n)
             frac = np.where(option == faults.EARLY_UPLOAD, _unit(avail_cmp / cmp_s), frac)
@@ -223,28 +226,14 @@ class IoVSimulator:
         result = self.backend.train_round(plan)
 
         # actual compute from the tokens really processed (the real backend's dynamic padding)
-        ln = cfg.learning
-        flops = costs.training_flops(
-            result.vehicle_tokens, rank, ln.model_hidden_dim, ln.model_num_layers, ln.model_intermediate_dim,
-            self.adapted_matrices,
+        latency, energy, saved, task_energy, task_latency = kernels.round_costs(
+            active, self.vehicle_task, cfg.num_tasks, executed, np.asarray(result.vehicle_tokens, dtype=float),
+            t_dn, t_up, option != faults.ABANDON, decision.migration_latency_s, decision.migration_energy_j,
+            e_plan, option != faults.NONE, self.flops_per_token, self.cpu_freq_hz,
+            float(cfg.compute.flops_per_cycle), float(cfg.compute.kappa_j_per_cycle_hz2),
+            float(cfg.channel.rsu_tx_power_w), float(cfg.channel.vehicle_tx_power_w),
+            float(cfg.rsu.aggregation_latency_s),
         )
-        cycles = flops / cfg.compute.flops_per_cycle
-        t_cmp = costs.compute_latency_s(cycles, self.cpu_freq_hz)
-        e_cmp = costs.compute_energy_j(cycles, self.cpu_freq_hz, cfg.compute.kappa_j_per_cycle_hz2)
-        e_dn, e_up = cfg.channel.rsu_tx_power_w * t_dn, cfg.channel.vehicle_tx_power_w * t_up
-        sends = option != faults.ABANDON
-        latency = t_dn + t_cmp + np.where(sends, t_up, 0.0) + decision.migration_latency_s
-        energy = e_dn + e_cmp + np.where(sends, e_up, 0.0) + decision.migration_energy_j
-        latency = np.where(active, latency, 0.0)
-        energy = np.where(active, energy, 0.0)
-        saved = np.where(active & (option != faults.NONE), np.maximum(e_plan - energy, 0.0), 0.0)
-
-        k = cfg.num_tasks
-        task_energy = np.bincount(self.vehicle_task, weights=energy, minlength=k)
-        task_latency = np.zeros(k)
-        np.maximum.at(task_latency, self.vehicle_task, latency)
-        any_active = np.bincount(self.vehicle_task, weights=active.astype(float), minlength=k) > 0
-        task_latency = np.where(any_active, task_latency + cfg.rsu.aggregation_latency_s, 0.0)
 
         accuracy = _unit(result.vehicle_accuracy)
         terms, reward = self._reward(accuracy, latency, energy, active)
@@ -333,9 +322,7 @@ class IoVSimulator:
             attached, self.mobility.dwell_time_s(self.rsus_m[np.maximum(rsu, 0)], cfg.rsu.coverage_radius_m), 0.0
         )
 
-        from iov_env.sim.kernels import round_tables  # numba loads with the first round, not with iov_env
-
-        latency, energy, t_dn, t_up, t_cmp, mask, active = round_tables(
+        latency, energy, t_dn, t_up, t_cmp, mask, active = kernels.round_tables(
             candidate, up, down, dwell, np.asarray(self.backend.expected_tokens(self.vehicle_task), dtype=float),
             self.cpu_freq_hz, self.memory_capacity_mb, self.energy_remaining_j, self.payload_bits,
             self.flops_per_token, self.memory_mb, float(cfg.compute.flops_per_cycle),
@@ -499,6 +486,4 @@ def _linear_shards(vehicle_task: np.ndarray, num_tasks: int, lo: int, hi: int) -
 def largest_feasible_at_or_below(mask: np.ndarray, requested: np.ndarray) -> np.ndarray:
     """The env's action correction: per row, ``requested`` if feasible, else the largest feasible index below
     it, else the smallest feasible one."""
-    from iov_env.sim import kernels  # numba loads on first use, not with iov_env
-
     return kernels.largest_feasible_at_or_below(np.asarray(mask, dtype=bool), np.asarray(requested, dtype=np.intp))

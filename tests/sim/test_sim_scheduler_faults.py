@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from iov_env.config import EnergyConfig
@@ -64,6 +64,10 @@ def _tri_feedback_problem(draw: st.DrawFn):
 
 @settings(max_examples=200, deadline=None)
 @given(_tri_feedback_problem())
+@example(problem=(  # a budget under 1 J: conservation was once checked to 1e-9 J absolute, 2e-9 relative here
+    np.array([0.25, 0.125, 0.125]), np.array([0.0, 0.0, 0.03125]), np.array([0.0, 0.25, 0.25]),
+    EnergyConfig(budget_floor_fraction=0.0, budget_cap_fraction=1.0 / 3.0),
+))
 def test_tri_feedback_conserves_budget_and_never_starves(problem) -> None:
     alloc, used, difficulty, cfg = problem
     new = scheduler.tri_feedback_allocation_j(alloc, used, difficulty, cfg)
