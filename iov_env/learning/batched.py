@@ -193,6 +193,24 @@ def _per_group(hidden: torch.Tensor, batches: Sequence[lora.Batch]) -> Iterator[
         start += n
 
 
+def _shared_logits(jobs: Sequence[VehicleJob], batches: Sequence[lora.Batch], model: nn.Module,
+                   grouped: GroupedLoRA, pad_id: int, device: torch.device,
+                   precision: str) -> Iterator[tuple[int, torch.Tensor]]:
+    """Each batch's index and its own job's head logits, batches of similar width in one shared forward.
+
+    ``batches[g]`` is ``jobs[g]``'s. The caller's work on a yielded pair runs inside the pass's autocast
+    (so the training loss is computed there, as in the sequential engine), and under the caller's grad mode.
+    """
+    for sub in passes_by_width([bt.input_ids.shape[1] for bt in batches]):
+        bts = [batches[g] for g in sub]
+        grouped.set_groups([jobs[g] for g in sub], [bt.input_ids.shape[0] for bt in bts], device)
+        with lora.autocast(device, precision):
+            hidden = model(**_combined(bts, pad_id, device)).last_hidden_state
+            for i, h in _per_group(hidden, bts):
+                g = sub[i]
+                yield g, jobs[g].head(h, batches[g].attention_mask.to(device))
+
+
 def train_group(jobs: Sequence[VehicleJob], model: nn.Module, grouped: GroupedLoRA, pad_id: int,
                 learning_rate: float, head_lr_scale: float, weight_decay: float, device: torch.device,
                 precision: str) -> None:
@@ -217,15 +235,8 @@ def train_group(jobs: Sequence[VehicleJob], model: nn.Module, grouped: GroupedLo
             act = [j for j in jobs if s < len(j.batches)]
             batches = [lora.collate(j.split, j.batches[s], pad_id) for j in act]
             losses: list[torch.Tensor] = [torch.empty(0)] * len(act)
-            for sub in passes_by_width([bt.input_ids.shape[1] for bt in batches]):
-                bts = [batches[g] for g in sub]
-                grouped.set_groups([act[g] for g in sub], [bt.input_ids.shape[0] for bt in bts], device)
-                with lora.autocast(device, precision):
-                    hidden = model(**_combined(bts, pad_id, device)).last_hidden_state
-                    for i, h in _per_group(hidden, bts):
-                        g = sub[i]
-                        losses[g] = lora.loss_fn(act[g].head(h, batches[g].attention_mask.to(device)),
-                                                 batches[g].labels.to(device))
+            for g, logits in _shared_logits(act, batches, model, grouped, pad_id, device, precision):
+                losses[g] = lora.loss_fn(logits, batches[g].labels.to(device))
             total = torch.stack([loss.float() for loss in losses]).sum()
             if opt is not None:
                 opt.zero_grad(set_to_none=True)
@@ -255,15 +266,10 @@ def evaluate_group(jobs: Sequence[VehicleJob], model: nn.Module, grouped: Groupe
             for i in range(max((len(c) for c in chunks), default=0)):
                 act = [g for g in range(len(jobs)) if i < len(chunks[g])]
                 batches = [lora.collate(jobs[g].split, chunks[g][i], pad_id) for g in act]
-                for sub in passes_by_width([bt.input_ids.shape[1] for bt in batches]):
-                    bts = [batches[g] for g in sub]
-                    grouped.set_groups([jobs[act[g]] for g in sub], [bt.input_ids.shape[0] for bt in bts], device)
-                    with lora.autocast(device, precision):
-                        hidden = model(**_combined(bts, pad_id, device)).last_hidden_state
-                        for p, h in _per_group(hidden, bts):
-                            g = act[sub[p]]
-                            logits = jobs[g].head(h, bts[p].attention_mask.to(device))
-                            scorers[g].add(logits, bts[p].labels, chunks[g][i])
+                for p, logits in _shared_logits([jobs[g] for g in act], batches, model, grouped, pad_id, device,
+                                                precision):
+                    g = act[p]
+                    scorers[g].add(logits, batches[p].labels, chunks[g][i])
     finally:
         model.train(was_training)
     return [s.result() for s in scorers]
