@@ -3,7 +3,7 @@
     python -m benchmarks.perf                 # fast-env throughput for N = 10..10,000 and import time
     python -m benchmarks.perf --real-rss      # adds MiniLM peak RSS at N = 10 and 50 (minutes)
     python -m benchmarks.perf --sumo          # adds SUMO steps/s through libsumo against traci (the sumo extra)
-    python -m benchmarks.perf --baseline REF  # this code against the code at git REF, alternating, as ratios
+    python -m benchmarks.perf --baseline REF  # this code against the code at git REF: paired windows, as ratios
 
 Throughput is reported in agent-steps/s (vehicles x rounds per second) and, to make the
 machine's noise visible, as a ratio to N = 100 measured in the same run.
@@ -28,41 +28,57 @@ from iov_env.results import write_text_atomic
 DEFAULT_SIZES = (10, 100, 1000, 10000)
 
 
+class _Stepper:
+    """A fast parallel env at N vehicles stepped with random valid actions, warmed up, timed in windows."""
+
+    def __init__(self, num_vehicles: int, seed: int = 0) -> None:
+        import iov_env
+
+        self.num_vehicles = num_vehicles
+        self.env = iov_env.parallel_env(preset="tiny", num_vehicles=num_vehicles, rounds=1_000_000)
+        self.env.reset(seed=seed)
+        rng = np.random.default_rng(seed)
+        agents = list(self.env.agents)
+        self.actions = [dict(zip(agents, rng.integers(0, self.env.config.num_ranks, num_vehicles).tolist(), strict=True))
+                        for _ in range(8)]
+        self.steps = 0
+        for _ in self.actions:  # steady state: one-off costs (lazy imports, compiled kernels) stay out of the window
+            self._step()
+
+    def _step(self) -> None:
+        self.env.step(self.actions[self.steps % len(self.actions)])
+        self.steps += 1
+
+    def window(self, min_seconds: float) -> dict[str, float]:
+        """Agent-steps per second of wall time and of this process's CPU time over one window of at least 3 rounds."""
+        steps, start, cpu_start = 0, time.perf_counter(), time.process_time()
+        while True:
+            self._step()
+            steps += 1
+            elapsed = time.perf_counter() - start
+            if elapsed >= min_seconds and steps >= 3:
+                break
+        return {"agent_steps_per_s": steps * self.num_vehicles / elapsed,
+                "agent_steps_per_cpu_s": steps * self.num_vehicles / max(time.process_time() - cpu_start, 1e-9)}
+
+
 def env_throughput(num_vehicles: int, min_seconds: float = 1.5, repeats: int = 3, seed: int = 0) -> dict[str, float]:
     """Agent-steps per second of the fast parallel env with random valid actions (median of repeats).
 
     Also per second of this process's CPU time, which other jobs on a loaded machine disturb far less.
     """
-    import iov_env
-
-    env = iov_env.parallel_env(preset="tiny", num_vehicles=num_vehicles, rounds=1_000_000)
-    env.reset(seed=seed)
-    rng = np.random.default_rng(seed)
-    agents = list(env.agents)
-    actions = [dict(zip(agents, rng.integers(0, env.config.num_ranks, num_vehicles).tolist(), strict=True)) for _ in range(8)]
-    for warm in actions:  # steady state: one-off costs (lazy imports, compiled kernels) stay out of the window
-        env.step(warm)
-    rates, cpu_rates = [], []
-    for _ in range(repeats):
-        steps, start, cpu_start = 0, time.perf_counter(), time.process_time()
-        while True:
-            env.step(actions[steps % len(actions)])
-            steps += 1
-            elapsed = time.perf_counter() - start
-            if elapsed >= min_seconds and steps >= 3:
-                break
-        rates.append(steps * num_vehicles / elapsed)
-        cpu_rates.append(steps * num_vehicles / max(time.process_time() - cpu_start, 1e-9))
-    env.close()
-    rate = statistics.median(rates)
+    stepper = _Stepper(num_vehicles, seed)
+    windows = [stepper.window(min_seconds) for _ in range(repeats)]
+    stepper.env.close()
+    rate = statistics.median(w["agent_steps_per_s"] for w in windows)
     return {"num_vehicles": num_vehicles, "agent_steps_per_s": rate, "ms_per_round": 1e3 * num_vehicles / rate,
-            "agent_steps_per_cpu_s": statistics.median(cpu_rates)}
+            "agent_steps_per_cpu_s": statistics.median(w["agent_steps_per_cpu_s"] for w in windows)}
 
 
-# one throughput measurement of the iov_env found under ROOT, timed by this file's env_throughput
+# a long-lived stepper of the iov_env found under ROOT, timed by this file's _Stepper: one window per stdin line
 _CHILD = """
 import importlib.util, json, sys
-root, perf_file, n, seconds = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+root, perf_file, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 sys.path.insert(0, root)
 import iov_env
 if not iov_env.__file__.startswith(root):
@@ -70,26 +86,53 @@ if not iov_env.__file__.startswith(root):
 spec = importlib.util.spec_from_file_location("perf_timer", perf_file)
 timer = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(timer)
-print(json.dumps(timer.env_throughput(n, seconds, repeats=1)))
+stepper = timer._Stepper(n)
+print("ready", flush=True)
+for line in sys.stdin:
+    print(json.dumps(stepper.window(float(line))), flush=True)
 """
 
 
-def _child_throughput(root: Path, num_vehicles: int, seconds: float) -> dict[str, float]:
-    """Agent-steps/s of the code under ``root`` in a fresh interpreter (same timer for every side)."""
-    env = {**os.environ, "PYTHONPATH": str(root)}
-    out = subprocess.run(
-        [sys.executable, "-c", _CHILD, str(root.resolve()), str(Path(__file__).resolve()), str(num_vehicles), str(seconds)],
-        capture_output=True, text=True, env=env, cwd=root,
-    )
-    if out.returncode != 0:
-        raise RuntimeError(f"throughput child for {root} failed:\n{out.stderr[-2000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+class _ChildStepper:
+    """The code under ``root`` stepping in its own interpreter, answering one timing window per request."""
+
+    def __init__(self, root: Path, num_vehicles: int) -> None:
+        self.root = root
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _CHILD, str(root.resolve()), str(Path(__file__).resolve()), str(num_vehicles)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "PYTHONPATH": str(root)}, cwd=root,
+        )
+        self._expect("ready")
+
+    def _expect(self, what: str) -> str:
+        line = self.proc.stdout.readline() if self.proc.stdout else ""
+        if not line:
+            err = self.proc.stderr.read() if self.proc.stderr else ""
+            raise RuntimeError(f"throughput child for {self.root} failed (expected {what}):\n{err[-2000:]}")
+        return line
+
+    def window(self, seconds: float) -> dict[str, float]:
+        """One timing window of at least ``seconds``."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(f"{seconds}\n")
+        self.proc.stdin.flush()
+        return json.loads(self._expect("a window's rates"))
+
+    def close(self) -> None:
+        """End the child."""
+        if self.proc.stdin:
+            self.proc.stdin.close()
+        self.proc.wait(timeout=60)
 
 
-def compare_with_ref(ref: str, sizes: list[int], seconds: float, repeats: int = 5) -> list[dict[str, float]]:
-    """This checkout against the code at git ``ref``, alternating fresh processes; medians and their ratio.
+def compare_with_ref(ref: str, sizes: list[int], seconds: float, repeats: int = 30) -> list[dict[str, float]]:
+    """This checkout against the code at git ``ref``: paired short windows, alternating; medians of the ratios.
 
-    The ref is materialised with ``git archive`` into a temporary folder, so nothing in the work tree changes.
+    Each side steps in its own long-lived interpreter (warmed up once). A pair is one window of each, taken
+    back to back in alternating order, so the ratio of a pair sees the same machine; the machine's drift
+    over seconds (other tenants, clock changes) moves both sides of a pair and cancels in the ratio. The ref
+    is materialised with ``git archive`` into a temporary folder, so nothing in the work tree changes.
     """
     here = Path(__file__).resolve().parents[1]
     sha = subprocess.run(["git", "rev-parse", "--verify", f"{ref}^{{commit}}"], cwd=here, capture_output=True, text=True)
@@ -100,19 +143,25 @@ def compare_with_ref(ref: str, sizes: list[int], seconds: float, repeats: int = 
         archive = subprocess.run(["git", "archive", sha.stdout.strip()], cwd=here, capture_output=True, check=True)
         subprocess.run(["tar", "-x", "-C", tmp], input=archive.stdout, check=True)
         for n in sizes:
-            runs: dict[str, list[dict[str, float]]] = {"base": [], "new": []}
-            for i in range(repeats):  # alternate, and swap who goes first, so drifting load hits both sides
-                order = (("base", Path(tmp)), ("new", here)) if i % 2 == 0 else (("new", here), ("base", Path(tmp)))
-                for side, root in order:
-                    runs[side].append(_child_throughput(root, n, seconds))
-            row: dict[str, float | str] = {"num_vehicles": n, "ref": ref, "ref_sha": sha.stdout.strip()[:10]}
+            sides = {"base": _ChildStepper(Path(tmp), n), "new": _ChildStepper(here, n)}
+            try:
+                runs: dict[str, list[dict[str, float]]] = {"base": [], "new": []}
+                for i in range(repeats):  # swap who goes first, so a trend within a pair favours neither side
+                    for side in (("base", "new") if i % 2 == 0 else ("new", "base")):
+                        runs[side].append(sides[side].window(seconds))
+            finally:
+                for child in sides.values():
+                    child.close()
+            row: dict[str, float | str] = {"num_vehicles": n, "ref": ref, "ref_sha": sha.stdout.strip()[:10],
+                                           "pairs": repeats, "window_s": seconds}
             for key, label in (("agent_steps_per_s", "wall"), ("agent_steps_per_cpu_s", "cpu")):
                 base = [r[key] for r in runs["base"]]
                 new = [r[key] for r in runs["new"]]
                 ratios = sorted(b / a for a, b in zip(base, new, strict=True))
+                q1, _, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else (ratios[0],) * 3
                 row |= {f"base_{key}": statistics.median(base), f"new_{key}": statistics.median(new),
-                        f"ratio_{label}": statistics.median(new) / statistics.median(base),
-                        f"ratio_{label}_min": ratios[0], f"ratio_{label}_max": ratios[-1]}
+                        f"ratio_{label}": statistics.median(ratios), f"ratio_{label}_q1": q1,
+                        f"ratio_{label}_q3": q3, f"ratio_{label}_min": ratios[0], f"ratio_{label}_max": ratios[-1]}
             rows.append(row)
     return rows
 
@@ -210,33 +259,41 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmarks and print a markdown table."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=list(DEFAULT_SIZES), help="fleet sizes N")
-    parser.add_argument("--seconds", type=float, default=1.5, help="minimum timing window per repeat")
+    parser.add_argument("--seconds", type=float, default=None,
+                        help="minimum timing window per repeat (default 1.5; 0.25 per window with --baseline)")
     parser.add_argument("--real-rss", action="store_true", help="also measure the real backend's peak RSS")
     parser.add_argument("--sumo", action="store_true", help="also measure SUMO steps/s, libsumo against traci")
     parser.add_argument("--baseline", metavar="REF", default=None,
                         help="compare with the code at git REF (alternating fresh processes) instead of absolute rates")
-    parser.add_argument("--repeats", type=int, default=5, help="alternations per size with --baseline")
+    parser.add_argument("--repeats", type=int, default=None, help="paired windows per size with --baseline (default 30)")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = parser.parse_args(argv)
     if any(n < 1 for n in args.sizes):
         parser.error(f"--sizes must be positive integers, got {args.sizes}")
+    if args.seconds is not None and not args.seconds > 0:
+        parser.error(f"--seconds must be a positive number, got {args.seconds}")
+    if args.repeats is not None and args.repeats < 1:
+        parser.error(f"--repeats must be a positive integer, got {args.repeats}")
 
     if args.baseline is not None:
-        rows = compare_with_ref(args.baseline, args.sizes, args.seconds, args.repeats)
-        print(f"fast env, this checkout against {args.baseline} ({rows[0]['ref_sha']}), median of {args.repeats} "
-              f"alternating runs; load: {os.getloadavg()[0]:.2f} (1-min average at the end)")
-        print("\n| N vehicles | agent-steps/s base -> this | ratio, wall (min - max) "
-              "| agent-steps per CPU-s base -> this | ratio, CPU (min - max) |\n|---:|---:|---:|---:|---:|")
+        seconds = 0.25 if args.seconds is None else args.seconds
+        rows = compare_with_ref(args.baseline, args.sizes, seconds, 30 if args.repeats is None else args.repeats)
+        print(f"fast env, this checkout against {args.baseline} ({rows[0]['ref_sha']}): median of {rows[0]['pairs']} "
+              f"paired ratios of {seconds:g} s windows, each side in one warmed-up process; "
+              f"load: {os.getloadavg()[0]:.2f} (1-min average at the end)")
+        print("\n| N vehicles | agent-steps/s base -> this | ratio, wall [IQR] (min - max) "
+              "| ratio, CPU [IQR] (min - max) |\n|---:|---:|---:|---:|")
         for r in rows:
             print(f"| {r['num_vehicles']} | {r['base_agent_steps_per_s']:,.0f} -> {r['new_agent_steps_per_s']:,.0f} | "
-                  f"{r['ratio_wall']:.2f} ({r['ratio_wall_min']:.2f} - {r['ratio_wall_max']:.2f}) | "
-                  f"{r['base_agent_steps_per_cpu_s']:,.0f} -> {r['new_agent_steps_per_cpu_s']:,.0f} | "
-                  f"{r['ratio_cpu']:.2f} ({r['ratio_cpu_min']:.2f} - {r['ratio_cpu_max']:.2f}) |")
+                  f"{r['ratio_wall']:.2f} [{r['ratio_wall_q1']:.2f}, {r['ratio_wall_q3']:.2f}] "
+                  f"({r['ratio_wall_min']:.2f} - {r['ratio_wall_max']:.2f}) | "
+                  f"{r['ratio_cpu']:.2f} [{r['ratio_cpu_q1']:.2f}, {r['ratio_cpu_q3']:.2f}] "
+                  f"({r['ratio_cpu_min']:.2f} - {r['ratio_cpu_max']:.2f}) |")
         if args.out:
             write_text_atomic(args.out, json.dumps({"baseline": rows}, indent=2))
         return 0
     results: dict[str, object] = {"import": import_time_s()}
-    rows = [env_throughput(n, args.seconds) for n in args.sizes]
+    rows = [env_throughput(n, 1.5 if args.seconds is None else args.seconds) for n in args.sizes]
     ref = next((r["agent_steps_per_s"] for r in rows if r["num_vehicles"] == 100), rows[0]["agent_steps_per_s"])
     print(f"import iov_env: {results['import']['import_s']:.3f} s (torch imported: {results['import']['torch_imported']})")
     print("\n| N vehicles | agent-steps/s | ms per round | ratio to N=100 |\n|---:|---:|---:|---:|")

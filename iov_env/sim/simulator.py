@@ -458,10 +458,14 @@ class IoVSimulator:
 
 def _require_finite(round_index: int, **arrays: np.ndarray) -> None:
     """Raise ``NonFiniteError`` naming every reported quantity that is NaN or infinite."""
-    # one sum per array: a NaN or inf anywhere makes it non-finite (a finite overflow only costs the exact scan)
-    if math.isfinite(sum(float(np.add.reduce(a, axis=None)) for a in arrays.values())):
+    # one sum over all of them: a NaN or inf anywhere makes it non-finite (a finite overflow only costs the exact scan)
+    with np.errstate(over="ignore"):
+        total = np.add.reduce(np.concatenate([np.ravel(a) for a in arrays.values()]), axis=None)
+    if math.isfinite(total):
         return
     bad = [name for name, a in arrays.items() if not np.isfinite(a).all()]
+    if not bad:  # finite values whose sum overflowed
+        return
     raise NonFiniteError(
         f"round {round_index}: {', '.join(bad)} became non-finite; the config should have been refused by "
         "validation, please report it with the config"

@@ -133,3 +133,12 @@ def test_expected_outcomes_shapes_and_inactive_zero() -> None:
     assert util.shape == energy.shape == (6, 7)
     assert np.all(np.isfinite(util)) and np.all(energy >= 0)
     assert np.all(util[~sim.state.active] == 0) and np.all(energy[~sim.state.active] == 0)
+
+
+def test_finiteness_check_names_the_bad_quantity_and_passes_huge_finite_values() -> None:
+    """One fused sum screens a round; an overflow of that sum alone is not an error, a NaN or inf is."""
+    from iov_env.sim.simulator import NonFiniteError, _require_finite
+
+    _require_finite(3, energy_j=np.array([1e308, 1e308]), latency_s=np.array([1.0]))  # the sum overflows: fine
+    with pytest.raises(NonFiniteError, match=r"round 3: latency_s became non-finite"):
+        _require_finite(3, energy_j=np.array([1.0]), latency_s=np.array([0.0, np.nan]))
