@@ -39,6 +39,7 @@ from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
 from iov_env.config import ConfigError, IoVConfig
+from iov_env.lazy import lazy_import
 from iov_env.sim.faults import FAULT_NAMES
 from iov_env.sim.simulator import (
     IoVSimulator,
@@ -49,6 +50,7 @@ from iov_env.sim.simulator import (
 )
 
 OBS_CAP = 10.0
+kernels = lazy_import("iov_env.envs.kernels")  # compiled loops: numba loads on first use, not with iov_env
 
 # the action-correction rule is part of the API: agents mirror it to know what the env will execute
 __all__ = [
@@ -185,6 +187,7 @@ class IoVParallelEnv(ParallelEnv):
         self._seed_rng = np.random.default_rng()
         self._layout = observation_layout(self.config)
         self.last_round: RoundMetrics | None = None
+        self._obs_cols: np.ndarray | None = None  # (N, D) features; per-episode columns filled at reset
 
     # PettingZoo requires the same space object on every call
     def observation_space(self, agent: str) -> spaces.Space:
@@ -207,7 +210,7 @@ class IoVParallelEnv(ParallelEnv):
         for sp in self._act_spaces.values():
             sp.seed(int(self._seed_rng.integers(2**31 - 1)))
         self.simulator.reset(episode_seed)
-        self._obs_cols: np.ndarray | None = None  # the new episode's fleet fills it afresh
+        self._obs_cols = None  # the new episode's fleet fills it afresh
         self.agents = list(self.possible_agents)
         self.last_round = None
         obs_matrix = self._observation_matrix()
@@ -269,33 +272,25 @@ class IoVParallelEnv(ParallelEnv):
         sim, cfg, st = self.simulator, self.config, self.simulator.state
         k = cfg.num_tasks
         cols = self._obs_static(sim)
-        budget_ref = cfg.energy.energy_budget_j_per_vehicle_round
-        round_s = cfg.mobility.round_duration_s
-        # columns k+2 (compute capability) and k+11 (data size) are fixed within an episode: cached
         np.log10(1.0 + st.uplink_bps, out=cols[:, k])
         cols[:, k] /= 10.0
-        np.divide(st.dwell_s, round_s, out=cols[:, k + 1])
-        np.divide(sim.energy_remaining_j, cfg.energy.vehicle_energy_j, out=cols[:, k + 3])
-        cols[:, k + 4] = sim.dual_price[sim.vehicle_task]
-        np.divide(st.budget_j, budget_ref, out=cols[:, k + 5])
-        cols[:, k + 6] = sim.last_accuracy
-        np.divide(sim.last_latency_s, round_s, out=cols[:, k + 7])
-        np.divide(sim.last_energy_j, budget_ref, out=cols[:, k + 8])
-        np.divide(sim.last_rank_index, max(cfg.num_ranks - 1, 1), out=cols[:, k + 9])
-        cols[:, k + 11] = st.active
-        cols[:, k + 12] = min(sim.round_index / cfg.episode.rounds, 1.0)
-        if not np.isfinite(cols.sum()) and not np.isfinite(cols).all():
+        out, finite = kernels.observation_rows(
+            cols, k, st.dwell_s, float(cfg.mobility.round_duration_s), sim.energy_remaining_j,
+            float(cfg.energy.vehicle_energy_j), sim.dual_price, sim.vehicle_task, st.budget_j,
+            float(cfg.energy.energy_budget_j_per_vehicle_round), sim.last_accuracy, sim.last_latency_s,
+            sim.last_energy_j, sim.last_rank_index, max(cfg.num_ranks - 1, 1), st.active,
+            min(sim.round_index / cfg.episode.rounds, 1.0), self._low, self._high,
+        )
+        if not finite:
             # validation keeps every input finite: this is a bug, not a case to mask
             bad = [name for name, sl in self._layout.items() if not np.isfinite(cols[:, sl]).all()]
             raise NonFiniteError(f"round {sim.round_index}: observation features {bad} became non-finite; "
                                  "the config should have been refused by validation, please report it")
-        out = np.empty(cols.shape, dtype=np.float32)
-        np.minimum(np.maximum(cols, self._low, out=self._obs_work), self._high, out=out, casting="same_kind")
         return out
 
     def _obs_static(self, sim: IoVSimulator) -> np.ndarray:
         """The feature matrix, whose per-episode columns (task one-hot, compute, data size) are filled once per reset."""
-        if getattr(self, "_obs_cols", None) is None:
+        if self._obs_cols is None:
             k = self.config.num_tasks
             cfg = self.config
             n = cfg.num_vehicles
@@ -303,7 +298,7 @@ class IoVParallelEnv(ParallelEnv):
             cols[np.arange(n), sim.vehicle_task] = 1.0
             cols[:, k + 2] = sim.cpu_freq_hz / cfg.compute.cpu_freq_max_hz
             cols[:, k + 10] = sim.shard_size / cfg.tasks.shard_size_max
-            self._obs_cols, self._obs_work = cols, np.empty_like(cols)
+            self._obs_cols = cols
         return self._obs_cols
 
     def _per_agent_obs(self, obs_matrix: np.ndarray) -> dict[str, Any]:

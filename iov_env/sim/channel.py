@@ -5,6 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from iov_env.config import ChannelConfig
+from iov_env.lazy import lazy_import
+
+kernels = lazy_import("iov_env.sim.kernels")  # compiled loops: numba loads on first use, not with iov_env
 
 # The authors' code: B = 2e5 Hz per link, N0 = 1e-9 W, h(d) = 1 / (d^2 + 1e-6), no sharing.
 AUTHORS_BANDWIDTH_HZ = 2.0e5
@@ -36,11 +39,7 @@ def fading_power(shape: tuple[int, ...], kind: str, rng: np.random.Generator) ->
 
 def shared_bandwidth_hz(vehicle_rsu: np.ndarray, num_rsus: int, rsu_bandwidth_hz: float) -> np.ndarray:
     """Equal share of each RSU's bandwidth among the vehicles attached to it (0 where unattached)."""
-    attached = vehicle_rsu >= 0
-    counts = np.bincount(vehicle_rsu[attached], minlength=num_rsus)
-    share = np.zeros(vehicle_rsu.shape, dtype=float)
-    share[attached] = rsu_bandwidth_hz / counts[vehicle_rsu[attached]]
-    return share
+    return kernels.shared_bandwidth_hz(np.asarray(vehicle_rsu, dtype=np.intp), int(num_rsus), float(rsu_bandwidth_hz))
 
 
 def link_rates_bps(

@@ -15,6 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from iov_env.lazy import lazy_import
+
+kernels = lazy_import("iov_env.sim.kernels")  # compiled loops: numba loads on first use, not with iov_env
+
 NONE, EARLY_UPLOAD, MIGRATION, ABANDON = 0, 1, 2, 3
 ALL_PAIRS_LIMIT = 20_000  # leaving x candidate pairs above which the search goes group by group
 GROUP_PAIRS_LIMIT = 4_000_000  # pairs in one group above which a k-d tree replaces the exact all-pairs scan
@@ -49,14 +53,8 @@ def nearest_peer(
     src_all, dst_all = np.flatnonzero(leaving), np.flatnonzero(candidate)
     if len(src_all) == 0 or len(dst_all) == 0:
         return peer, dist
-    if len(src_all) * len(dst_all) <= ALL_PAIRS_LIMIT:  # small fleets: one masked all-pairs pass is cheapest
-        d = np.linalg.norm(positions_m[src_all, None, :] - positions_m[None, dst_all, :], axis=-1)
-        d[group[src_all, None] != group[None, dst_all]] = np.inf
-        j = np.argmin(d, axis=1)
-        best = d[np.arange(len(src_all)), j]
-        ok = np.isfinite(best)
-        peer[src_all[ok]] = dst_all[j[ok]]
-        dist[src_all[ok]] = best[ok]
+    if len(src_all) * len(dst_all) <= ALL_PAIRS_LIMIT:  # small fleets: one pass over all pairs is cheapest
+        kernels.nearest_in_group(np.asarray(positions_m, dtype=float), np.asarray(group), src_all, dst_all, peer, dist)
         return peer, dist
     for g in np.unique(group[leaving]):
         in_group = group == g

@@ -230,3 +230,55 @@ def largest_feasible_at_or_below(mask: np.ndarray, requested: np.ndarray) -> np.
                     break
         out[i] = pick
     return out
+
+
+@compiled
+def shared_bandwidth_hz(vehicle_rsu: np.ndarray, num_rsus: int, rsu_bandwidth_hz: float) -> np.ndarray:
+    """Equal share of each RSU's bandwidth among the vehicles attached to it (0 where ``vehicle_rsu`` is -1)."""
+    counts = np.zeros(num_rsus, dtype=np.int64)
+    for rsu in vehicle_rsu:
+        if rsu >= 0:
+            counts[rsu] += 1
+    share = np.zeros(len(vehicle_rsu))
+    for i in range(len(vehicle_rsu)):
+        if vehicle_rsu[i] >= 0:
+            share[i] = rsu_bandwidth_hz / counts[vehicle_rsu[i]]
+    return share
+
+
+@compiled
+def split_over_vehicles_j(
+    task_budget_j: np.ndarray, vehicle_task: np.ndarray, shard_size: np.ndarray, active: np.ndarray,
+) -> np.ndarray:
+    """Each task's budget shared by its active vehicles in proportion to data size (0 for inactive)."""
+    per_task = np.zeros(len(task_budget_j))
+    for i in range(len(vehicle_task)):
+        per_task[vehicle_task[i]] += shard_size[i] if active[i] else 0.0
+    out = np.zeros(len(vehicle_task))
+    for i in range(len(vehicle_task)):
+        t = vehicle_task[i]
+        if per_task[t] > 0:
+            out[i] = task_budget_j[t] * (shard_size[i] if active[i] else 0.0) / max(per_task[t], 1e-12)
+    return out
+
+
+@compiled
+def nearest_in_group(
+    positions_m: np.ndarray, group: np.ndarray, sources: np.ndarray, targets: np.ndarray,
+    peer: np.ndarray, dist_m: np.ndarray,
+) -> None:
+    """For each vehicle in ``sources``, the nearest of ``targets`` in its group (first on ties), into ``peer``
+    and ``dist_m`` (left as they are where its group has no target)."""
+    for s in sources:
+        best, best_t = math.inf, -1
+        for t in targets:
+            if group[t] != group[s]:
+                continue
+            dx = positions_m[s, 0] - positions_m[t, 0]
+            dy = positions_m[s, 1] - positions_m[t, 1]
+            d = math.sqrt(dx * dx + dy * dy)
+            if d < best:
+                best, best_t = d, t
+        if best_t >= 0:
+            peer[s] = best_t
+            dist_m[s] = best

@@ -8,6 +8,9 @@ from __future__ import annotations
 import numpy as np
 
 from iov_env.config import EnergyConfig
+from iov_env.lazy import lazy_import
+
+kernels = lazy_import("iov_env.sim.kernels")  # compiled loops: numba loads on first use, not with iov_env
 
 
 def static_allocation_j(total_j: float, vehicles_per_task: np.ndarray) -> np.ndarray:
@@ -70,10 +73,8 @@ def split_over_vehicles_j(
     active: np.ndarray,
 ) -> np.ndarray:
     """Each task's budget shared by its active vehicles in proportion to data size (0 for inactive)."""
-    weight = np.where(active, np.asarray(shard_size, dtype=float), 0.0)
-    per_task = np.bincount(vehicle_task, weights=weight, minlength=len(task_budget_j))
-    denom = per_task[vehicle_task]
-    return np.where(denom > 0, task_budget_j[vehicle_task] * weight / np.maximum(denom, 1e-12), 0.0)
+    return kernels.split_over_vehicles_j(np.asarray(task_budget_j, dtype=float), np.asarray(vehicle_task, dtype=np.intp),
+                                         np.asarray(shard_size, dtype=float), np.asarray(active, dtype=bool))
 
 
 def dual_price_update(price: np.ndarray, used_j: np.ndarray, budget_j: np.ndarray, step_size: float) -> np.ndarray:

@@ -352,18 +352,20 @@ class IoVSimulator:
     ) -> faults.FaultDecision:
         cfg, ep = self.config, self.config.episode
         leaving = active & (st.dwell_s < lat_plan)
-        if not leaving.any():  # the common round: no choice to make, the same decision faults.decide gives
+        if not np.logical_or.reduce(leaving):  # the common round: no choice to make, what faults.decide gives
             n = len(active)
+            option_costs, migrate_to = np.empty((n, 3)), np.empty(n, dtype=np.intp)
+            option_costs.fill(np.inf)
+            migrate_to.fill(-1)
             return faults.FaultDecision(
-                option=np.zeros(n, dtype=np.intp), cost=np.zeros(n), costs=np.full((n, 3), np.inf),
-                migrate_to=np.full(n, -1), migration_latency_s=np.zeros(n), migration_energy_j=np.zeros(n),
-                any_leaving=False,
+                option=np.zeros(n, dtype=np.intp), cost=np.zeros(n), costs=option_costs, migrate_to=migrate_to,
+                migration_latency_s=np.zeros(n), migration_energy_j=np.zeros(n), any_leaving=False,
             )
         acc_pct = 100.0 * self.last_accuracy
         best = np.zeros(cfg.num_tasks)
         np.maximum.at(best, self.vehicle_task, np.where(active, acc_pct, 0.0))
         used = e_plan * _unit(st.dwell_s / np.maximum(lat_plan, 1e-12))
-        if leaving.any() and ep.fault_tolerance == "paper":
+        if ep.fault_tolerance == "paper":
             group = self.vehicle_task * cfg.rsu.num_rsus + st.vehicle_rsu
             peer, d = faults.nearest_peer(self.mobility.current_m, group, active & ~leaving, leaving)
             bw = np.where(st.uplink_bps > 0, channel.shared_bandwidth_hz(
@@ -460,7 +462,7 @@ def _require_finite(round_index: int, **arrays: np.ndarray) -> None:
     """Raise ``NonFiniteError`` naming every reported quantity that is NaN or infinite."""
     # one sum over all of them: a NaN or inf anywhere makes it non-finite (a finite overflow only costs the exact scan)
     with np.errstate(over="ignore"):
-        total = np.add.reduce(np.concatenate([np.ravel(a) for a in arrays.values()]), axis=None)
+        total = np.concatenate([a.ravel() for a in arrays.values()]).sum()
     if math.isfinite(total):
         return
     bad = [name for name, a in arrays.items() if not np.isfinite(a).all()]
