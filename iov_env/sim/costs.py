@@ -88,7 +88,7 @@ def compute_energy_j(cycles: np.ndarray, cpu_freq_hz: np.ndarray, kappa: float) 
 def transfer_latency_s(bits: np.ndarray, rate_bps: np.ndarray) -> np.ndarray:
     """Time to move ``bits`` at ``rate_bps`` (infinite where the rate is zero)."""
     rate = np.asarray(rate_bps, dtype=float)
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", over="ignore"):  # a vanishing rate: an infinite time
         return np.where(rate > 0, np.asarray(bits, dtype=float) / np.maximum(rate, 1e-300), np.inf)
 
 
