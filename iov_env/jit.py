@@ -1,7 +1,7 @@
 """numba's ``njit`` for the fast fidelity's per-vehicle loops, or plain Python where numba is missing.
 
-Modules that use it (``sim/kernels.py``, ``learning/surrogate_loops.py``) are imported on the first step,
-not by ``import iov_env``: numba takes a third of a second to load.
+Modules that use it (``sim/kernels.py``, ``learning/surrogate_loops.py``, ``envs/kernels.py``) are imported on
+the first step, not by ``import iov_env``: numba takes a third of a second to load.
 """
 
 from __future__ import annotations

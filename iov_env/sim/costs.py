@@ -82,7 +82,12 @@ def compute_latency_s(cycles: np.ndarray, cpu_freq_hz: np.ndarray) -> np.ndarray
 
 def compute_energy_j(cycles: np.ndarray, cpu_freq_hz: np.ndarray, kappa: float) -> np.ndarray:
     """Dynamic CPU energy ``kappa f^2 cycles`` (equals the authors' ``kappa f^3 tau``)."""
-    return kappa * np.asarray(cpu_freq_hz, dtype=float) ** 2 * np.asarray(cycles, dtype=float)
+    return dynamic_energy_j(np.asarray(cycles, dtype=float), np.asarray(cpu_freq_hz, dtype=float), kappa)
+
+
+def dynamic_energy_j(cycles: float | np.ndarray, cpu_freq_hz: float | np.ndarray, kappa: float) -> float | np.ndarray:
+    """``kappa f^2 cycles`` on floats or float arrays as given (the compiled round calls it once per vehicle)."""
+    return kappa * cpu_freq_hz**2 * cycles
 
 
 def transfer_latency_s(bits: np.ndarray, rate_bps: np.ndarray) -> np.ndarray:

@@ -15,6 +15,7 @@ import math
 import numpy as np
 
 from iov_env.jit import compiled
+from iov_env.sim import costs
 
 
 @compiled
@@ -61,13 +62,16 @@ def grid_substeps(
         heading[i] = h
 
 
+_dynamic_energy_j = compiled(costs.dynamic_energy_j)  # the cost model's own formula, compiled for scalars
+
+
 @compiled
 def compute_time_s_and_energy_j(
     tokens: float, flops_per_token: float, flops_per_cycle: float, cpu_freq_hz: float, kappa_j_per_cycle_hz2: float,
 ) -> tuple[float, float]:
-    """Local training's compute latency ``cycles / f`` and energy ``kappa f^2 cycles`` (``costs.py``'s model)."""
+    """Local training's compute latency ``cycles / f`` and energy (``costs.dynamic_energy_j``)."""
     cycles = tokens * flops_per_token / flops_per_cycle
-    return cycles / cpu_freq_hz, kappa_j_per_cycle_hz2 * (cpu_freq_hz * cpu_freq_hz) * cycles
+    return cycles / cpu_freq_hz, _dynamic_energy_j(cycles, cpu_freq_hz, kappa_j_per_cycle_hz2)
 
 
 @compiled
