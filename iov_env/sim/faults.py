@@ -37,6 +37,15 @@ class FaultDecision:
     migration_energy_j: np.ndarray  # (N,) float
     any_leaving: bool = True  # False lets the simulator skip the partial-training arithmetic
 
+    @classmethod
+    def nobody_leaving(cls, n: int) -> FaultDecision:
+        """What ``decide`` gives when no vehicle leaves, without computing any option's cost."""
+        option_costs, migrate_to = np.empty((n, 3)), np.empty(n, dtype=np.intp)
+        option_costs.fill(np.inf)  # np.full's Python wrapper costs more than the fill, once per round
+        migrate_to.fill(-1)
+        return cls(option=np.zeros(n, dtype=np.intp), cost=np.zeros(n), costs=option_costs, migrate_to=migrate_to,
+                   migration_latency_s=np.zeros(n), migration_energy_j=np.zeros(n), any_leaving=False)
+
 
 def nearest_peer(
     positions_m: np.ndarray, group: np.ndarray, candidate: np.ndarray, leaving: np.ndarray

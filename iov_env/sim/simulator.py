@@ -352,15 +352,8 @@ class IoVSimulator:
     ) -> faults.FaultDecision:
         cfg, ep = self.config, self.config.episode
         leaving = active & (st.dwell_s < lat_plan)
-        if not np.logical_or.reduce(leaving):  # the common round: no choice to make, what faults.decide gives
-            n = len(active)
-            option_costs, migrate_to = np.empty((n, 3)), np.empty(n, dtype=np.intp)
-            option_costs.fill(np.inf)
-            migrate_to.fill(-1)
-            return faults.FaultDecision(
-                option=np.zeros(n, dtype=np.intp), cost=np.zeros(n), costs=option_costs, migrate_to=migrate_to,
-                migration_latency_s=np.zeros(n), migration_energy_j=np.zeros(n), any_leaving=False,
-            )
+        if not np.logical_or.reduce(leaving):  # the common round: no choice to make
+            return faults.FaultDecision.nobody_leaving(len(active))
         acc_pct = 100.0 * self.last_accuracy
         best = np.zeros(cfg.num_tasks)
         np.maximum.at(best, self.vehicle_task, np.where(active, acc_pct, 0.0))

@@ -135,6 +135,17 @@ def _decide(leaving, acc, best, used, peer, t_m, e_m, enabled=True) -> faults.Fa
     )
 
 
+def test_nobody_leaving_is_what_decide_gives_without_leavers() -> None:
+    """The simulator's shortcut for rounds in which no vehicle leaves agrees with the full decision."""
+    full = _decide([False] * 3, [80.0, 70.0, 60.0], [81.0] * 3, [10.0] * 3, [1, 2, 0], [5.0] * 3, [1.0] * 3)
+    quick = faults.FaultDecision.nobody_leaving(3)
+    for name in ("option", "cost", "costs", "migrate_to", "migration_latency_s", "migration_energy_j"):
+        got, want = getattr(quick, name), getattr(full, name)
+        np.testing.assert_array_equal(got, want, err_msg=name)
+        assert got.dtype.kind == want.dtype.kind and got.shape == want.shape, name
+    assert not quick.any_leaving
+
+
 def test_early_upload_when_nearly_as_good_as_the_best() -> None:
     # C0 = 2 * (81 - 80) = 2; C1 = 0.2 * 100 + 0.05 * 100 = 25; C2 = 0.05 * 10 + 2 * 81 = 162.5
     d = _decide([True], [80.0], [81.0], [10.0], [3], [100.0], [100.0])
