@@ -307,14 +307,13 @@ class FastBackend:
             p("floor")[col], p("ceiling")[col], p("rank_gap")[col], p("rank_half")[col],
             p("noniid_penalty")[col], p("sample_scale")[col], r, np.full((k, 1), np.inf), self.hetero,
         )
-        ln = self.config.learning
         return SurrogateView(
             floor=p("floor").astype(float),
             top=top,
             speed=rank_speed_table(p("speed_rank_half")[col], r),
             sample_scale=p("sample_scale").astype(float),
             samples=self.samples.copy(),
-            vehicle_samples=samples_per_round(ln.local_steps, ln.batch_size, self.layout.vehicle_shard_size),
+            vehicle_samples=self._vehicle_samples.copy(),
         )
 
     def expected_vehicle_accuracy(self, ranks: np.ndarray) -> np.ndarray:
@@ -323,9 +322,8 @@ class FastBackend:
         task = self.layout.vehicle_task
         ln = self.config.learning
         r = np.asarray(ranks, dtype=float)[None, :]
-        own = samples_per_round(ln.local_steps, ln.batch_size, self.layout.vehicle_shard_size)[:, None]
-        speed = rank_speed_table(self._p("speed_rank_half")[task][:, None], r)
-        n_after = self.samples[task][:, None] + own * speed * ln.layer_fraction
+        speed = rank_speed_table(self._vehicle_curve[:, None, CURVE_COLUMNS.index("speed_rank_half")], r)
+        n_after = self.samples[task][:, None] + self._vehicle_samples[:, None] * speed * ln.layer_fraction
         return self._accuracy(task[:, None], r, n_after)
 
     # -- internals ----------------------------------------------------------------------------
@@ -379,5 +377,5 @@ def _curve(param: dict[str, np.ndarray], rank: np.ndarray, samples: np.ndarray, 
 
 
 def rank_speed_table(speed_rank_half: np.ndarray, rank: np.ndarray) -> np.ndarray:
-    """Vectorised ``r / (r + speed_rank_half)`` with broadcasting."""
+    """Vectorised ``r / (r + speed_rank_half)`` with broadcasting (compiled for scalars in the surrogate's round)."""
     return rank / (rank + speed_rank_half)

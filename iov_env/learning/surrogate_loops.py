@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from iov_env.jit import compiled
-from iov_env.learning.surrogate import CURVE_COLUMNS
+from iov_env.learning.surrogate import CURVE_COLUMNS, rank_speed_table
 
 FLOOR, CEILING, RANK_GAP, RANK_HALF, NONIID_PENALTY, SAMPLE_SCALE, STALE_PENALTY, SPEED_RANK_HALF = (
     CURVE_COLUMNS.index(name) for name in (
@@ -19,6 +19,8 @@ FLOOR, CEILING, RANK_GAP, RANK_HALF, NONIID_PENALTY, SAMPLE_SCALE, STALE_PENALTY
         "speed_rank_half",
     )
 )
+
+_rank_speed = compiled(rank_speed_table)  # the model's own formula, compiled for scalars
 
 
 @compiled
@@ -63,7 +65,7 @@ def surrogate_round(
     for i in range(n):
         r = float(rank[i])
         if uploads[i] and training[i]:
-            speed = r / (r + vehicle_curve[i, SPEED_RANK_HALF])
+            speed = _rank_speed(vehicle_curve[i, SPEED_RANK_HALF], r)
             absorbed[task[i]] += vehicle_samples[i] * train_fraction[i] * speed * layer_share[i]
         uploaded = r if uploads[i] else 0.0
         if uploaded > round_max[task[i]]:
