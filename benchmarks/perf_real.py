@@ -38,6 +38,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.calibrate import parse_overrides
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 _CHILD = r"""
@@ -559,8 +561,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(_CHILDREN[args.child[0]](**json.loads(args.child[1]))), flush=True)
         return 0
     results: dict[str, Any] = {}
+    overrides = parse_overrides(args.set)
     if args.profile:
-        overrides = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
         print(profile_round(args.models[0], args.round_vehicles, args.round_steps, args.profile,
                             torch_ops=args.torch_ops, overrides=overrides))
         return 0
@@ -568,7 +570,6 @@ def main(argv: list[str] | None = None) -> int:
         for label, ms in adapter_overhead_ms(args.models[0]).items():
             print(f"step time {label:28s} {ms:7.1f} ms", flush=True)
     if args.round:
-        overrides = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
         results["round"] = round_comparison(model=args.models[0], num_vehicles=args.round_vehicles,
                                             local_steps=args.round_steps, research=not args.no_research,
                                             device=args.device, precision=args.precision, overrides=overrides)
