@@ -169,6 +169,13 @@ def round_costs(
 
 
 @compiled
+def _distance_m(a_m: np.ndarray, b_m: np.ndarray) -> float:
+    """Euclidean distance of two points (2,): ``np.linalg.norm``'s arithmetic, sqrt(dx^2 + dy^2)."""
+    dx, dy = a_m[0] - b_m[0], a_m[1] - b_m[1]
+    return math.sqrt(dx * dx + dy * dy)
+
+
+@compiled
 def nearest_within(positions_m: np.ndarray, centres_m: np.ndarray, radius_m: float) -> tuple[np.ndarray, np.ndarray]:
     """Per point, the nearest centre (first on ties; -1 if farther than ``radius_m``) and the distance to it."""
     n, m = len(positions_m), len(centres_m)
@@ -177,9 +184,7 @@ def nearest_within(positions_m: np.ndarray, centres_m: np.ndarray, radius_m: flo
     for i in range(n):
         best, best_j = math.inf, 0
         for j in range(m):
-            dx = positions_m[i, 0] - centres_m[j, 0]
-            dy = positions_m[i, 1] - centres_m[j, 1]
-            d = math.sqrt(dx * dx + dy * dy)
+            d = _distance_m(positions_m[i], centres_m[j])
             if d < best:
                 best, best_j = d, j
         idx[i] = best_j if best <= radius_m else -1
@@ -278,9 +283,7 @@ def nearest_in_group(
         for t in targets:
             if group[t] != group[s]:
                 continue
-            dx = positions_m[s, 0] - positions_m[t, 0]
-            dy = positions_m[s, 1] - positions_m[t, 1]
-            d = math.sqrt(dx * dx + dy * dy)
+            d = _distance_m(positions_m[s], positions_m[t])
             if d < best:
                 best, best_t = d, t
         if best_t >= 0:
