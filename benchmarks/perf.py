@@ -4,6 +4,7 @@
     python -m benchmarks.perf --real-rss      # adds MiniLM peak RSS at N = 10 and 50 (minutes)
     python -m benchmarks.perf --sumo          # adds SUMO steps/s through libsumo against traci (the sumo extra)
     python -m benchmarks.perf --baseline REF  # this code against the code at git REF: paired windows, as ratios
+    python -m benchmarks.perf --phases --sizes 100 [--baseline REF]  # where a step's time goes (both codes)
 
 Throughput is reported in agent-steps/s (vehicles x rounds per second) and, to make the
 machine's noise visible, as a ratio to N = 100 measured in the same run.
@@ -12,6 +13,8 @@ machine's noise visible, as a ratio to N = 100 measured in the same run.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib
 import json
 import os
 import statistics
@@ -19,7 +22,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -75,7 +80,8 @@ def env_throughput(num_vehicles: int, min_seconds: float = 1.5, repeats: int = 3
             "agent_steps_per_cpu_s": statistics.median(w["agent_steps_per_cpu_s"] for w in windows)}
 
 
-# a long-lived stepper of the iov_env found under ROOT, timed by this file's _Stepper: one window per stdin line
+# a long-lived stepper of the iov_env found under ROOT, timed by this file's _Stepper and phase_times:
+# one answer per stdin line ("window SECONDS" or "phases ROUNDS")
 _CHILD = """
 import importlib.util, json, sys
 root, perf_file, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -89,7 +95,9 @@ spec.loader.exec_module(timer)
 stepper = timer._Stepper(n)
 print("ready", flush=True)
 for line in sys.stdin:
-    print(json.dumps(stepper.window(float(line))), flush=True)
+    command, arg = line.split()
+    out = stepper.window(float(arg)) if command == "window" else timer.phase_times(stepper, int(arg))
+    print(json.dumps(out), flush=True)
 """
 
 
@@ -112,12 +120,19 @@ class _ChildStepper:
             raise RuntimeError(f"throughput child for {self.root} failed (expected {what}):\n{err[-2000:]}")
         return line
 
+    def _ask(self, command: str, arg: float, what: str) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(f"{command} {arg}\n")
+        self.proc.stdin.flush()
+        return json.loads(self._expect(what))
+
     def window(self, seconds: float) -> dict[str, float]:
         """One timing window of at least ``seconds``."""
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(f"{seconds}\n")
-        self.proc.stdin.flush()
-        return json.loads(self._expect("a window's rates"))
+        return self._ask("window", seconds, "a window's rates")
+
+    def phases(self, rounds: int) -> dict[str, Any]:
+        """``phase_times`` over ``rounds`` rounds."""
+        return self._ask("phases", rounds, "the phase times")
 
     def close(self) -> None:
         """End the child."""
@@ -126,24 +141,92 @@ class _ChildStepper:
         self.proc.wait(timeout=60)
 
 
+HERE = Path(__file__).resolve().parents[1]
+
+
+@contextlib.contextmanager
+def _ref_tree(ref: str) -> Iterator[tuple[Path, str]]:
+    """The code at git ``ref`` in a temporary folder (``git archive``: the work tree is untouched), and its sha."""
+    sha = subprocess.run(["git", "rev-parse", "--verify", f"{ref}^{{commit}}"], cwd=HERE, capture_output=True, text=True)
+    if sha.returncode != 0:
+        raise ValueError(f"--baseline {ref!r} is not a git commit here: {sha.stderr.strip()}")
+    with tempfile.TemporaryDirectory(prefix="iov_perf_base_") as tmp:
+        archive = subprocess.run(["git", "archive", sha.stdout.strip()], cwd=HERE, capture_output=True, check=True)
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive.stdout, check=True)
+        yield Path(tmp), sha.stdout.strip()
+
+
+# where a step's time goes: (label, module, class or None for a module function, attribute); nested phases
+# are included in their parents' time
+PHASES = (
+    ("env step", "iov_env.envs.parallel", "IoVParallelEnv", "step"),
+    ("action validation", "iov_env.envs.parallel", None, "validate_actions"),
+    ("simulator step", "iov_env.sim.simulator", "IoVSimulator", "step"),
+    ("fault decision", "iov_env.sim.simulator", "IoVSimulator", "_fault_decision"),
+    ("surrogate round", "iov_env.learning.surrogate", "FastBackend", "train_round"),
+    ("grid mobility", "iov_env.sim.mobility", "GridMobility", "step"),
+    ("next-round preparation", "iov_env.sim.simulator", "IoVSimulator", "_prepare_round"),
+    ("observation matrix", "iov_env.envs.parallel", "IoVParallelEnv", "_observation_matrix"),
+    ("per-agent infos", "iov_env.envs.parallel", "IoVParallelEnv", "_infos"),
+)
+
+
+def phase_times(stepper: _Stepper, rounds: int = 3000) -> dict[str, Any]:
+    """Microseconds per round spent in each of ``PHASES`` (and its share of the env step), by wrapping them."""
+    spent = dict.fromkeys((label for label, *_ in PHASES), 0.0)
+    originals = []
+
+    def timed(label: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            t = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[label] += time.perf_counter() - t
+        return call
+
+    try:
+        for label, module, cls, attr in PHASES:
+            owner = importlib.import_module(module)
+            owner = getattr(owner, cls) if cls else owner
+            if attr in vars(owner):  # a phase an older version lacks is left out
+                originals.append((owner, attr, vars(owner)[attr]))
+                setattr(owner, attr, timed(label, vars(owner)[attr]))
+        for _ in range(rounds):
+            stepper._step()
+    finally:
+        for owner, attr, fn in reversed(originals):
+            setattr(owner, attr, fn)
+    step = spent["env step"]
+    return {label: {"us_per_round": 1e6 * v / rounds, "share": v / step if step else float("nan")}
+            for label, v in spent.items()}
+
+
+def compare_phases(ref: str, num_vehicles: int = 100, rounds: int = 3000) -> dict[str, dict[str, Any]]:
+    """``phase_times`` of the code at git ``ref`` and of this checkout, each in its own warmed-up interpreter."""
+    with _ref_tree(ref) as (base_root, sha):
+        out: dict[str, dict[str, Any]] = {}
+        for side, root in (("base", base_root), ("new", HERE)):
+            child = _ChildStepper(root, num_vehicles)
+            try:
+                out[side] = child.phases(rounds)
+            finally:
+                child.close()
+        out["ref"] = {"ref": ref, "sha": sha[:10], "num_vehicles": num_vehicles, "rounds": rounds}
+    return out
+
+
 def compare_with_ref(ref: str, sizes: list[int], seconds: float, repeats: int = 30) -> list[dict[str, float]]:
     """This checkout against the code at git ``ref``: paired short windows, alternating; medians of the ratios.
 
     Each side steps in its own long-lived interpreter (warmed up once). A pair is one window of each, taken
     back to back in alternating order, so the ratio of a pair sees the same machine; the machine's drift
-    over seconds (other tenants, clock changes) moves both sides of a pair and cancels in the ratio. The ref
-    is materialised with ``git archive`` into a temporary folder, so nothing in the work tree changes.
+    over seconds (other tenants, clock changes) moves both sides of a pair and cancels in the ratio.
     """
-    here = Path(__file__).resolve().parents[1]
-    sha = subprocess.run(["git", "rev-parse", "--verify", f"{ref}^{{commit}}"], cwd=here, capture_output=True, text=True)
-    if sha.returncode != 0:
-        raise ValueError(f"--baseline {ref!r} is not a git commit here: {sha.stderr.strip()}")
     rows = []
-    with tempfile.TemporaryDirectory(prefix="iov_perf_base_") as tmp:
-        archive = subprocess.run(["git", "archive", sha.stdout.strip()], cwd=here, capture_output=True, check=True)
-        subprocess.run(["tar", "-x", "-C", tmp], input=archive.stdout, check=True)
+    with _ref_tree(ref) as (base_root, sha):
         for n in sizes:
-            sides = {"base": _ChildStepper(Path(tmp), n), "new": _ChildStepper(here, n)}
+            sides = {"base": _ChildStepper(base_root, n), "new": _ChildStepper(HERE, n)}
             try:
                 runs: dict[str, list[dict[str, float]]] = {"base": [], "new": []}
                 for i in range(repeats):  # swap who goes first, so a trend within a pair favours neither side
@@ -152,7 +235,7 @@ def compare_with_ref(ref: str, sizes: list[int], seconds: float, repeats: int = 
             finally:
                 for child in sides.values():
                     child.close()
-            row: dict[str, float | str] = {"num_vehicles": n, "ref": ref, "ref_sha": sha.stdout.strip()[:10],
+            row: dict[str, float | str] = {"num_vehicles": n, "ref": ref, "ref_sha": sha[:10],
                                            "pairs": repeats, "window_s": seconds}
             for key, label in (("agent_steps_per_s", "wall"), ("agent_steps_per_cpu_s", "cpu")):
                 base = [r[key] for r in runs["base"]]
@@ -264,8 +347,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--real-rss", action="store_true", help="also measure the real backend's peak RSS")
     parser.add_argument("--sumo", action="store_true", help="also measure SUMO steps/s, libsumo against traci")
     parser.add_argument("--baseline", metavar="REF", default=None,
-                        help="compare with the code at git REF (alternating fresh processes) instead of absolute rates")
+                        help="compare with the code at git REF (paired windows, each side in its own process) instead of "
+                             "absolute rates")
     parser.add_argument("--repeats", type=int, default=None, help="paired windows per size with --baseline (default 30)")
+    parser.add_argument("--phases", action="store_true",
+                        help="where a step's time goes at the first --sizes N (with --baseline: both codes side by side)")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = parser.parse_args(argv)
     if any(n < 1 for n in args.sizes):
@@ -275,6 +361,26 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeats is not None and args.repeats < 1:
         parser.error(f"--repeats must be a positive integer, got {args.repeats}")
 
+    if args.phases:
+        n, rounds = args.sizes[0], 3000 if args.repeats is None else args.repeats
+        if args.baseline is not None:
+            phases = compare_phases(args.baseline, n, rounds)
+        else:
+            stepper = _Stepper(n)
+            phases = {"new": phase_times(stepper, rounds)}
+            stepper.env.close()
+        print(f"where a step's time goes, N={n}, {rounds} rounds after warm-up, load {os.getloadavg()[0]:.2f}; "
+              "nested phases are inside their parents' time; shares are of the env step\n")
+        sides = [side for side in ("base", "new") if side in phases]
+        heads = {"base": f"{args.baseline} us (share)", "new": "this checkout us (share)"}
+        print("| phase | " + " | ".join(heads[side] for side in sides) + " |\n|---|" + "---:|" * len(sides))
+        for label, *_ in PHASES:
+            cells = [f"{phases[side][label]['us_per_round']:,.1f} ({100 * phases[side][label]['share']:.1f}%)"
+                     if phases[side][label]['us_per_round'] > 0 else "n/a" for side in sides]
+            print(f"| {label} | " + " | ".join(cells) + " |")
+        if args.out:
+            write_text_atomic(args.out, json.dumps({"phases": phases}, indent=2))
+        return 0
     if args.baseline is not None:
         seconds = 0.25 if args.seconds is None else args.seconds
         rows = compare_with_ref(args.baseline, args.sizes, seconds, 30 if args.repeats is None else args.repeats)

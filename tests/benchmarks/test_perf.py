@@ -82,3 +82,21 @@ def test_baseline_comparison_runs_both_codes_and_reports_ratios(tmp_path: Path) 
 def test_baseline_refuses_an_unknown_ref() -> None:
     with pytest.raises(ValueError, match="not a git commit"):
         perf.compare_with_ref("no-such-ref-xyz", [10], 0.05, repeats=1)
+
+
+def test_phase_times_nest_inside_the_env_step_and_restore_the_code() -> None:
+    from iov_env.envs import parallel
+    from iov_env.sim import simulator
+
+    before = (parallel.validate_actions, simulator.IoVSimulator.step, parallel.IoVParallelEnv._infos)
+    stepper = perf._Stepper(10)
+    phases = perf.phase_times(stepper, rounds=20)
+    stepper.env.close()
+    assert set(phases) == {label for label, *_ in perf.PHASES}
+    assert phases["env step"]["share"] == pytest.approx(1.0)
+    for label in ("simulator step", "per-agent infos", "action validation", "grid mobility"):
+        assert 0 < phases[label]["us_per_round"] < phases["env step"]["us_per_round"], label
+    for label in ("fault decision", "surrogate round", "grid mobility", "next-round preparation"):
+        assert phases[label]["us_per_round"] < phases["simulator step"]["us_per_round"], label
+    # the wrappers are gone afterwards
+    assert (parallel.validate_actions, simulator.IoVSimulator.step, parallel.IoVParallelEnv._infos) == before
