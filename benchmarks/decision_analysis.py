@@ -130,7 +130,9 @@ def decision_rows(cells: Sequence[DecisionCell], accuracy_weight: float,
             ranks = sorted({c.rank for c in at})
             by_rank = {r: [c for c in at if c.rank == r] for r in ranks}
             metric = {r: mean_ci(100.0 * c.metric_dev for c in by_rank[r]) for r in ranks}
-            mean_u = {r: float(np.mean([c.u_dev for c in by_rank[r]])) for r in ranks}
+            # each rank's mean over the vehicles that could run it (all of them where none could)
+            mean_u = {r: float(np.mean([c.u_dev for c in by_rank[r] if c.feasible] or [c.u_dev for c in by_rank[r]]))
+                      for r in ranks}
             units = sorted({(c.seed, c.vehicle) for c in at})
             gaps2, gapsm, best_ranks = [], [], []
             for unit in units:

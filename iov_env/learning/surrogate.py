@@ -100,7 +100,7 @@ def curve_value(
         floor, ceiling, rank_gap, rank_half, noniid_penalty, sample_scale, rank, samples, onset_samples,
         onset_steepness)))
     out = np.empty(arrays[0].shape)
-    flat = [np.ascontiguousarray(a).reshape(-1) for a in arrays]
+    flat = [np.array(a, dtype=float).reshape(-1) for a in arrays]  # copies: broadcast views are read-only
     loops.curve_points(*flat[:8], float(hetero), flat[8], flat[9], out.reshape(-1))
     return out
 
