@@ -14,7 +14,9 @@ units, ``gamma * 100 * metric - alpha * latency_s``):
 * per-pull noise: the SD of ``u_local - u_dev`` around its unit-and-round mean (rank-specific) combined
   with the SD of that mean around the unit's mean over rounds (round-to-round); the unit's mean itself
   (persistent) cancels in a vehicle's own comparison of ranks and is reported apart. Beside it, the
-  binomial SD of one reading at the local validation size (first principles) and the rest.
+  binomial SD of one reading at the local validation size (first principles). A vehicle's validation
+  split is one fixed sample, so that binomial error is mostly persistent too: per-pull noise can be
+  below it (successive adapters err on largely the same examples).
 * pulls to identify the best rank at 2 sigma: ``8 (sigma / gap)^2`` pulls per rank (the difference of two
   means of n pulls each has SD ``sigma sqrt(2 / n)``).
 """
@@ -298,7 +300,9 @@ def fast_noise(sim: Any) -> dict[str, tuple[float, float, float]]:
         shards = sim.shard_size[sim.vehicle_task == k]
         val = local_validation_examples(shards, sim.config.tasks.local_val_fraction)
         binom = float(np.sqrt(np.mean(binomial_sd(curve.mid_metric, val) ** 2)))
-        out[task] = (weight * math.hypot(curve.round_std, binom), weight * binom, weight * curve.vehicle_persistent_std)
+        # the validation split is fixed for the episode: its binomial error is in the offset, not in each pull
+        out[task] = (weight * curve.round_std, weight * binom,
+                     weight * math.hypot(curve.vehicle_persistent_std, binom))
     return out
 
 

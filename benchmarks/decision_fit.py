@@ -12,8 +12,9 @@ least squares to two kinds of real readings at once:
   episode's earlier rounds at their executed ranks (the surrogate's own accounting).
 
 The noise (form 2) is then read off the residuals of the vehicles' *local* readings (the reward's input):
-a per-vehicle offset (``vehicle_persistent_std``), and a per-pull part whose binomial share at the local
-validation size is modelled from first principles and the rest is ``round_std``. The task metric's
+the spread of a vehicle's readings around its own mean is the per-pull part (``round_std``); the spread of
+those means across vehicles is the persistent offset, whose binomial share (a fixed validation sample of
+``n_val`` examples) is modelled from first principles and the rest is ``vehicle_persistent_std``. The task metric's
 per-episode offset (``task_persistent_std``) comes from the grid's runs. The random-policy episodes'
 per-round task metrics are not used by the fit: they are the held-out check.
 """
@@ -220,8 +221,9 @@ def noise_components(data: TaskData, params: dict[str, float], hetero: float) ->
     per_run = len(data.g_y) / max(len(run_means), 1)
     task_persistent_var = max(float(np.var(run_means, ddof=1)) - g_binom_var / per_run, 0.0) if len(run_means) > 1 else 0.0
     return {
-        "vehicle_persistent_std": math.sqrt(persistent_var),
-        "round_std": math.sqrt(max(pull_var - binom_var, 0.0)),
+        "vehicle_persistent_std": math.sqrt(max(persistent_var - binom_var, 0.0)),
+        "round_std": math.sqrt(pull_var),
+        "persistent_total_std": math.sqrt(persistent_var),
         "task_persistent_std": math.sqrt(task_persistent_var),
         "measured_pull_std": math.sqrt(pull_var),
         "binomial_pull_std": math.sqrt(binom_var),
@@ -267,7 +269,8 @@ def refit(grid_rows: Sequence[dict[str, str]], study_rows: Sequence[dict[str, st
             "n_counterfactual": int(len(data.c_dev)), "n_grid": int(len(data.g_y)),
             "at_bound": at_bound,
             "measured_pull_std_points": round(noise["measured_pull_std"] * 100, 2),
-            "binomial_pull_std_points": round(noise["binomial_pull_std"] * 100, 2),
+            "measured_persistent_std_points": round(noise["persistent_total_std"] * 100, 2),
+            "binomial_validation_std_points": round(noise["binomial_pull_std"] * 100, 2),
             "heldout_episodes": {k2: (round(v, 3) if isinstance(v, float) else v) for k2, v in
                                  heldout_episodes(data, params, hetero, config.learning.eval_subset_size).items()},
         }

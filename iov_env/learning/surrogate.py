@@ -22,11 +22,13 @@ reported metric it was fitted for:
 * form 2 (the v2 worlds): a training vehicle reports its own local model, as the real backend does: the
   task's samples before the round plus what its own local round added at its rank, less
   ``stale_penalty`` per round it missed before this one (at most 10). Its noise has the structure the real
-  runs show: a per-vehicle offset drawn once per episode (SD ``vehicle_persistent_std``), a round-to-round
-  part (SD ``round_std``) and binomial measurement noise at the size of its local validation split,
-  ``sqrt(p (1 - p) / n_val)`` at the task's mid-curve metric ``p = (floor + ceiling) / 2`` (fixed, so the
-  noise does not depend on the action: every policy meets the same draws). The task metric gets a
-  per-episode offset (SD ``task_persistent_std``) and binomial noise at ``eval_subset_size``.
+  runs show. A vehicle's local validation split is one fixed sample for the whole episode, so its
+  binomial measurement error, ``sqrt(p (1 - p) / n_val)`` at the task's mid-curve metric
+  ``p = (floor + ceiling) / 2``, is drawn once per episode, with the rest of the per-vehicle offset (SD
+  ``vehicle_persistent_std``); what changes from pull to pull is a round-to-round part (SD ``round_std``,
+  how differently successive adapters score on the same examples). The sizes do not depend on the
+  action, so every policy meets the same draws. The task metric gets a per-episode offset (SD
+  ``task_persistent_std``) and binomial noise at ``eval_subset_size`` each round.
 """
 
 from __future__ import annotations
@@ -337,11 +339,12 @@ class FastBackend:
             task = layout.vehicle_task
             mid = np.array([c.mid_metric for c in self.curves])
             val = local_validation_examples(layout.vehicle_shard_size, self.config.tasks.local_val_fraction)
-            self._vehicle_round_sd = np.hypot(self._p("round_std")[task], binomial_sd(mid[task], val))
+            self._vehicle_round_sd = self._p("round_std")[task]
             self._task_round_sd = binomial_sd(mid, self.config.learning.eval_subset_size)
             on = float(bool(self.config.learning.observation_noise))
             self._task_offset = on * self.rng.standard_normal(k) * self._p("task_persistent_std")
-            self._vehicle_offset = on * self.rng.standard_normal(len(task)) * self._p("vehicle_persistent_std")[task]
+            offset_sd = np.hypot(self._p("vehicle_persistent_std")[task], binomial_sd(mid[task], val))
+            self._vehicle_offset = on * self.rng.standard_normal(len(task)) * offset_sd
 
     def expected_tokens(self, task_index: np.ndarray) -> np.ndarray:
         """Tokens of one full local round: steps x batch x mean tokens per sample of the task."""

@@ -65,16 +65,19 @@ def test_form2_noise_has_a_persistent_part_that_stays_with_the_vehicle(tmp_path:
     assert 0.1 < draws[0].std() < 0.3  # and a different one per vehicle, at the file's SD
 
 
-def test_form2_measurement_noise_is_binomial_at_the_local_validation_size() -> None:
+def test_form2_measurement_noise_is_binomial_at_the_local_validation_size_and_fixed_for_the_episode() -> None:
     cfg = preset("tiny", calibration=FORM2)
     b = FastBackend(cfg)
-    layout = FleetLayout(np.array([0, 1, 2, 0, 1, 2]), np.array([150, 150, 150, 450, 450, 450]))
+    n = 6000
+    layout = FleetLayout(np.zeros(n, int), np.where(np.arange(n) % 2, 450, 150))
     b.reset(0, layout)
-    val = local_validation_examples(layout.vehicle_shard_size, cfg.tasks.local_val_fraction)
-    np.testing.assert_array_equal(val, [38, 38, 38, 112, 112, 112])  # tasks.partition's rule: n f / (1 - f)
-    mid = np.array([c.mid_metric for c in b.curves])[layout.vehicle_task]
-    want = np.hypot(0.01, binomial_sd(mid, val))
-    np.testing.assert_allclose(b._vehicle_round_sd, want, rtol=1e-12)
+    val = local_validation_examples(layout.vehicle_shard_size[:2], cfg.tasks.local_val_fraction)
+    np.testing.assert_array_equal(val, [38, 112])  # tasks.partition's rule: n f / (1 - f)
+    np.testing.assert_array_equal(b._vehicle_round_sd, 0.01)  # per pull: the round-to-round part alone
+    mid = b.curves[0].mid_metric
+    for parity, n_val in ((0, 38), (1, 112)):  # the validation sample's error is in the per-episode offset
+        offsets = b._vehicle_offset[parity::2]
+        assert offsets.std() == pytest.approx(float(np.hypot(0.02, binomial_sd(mid, n_val))), rel=0.05)
     assert binomial_sd(0.5, 100) == pytest.approx(0.05)
 
 
