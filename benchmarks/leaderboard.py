@@ -57,7 +57,7 @@ CHECKPOINT_AGENTS = ("rllib_ppo",)  # trained only by benchmarks.train_rl, evalu
 RL_AGENTS = (*SB3_AGENTS, *CHECKPOINT_AGENTS)
 DEFAULT_AGENTS = ("ucb_dual", "ucb1", "homolora", "hetlora", "flexlora", "fedra", "greedy", "random", "oracle")
 REFERENCES = (scoring.REFERENCE_LOW, scoring.REFERENCE_HIGH)  # the score's 0 and 1, always run
-DEFAULT_SCENARIOS = ("tiny-v1", "paper-v1", "paper-tight-v1", "paper-rank-prior-v1", "scale-90-v1", "paper-sumo-v1")
+DEFAULT_SCENARIOS = ("tiny-v2", "paper-v2", "paper-tight-v2", "paper-rank-prior-v2", "scale-90-v2", "paper-sumo-v2")
 # (record key, label, higher is better)
 METRICS = (
     ("cumulative_reward", "reward", True),
