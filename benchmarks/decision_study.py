@@ -27,7 +27,6 @@ the refit's held-out checks (``benchmarks.decision_analysis``).
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import time
 from pathlib import Path
@@ -36,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.decision_analysis import policy_rng, random_actions
-from iov_env.results import write_csv_atomic
+from iov_env.results import read_csv_rows, write_csv_atomic
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = REPO_ROOT / "benchmarks" / "data"
@@ -63,12 +62,7 @@ def part_path(part: tuple[int, int]) -> Path:
 
 def read_rows(paths: list[Path]) -> list[dict[str, str]]:
     """All rows of the given part CSVs (missing files are skipped)."""
-    rows: list[dict[str, str]] = []
-    for p in paths:
-        if p.is_file():
-            with p.open(newline="") as f:
-                rows.extend(csv.DictReader(f))
-    return rows
+    return read_csv_rows(paths)
 
 
 def _key(row: dict[str, Any]) -> tuple[str, ...]:
