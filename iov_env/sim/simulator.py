@@ -387,7 +387,9 @@ class IoVSimulator:
         elif ep.reward_mode == "lagrangian":
             energy_term = -ep.lagrangian_weight * energy_j
         else:
-            energy_term = np.zeros_like(acc_term * lat_term)
+            # the shape both terms broadcast to; multiplying them for it overflowed (and warned) when both
+            # are large, e.g. a long latency at a large accuracy weight
+            energy_term = np.zeros(np.broadcast_shapes(np.shape(acc_term), np.shape(lat_term)))
         terms = {"accuracy": acc_term, "latency": lat_term, "energy": energy_term}
         terms = {name: np.where(active, v, 0.0) for name, v in terms.items()}
         return terms, terms["accuracy"] + terms["latency"] + terms["energy"]
