@@ -75,7 +75,7 @@ def decode_utf8(raw: bytes, path: Path, error: type[Exception] = DataFormatError
 
 
 def iter_lines(path: str | os.PathLike[str], error: type[Exception] = DataFormatError) -> Iterator[tuple[int, str]]:
-    """(1-based line number, text without the line ending) for each line of a UTF-8 file, streamed."""
+    """(1-based line number, text without the line ending) for each line of a UTF-8 file, streamed; a NUL byte is an error."""
     p = check_regular_file(path, error)
     try:
         fh = p.open("rb")
@@ -92,6 +92,9 @@ def iter_lines(path: str | os.PathLike[str], error: type[Exception] = DataFormat
                     f"{p}:{lineno}: byte 0x{raw[exc.start]:02x} at column {exc.start + 1} is not UTF-8; "
                     "allowed: UTF-8 text"
                 ) from None
+            if "\x00" in text:  # a NUL is never text: it marks a binary or truncated file, and tokenizers drop it
+                raise error(f"{p}:{lineno}: NUL byte at column {text.index(chr(0)) + 1}; allowed: UTF-8 text "
+                            "without NUL bytes")
             yield lineno, text.rstrip("\r\n")
 
 
