@@ -183,9 +183,12 @@ def policy_architecture(policy: Any) -> dict[str, Any]:
             if value not in FEATURE_EXTRACTORS:
                 raise CheckpointError(f"features_extractor_class={params[key]!r} cannot be saved safely; "
                                       f"allowed: {FEATURE_EXTRACTORS}")
-        elif json.loads(json.dumps(value, default=repr)) != value:
-            raise CheckpointError(f"policy argument {key}={value!r} is not plain data; allowed: numbers, strings, "
-                                  "lists and mappings of them")
+        else:
+            try:
+                value = json.loads(json.dumps(value, allow_nan=False))  # tuples become lists, as JSON has them
+            except (TypeError, ValueError):
+                raise CheckpointError(f"policy argument {key}={value!r} is not plain data; allowed: finite numbers, "
+                                      "strings, lists and mappings of them") from None
         arch[key] = value
     return arch
 

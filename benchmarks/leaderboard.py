@@ -316,12 +316,13 @@ def _run(p: argparse.ArgumentParser, args: argparse.Namespace, scenario_ids: lis
     except FileNotFoundError as exc:
         p.error(str(exc))
     if args.checkpoints is not None:
-        from agents.checkpoints import CheckpointError, check_trusted
+        from agents.checkpoints import CheckpointError, check_trusted, is_pickled, load_agent
 
-        # every checkpoint before any run: a refused one fails the command at once, with nothing cleared
+        # every checkpoint before any run: a refused or corrupt one fails the command at once, nothing cleared
         for ckpt in dict.fromkeys(j["checkpoint"] for j in jobs if "checkpoint" in j):
             try:
-                check_trusted(ckpt, args.trust_pickle)
+                if not is_pickled(check_trusted(ckpt, args.trust_pickle)):
+                    load_agent(ckpt)  # safe to load here: its weights are checked too (tens of KB)
             except CheckpointError as exc:
                 p.error(str(exc))
     # an earlier run's tables and plots go first: a kill from here on leaves no stale PNG beside new CSVs

@@ -562,3 +562,11 @@ def test_tdrive_dir_without_tdrive_mobility_is_refused() -> None:
         IoVConfig.from_kwargs(preset="tiny", tdrive_dir="/no/such/folder")
     with pytest.raises(ConfigError, match=r"tdrive_dir='/no/such/folder' does not exist"):
         iov_env.parallel_env(preset="tiny", mobility_model="tdrive", tdrive_dir="/no/such/folder")
+
+
+@pytest.mark.parametrize("name", ["c.yaml", "c.json", "c"])
+def test_a_config_path_that_links_to_a_folder_is_reported_as_a_directory(tmp_path: pathlib.Path, name: str) -> None:
+    (tmp_path / "folder").mkdir()
+    (tmp_path / name).symlink_to(tmp_path / "folder")
+    with pytest.raises(ConfigError, match=rf"config file '{tmp_path / name}' is a directory, not a file"):
+        iov_env.parallel_env(config=tmp_path / name)
