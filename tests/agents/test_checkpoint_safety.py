@@ -243,3 +243,25 @@ def test_weights_changed_after_saving_are_detected(tmp_path: Path) -> None:
     (tmp_path / "p.safetensors").write_bytes(bytes(raw))
     with pytest.raises(CheckpointError, match=r"p.safetensors: SHA-256 differs from the manifest's 'weights_sha256'"):
         load_agent(tmp_path / "p.json")
+
+
+def test_a_trusted_legacy_checkpoint_converts_to_the_safe_format_with_the_same_decisions(tmp_path: Path) -> None:
+    """A checkpoint in the format main wrote (manifest + SB3 zip): refused as is, converted once, then safe."""
+    from agents.checkpoints import convert_legacy
+    from agents.sb3 import SB3Trainer
+
+    trainer = SB3Trainer("MaskablePPO", {"preset": "tiny"}, seed=0, n_steps=16, batch_size=32, n_epochs=1).learn(96)
+    trainer.close()
+    policy = trainer.policy()
+    policy.model.save(str(tmp_path / "old.zip"))  # what SB3Policy.save wrote before issue 22
+    (tmp_path / "old.json").write_text(json.dumps({
+        "kind": "sb3", "algo": "MaskablePPO", "class": "MaskablePPO", "label": policy.name, "centralized": False,
+        "deterministic": True, "aggregation": None, "env_overrides": {}, "model": "old.zip", "meta": policy.meta}))
+    with pytest.raises(UnsafeCheckpointError):
+        load_agent(tmp_path / "old.json")
+    manifest = convert_legacy(tmp_path / "old.json", tmp_path / "new")
+    assert read_manifest(manifest)["format"] == "safetensors"
+    safe = load_agent(tmp_path / "new")
+    obs = np.random.default_rng(1).random((6, policy.model.policy.observation_space.shape[0]), dtype=np.float32)
+    mask = np.array([1, 1, 1, 0, 1, 0, 0], dtype=bool)
+    assert [safe.act(o, mask) for o in obs] == [policy.act(o, mask) for o in obs]
