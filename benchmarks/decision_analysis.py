@@ -246,11 +246,17 @@ def _pulls(n: float) -> str:
 
 
 def summarise(rows: Sequence[DecisionRow]) -> dict[str, float]:
-    """Median gap/noise per pull and pulls needed over a world's task x round cells."""
+    """Medians over a world's task x round cells: best-vs-second gap per pull noise, pulls needed, gain over random.
+
+    ``median_gain_per_noise`` is the best rank's gap to the mean of the feasible ranks (what a learner that found
+    it gains over picking at random) per pull noise.
+    """
     ratios = [r.gap_per_noise for r in rows if np.isfinite(r.gap_per_noise)]
     pulls = [r.pulls_needed for r in rows]
+    gains = [r.gap_mean[0] / r.noise_pull for r in rows if r.noise_pull > 0 and np.isfinite(r.gap_mean[0])]
     return {"median_gap_per_noise": float(np.median(ratios)) if ratios else math.nan,
-            "median_pulls": float(np.median(pulls)) if pulls else math.nan}
+            "median_pulls": float(np.median(pulls)) if pulls else math.nan,
+            "median_gain_per_noise": float(np.median(gains)) if gains else math.nan}
 
 
 def random_actions(mask: np.ndarray, active: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -404,7 +410,8 @@ def report(rows: Sequence[dict[str, str]], calibrations: Sequence[str]) -> str:
         render_table(real, fast),
         "",
         "Medians over task x round cells: "
-        + "; ".join(f"{name}: gap/noise {v['median_gap_per_noise']:.3f}, pulls {v['median_pulls']:,.0f}" for name, v in
+        + "; ".join(f"{name}: gap to 2nd/noise {v['median_gap_per_noise']:.3f}, pulls {v['median_pulls']:,.0f}, "
+                    f"gain over random/noise {v['median_gain_per_noise']:.3f}" for name, v in
                     [("real", summarise(real)), *[(n, summarise(f)) for n, f in fast.items()]]) + ".",
         "",
         "## Dev metric by rank (points)",
