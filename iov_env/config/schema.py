@@ -46,7 +46,7 @@ class MobilityConfig:
     tdrive_dir: str = ""  # empty: $IOV_DATA_DIR/tdrive
     tdrive_max_speed_mps: float = 50.0
     tdrive_scale: float = 1.0
-    # SUMO traffic (mobility_model="sumo", the `sumo` extra); see iov_env/sim/sumo.py
+    # SUMO traffic (mobility_model="sumo", the `sumo` extra); see iov_env/sim/sumo/
     sumo_net_file: str = ""  # empty: a grid sized to the map, blocks of road_spacing_m, limit speed_max_mps
     sumo_route_file: str = ""  # empty: seeded randomTrips demand
     sumo_vehicles_per_agent: float = 2.0  # randomTrips demand: vehicles on the road per agent (rest: background)

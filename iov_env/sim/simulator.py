@@ -16,7 +16,8 @@ import numpy as np
 from iov_env.config import IoVConfig
 from iov_env.lazy import lazy_import
 from iov_env.learning.backend import FleetLayout, LearningBackend, RoundPlan, make_backend
-from iov_env.sim import channel, costs, faults, mobility, scheduler, sumo
+from iov_env.sim import channel, costs, faults, mobility, scheduler, sumo, tdrive
+from iov_env.sim.sumo.mobility import SumoMobility
 
 kernels = lazy_import("iov_env.sim.kernels")  # compiled loops: numba loads with the first round, not with iov_env
 
@@ -110,11 +111,11 @@ class IoVSimulator:
             self.adapted_matrices,
         )
         self._traces: list[np.ndarray] | None = None
-        self.tdrive_report: mobility.TDriveReport | None = None
+        self.tdrive_report: tdrive.TDriveReport | None = None
         if config.mobility.mobility_model == "tdrive":  # at construction: a bad trace folder fails early
             mob = config.mobility
-            self._traces, self.tdrive_report = mobility.read_tdrive(
-                mobility.tdrive_directory(config), mob.round_duration_s, mob.tdrive_max_speed_mps,
+            self._traces, self.tdrive_report = tdrive.read_tdrive(
+                tdrive.tdrive_directory(config), mob.round_duration_s, mob.tdrive_max_speed_mps,
                 max_traces=config.num_vehicles,
             )
         window = config.episode.history_rounds
@@ -433,11 +434,11 @@ class IoVSimulator:
 
     def _make_mobility(
         self, start: np.ndarray, rng: np.random.Generator
-    ) -> mobility.GridMobility | mobility.TraceMobility | mobility.SumoMobility:
+    ) -> mobility.GridMobility | mobility.TraceMobility | SumoMobility:
         cfg, mob = self.config, self.config.mobility
         if mob.mobility_model == "sumo":
             trace = sumo.load_trace(cfg, sumo.traffic_seed(cfg, self.seed, rng))
-            return mobility.SumoMobility(trace, cfg.map.width_m, cfg.map.height_m)
+            return SumoMobility(trace, cfg.map.width_m, cfg.map.height_m)
         if mob.mobility_model == "tdrive":
             assert self._traces is not None  # loaded in __init__
             return mobility.TraceMobility.build(
