@@ -30,7 +30,6 @@ import io
 import json
 import math
 import os
-import subprocess
 import time
 from collections import defaultdict
 from dataclasses import fields
@@ -39,11 +38,9 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.learning_curves import use_default_data_dir
+from benchmarks.studies.common import DATA_DIR, REPO_ROOT, git_commit, parse_overrides, use_default_data_dir
 from iov_env.results import write_csv_atomic, write_text_atomic
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DATA_DIR = REPO_ROOT / "benchmarks" / "data"
 RUN_FIELDS = ["config_id", "task", "metric_name", "rank", "shard_size", "local_steps", "batch_size", "round",
               "metric", "n_eval", "tokens_per_sample", "dirichlet_alpha", "round_wall_s", "seed", "regime", "commit"]
 # the learning fields that make a regime: a calibration is only valid for the regime it was measured in
@@ -75,34 +72,6 @@ def regime_of(config: Any) -> dict[str, Any]:
 def regime_tag(regime: dict[str, Any]) -> str:
     """A compact, stable one-line form of a regime (stored in every CSV row)."""
     return json.dumps(regime, sort_keys=True, separators=(",", ":"))
-
-
-def git_commit() -> str:
-    """HEAD's commit of this checkout, ``+dirty`` when tracked files differ, or ``unknown``."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
-                               capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head + ("+dirty" if dirty else "")
-
-
-def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """``key=value`` pairs, values read as JSON, else YAML (``1e-3``, ``target_modules=[query,value]``)."""
-    import yaml
-
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"--set {item!r}: allowed form key=value")
-        try:
-            out[key.strip()] = json.loads(value)  # YAML 1.1 would read 1e-3 as a string
-        except ValueError:
-            out[key.strip()] = yaml.safe_load(value)
-    return out
 
 
 def run_grid(args: argparse.Namespace, csv_path: Path) -> None:
@@ -140,11 +109,10 @@ def run_grid(args: argparse.Namespace, csv_path: Path) -> None:
     for rank, shard, num_rounds, seed in todo:
         if (rank, shard, seed) in done:
             continue
-        backend.reset(seed, FleetLayout(np.arange(k), np.full(k, shard)))
+        backend.reset(seed, FleetLayout.one_per_task(k, shard))
         run_rows = []
         for t in range(num_rounds):
-            plan = RoundPlan(t, np.full(k, rank), np.ones(k, bool), np.ones(k, bool), np.ones(k), np.zeros(k, int),
-                             np.ones((k, ln.model_num_layers), bool))
+            plan = RoundPlan.uniform(t, np.full(k, rank), ln.model_num_layers)
             t0 = time.perf_counter()
             res = backend.train_round(plan)
             wall = time.perf_counter() - t0

@@ -12,37 +12,17 @@ decides) or the ``RealBackend`` directly with every vehicle training every round
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from benchmarks.studies.common import use_default_data_dir
 from iov_env.results import save_figure_atomic, write_csv_atomic
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 FIELDS = ["round", "task", "metric_name", "metric", "token_accuracy", "dev_loss", "n_eval", "n_trained",
           "n_uploaded", "round_wall_s", "train_s", "aggregate_s", "evaluate_s"]
-
-
-def default_data_dir() -> str:
-    """``$IOV_DATA_DIR``, else the repo-relative ``../shared/data`` when it exists, else empty."""
-    if os.environ.get("IOV_DATA_DIR"):
-        return os.environ["IOV_DATA_DIR"]
-    cand = REPO_ROOT.parent / "shared" / "data"
-    return str(cand) if (cand / "sst2").is_dir() else ""
-
-
-def use_default_data_dir() -> str:
-    """Point ``IOV_DATA_DIR`` at ``default_data_dir()`` for this process, or warn that data is synthetic."""
-    data_dir = default_data_dir()
-    if data_dir:
-        os.environ["IOV_DATA_DIR"] = data_dir
-    else:
-        print("# WARNING: no IOV_DATA_DIR and no ../shared/data: tasks fall back to synthetic data", file=sys.stderr)
-    return data_dir
 
 
 def plot(path: Path, rows: list[dict[str, Any]], title: str) -> None:
@@ -124,13 +104,11 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
 
         backend = RealBackend(cfg)
         n, k = cfg.num_vehicles, cfg.num_tasks
-        vt = np.arange(n) % k
-        sizes = np.rint(np.linspace(cfg.tasks.shard_size_min, cfg.tasks.shard_size_max, n)).astype(int)
-        backend.reset(args.seed, FleetLayout(vt, sizes))
+        backend.reset(args.seed, FleetLayout.round_robin(cfg))
         print(f"# {backend.describe()}", flush=True)
         for r in range(cfg.episode.rounds):
-            plan = RoundPlan(r, np.full(n, args.rank), np.ones(n, bool), np.ones(n, bool), np.ones(n),
-                             np.arange(n) % cfg.rsu.num_rsus, np.ones((n, cfg.learning.model_num_layers), bool))
+            plan = RoundPlan.uniform(r, np.full(n, args.rank), cfg.learning.model_num_layers,
+                                     vehicle_rsu=np.arange(n) % cfg.rsu.num_rsus)
             t0 = time.perf_counter()
             backend.train_round(plan)
             rows += _rows(r, backend, n, n, time.perf_counter() - t0)

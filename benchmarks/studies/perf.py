@@ -141,7 +141,7 @@ class _ChildStepper:
         self.proc.wait(timeout=60)
 
 
-HERE = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parents[2]
 
 
 @contextlib.contextmanager
@@ -408,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {r['num_vehicles']} | {r['agent_steps_per_s']:,.0f} | {r['ms_per_round']:.2f} | {r['ratio_to_n100']:.2f} |")
     results["throughput"] = rows
     if args.real_rss:
-        from benchmarks.perf_real import peak_rss_real
+        from benchmarks.studies.perf_real import peak_rss_real
 
         print("\n| model | N | RSS after set-up MiB | peak RSS MiB |\n|---|---:|---:|---:|")
         rss = []

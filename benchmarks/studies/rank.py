@@ -39,10 +39,9 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.studies.common import DATA_DIR, use_default_data_dir
 from iov_env.results import save_figure_atomic, write_csv_atomic, write_text_atomic
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DATA_DIR = REPO_ROOT / "benchmarks" / "data"
 MODES = ("centralised", "federated")
 FIELDS = ["mode", "regime", "lora_scaling", "target_modules", "learning_rate", "local_steps", "head_lr_scale",
           "lora_alpha", "rank", "seed", "task", "metric_name", "round", "steps_done", "metric", "n_eval",
@@ -106,11 +105,10 @@ def run_centralised(args: argparse.Namespace, regime: Regime, rank: int, seed: i
                  local_val_fraction=0.05, **_base_config(args, regime, k))
     backend = RealBackend(cfg)
     torch.set_num_threads(args.threads)
-    backend.reset(seed, FleetLayout(np.arange(k), np.full(k, args.shard)))
+    backend.reset(seed, FleetLayout.one_per_task(k, args.shard))
     rows = []
     for t in range(args.rounds):
-        plan = RoundPlan(t, np.full(k, rank), np.ones(k, bool), np.ones(k, bool), np.ones(k), np.zeros(k, int),
-                         np.ones((k, cfg.learning.model_num_layers), bool))
+        plan = RoundPlan.uniform(t, np.full(k, rank), cfg.learning.model_num_layers)
         t0 = time.perf_counter()
         res = backend.train_round(plan)
         wall = time.perf_counter() - t0
@@ -360,8 +358,6 @@ def report(args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point."""
-    from benchmarks.learning_curves import use_default_data_dir
-
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="phase", required=True)
     r = sub.add_parser("run", help="run the grid (resumable)")

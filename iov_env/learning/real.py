@@ -163,7 +163,7 @@ class RealBackend:
         for v in np.flatnonzero(plan.training):
             v = int(v)
             steps = max(0, int(round(ln.local_steps * float(plan.train_fraction[v]))))
-            blocks = self._blocks(plan.layer_mask[v]) if plan.layer_mask.size else set(range(self.num_layers))
+            blocks = self.layer_blocks(plan.layer_mask[v]) if plan.layer_mask.size else set(range(self.num_layers))
             jobs.append((v, int(layout.vehicle_task[v]), int(plan.rank[v]), steps, blocks))
         if ln.engine == "batched":
             outs = self._train_batched(jobs, plan.round_index)
@@ -390,7 +390,7 @@ class RealBackend:
         return not final and bool(last) and last.get("n") == float(len(self.dev_idx[k]))
 
     # -- helpers ------------------------------------------------------------------------------
-    def _blocks(self, mask_row: np.ndarray) -> set[int]:
+    def layer_blocks(self, mask_row: np.ndarray) -> set[int]:
         """Map a config-sized layer mask onto the model's blocks (proportionally when sizes differ)."""
         cols = len(mask_row)
         return {i for i in range(self.num_layers) if bool(mask_row[min(cols - 1, i * cols // self.num_layers)])}
