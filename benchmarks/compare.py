@@ -1,7 +1,7 @@
 """UCB-DUAL vs the paper's baselines and its own ablations on the fast env, with bootstrap CIs.
 
-    python -m benchmarks.compare --out results/compare            # tiny + paper presets, 10 seeds
-    python -m benchmarks.compare --presets tiny --seeds 3 --out /tmp/c
+    iov compare --out results/compare            # tiny + paper presets, 10 seeds
+    iov compare --presets tiny --seeds 3 --out /tmp/c
 
 Protocol (the paper's framing: the mechanisms are part of the proposed system):
 
@@ -32,13 +32,10 @@ Outputs (written atomically: temp file + ``os.replace``): ``runs.csv`` (one row 
 
 from __future__ import annotations
 
-import argparse
 import io
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -49,6 +46,7 @@ from agents.oracle import covers
 from agents.runner import env_config_for, run_decentralized
 from agents.ucb_dual import UCB1, UCBDual
 from benchmarks import scoring
+from benchmarks.errors import BenchmarkError
 from iov_env.results import write_csv_atomic, write_text_atomic
 
 FULL_SYSTEM = {"allocation": "tri_feedback", "fault_tolerance": "paper"}
@@ -252,18 +250,13 @@ def markdown(
     return buf.getvalue()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """CLI entry point."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", required=True, type=Path, help="output folder (runs.csv, summary.csv, compare.md)")
-    p.add_argument("--presets", nargs="+", default=["tiny", "paper"])
-    p.add_argument("--seeds", type=int, default=10, help="number of seeds (0..n-1)")
-    p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples")
-    p.add_argument("--calibration", default="", help="surrogate calibration for every run, e.g. 'default' "
-                   "(rank-sensitive priors) instead of the base model's fit")
-    args = p.parse_args(argv)
+def run(args: Any) -> int:
+    """Run every method on the presets, and write runs.csv, summary.csv and compare.md.
+
+    ``args`` holds the options of its ``iov`` command, named as its flags (``iov`` builds it).
+    """
     if args.seeds < 2:
-        p.error("--seeds must be >= 2 for confidence intervals")
+        raise BenchmarkError("--seeds must be >= 2 for confidence intervals")
     seeds = list(range(args.seeds))
     rows = methods()
     t0 = time.perf_counter()
@@ -274,7 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     scores = scoring.score_all(records, reps=args.reps, baseline="UCB-DUAL", f=FIELDS, references=REFERENCES)
     scores["checks"] = bound_checks(records, rows)
     elapsed = time.perf_counter() - t0
-    command = "python -m benchmarks.compare " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = args.command
     md = markdown(summary, claim_rows, args.presets, seeds, rows, elapsed, command, scores)
     write_csv_atomic(args.out / "runs.csv", records)
     write_csv_atomic(args.out / "summary.csv", summary)
@@ -282,6 +275,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(md)
     return 0
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

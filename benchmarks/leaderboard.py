@@ -1,7 +1,7 @@
 """Leaderboard: scenarios x agents x seeds -> results CSV, LEADERBOARD.md and plots.
 
-    python -m benchmarks.leaderboard --out results/leaderboard
-    python -m benchmarks.leaderboard --scenarios paper-v1 scale-90-v1 --agents ucb_dual homolora ppo_shared \
+    iov leaderboard --out results/leaderboard
+    iov leaderboard --scenarios paper-v1 scale-90-v1 --agents ucb_dual homolora ppo_shared \
         --seeds 5 --sb3-timesteps 20000 --out results/lb
 
 Agents are the names of ``agents.baselines.AGENTS`` plus ``ppo_shared``, ``a2c_shared`` and
@@ -19,7 +19,7 @@ the agents within budget (mean energy / budget <= 1.05 on every scenario kept); 
 below with their violation. Outputs: runs.csv, summary.csv, scores.csv, LEADERBOARD.md, per scenario
 <id>.png (metrics) and <id>-return-vs-energy.png.
 
-Trained RL agents (``python -m benchmarks.train_rl``) join without retraining through
+Trained RL agents (``iov train``) join without retraining through
 ``--checkpoints DIR``: ``maskable_ppo_shared``, ``ppo_lag_shared``, ``rllib_ppo`` (and the other SB3
 names) then load the policy trained on the same scenario, evaluation seed ``i`` using training run ``i``
 (training seeds are disjoint from the evaluation seeds). Without ``--checkpoints`` the SB3 names train
@@ -32,7 +32,6 @@ folder are removed first; ``--workers N`` or ``--ray [ADDRESS]`` fan the runs ou
 
 from __future__ import annotations
 
-import argparse
 import copy
 import hashlib
 import io
@@ -50,6 +49,7 @@ from agents.oracle import Oracle, covers
 from agents.runner import env_config_for, run_decentralized
 from agents.sb3 import SHARED_AGENTS as SB3_AGENTS
 from benchmarks import runs, scoring
+from benchmarks.errors import BenchmarkError
 from benchmarks.scenarios import SCENARIOS, scenario, unavailable_reason
 from iov_env.results import save_figure_atomic, write_csv_atomic, write_text_atomic
 
@@ -233,41 +233,29 @@ def plot(records: list[dict[str, Any]], summary: list[dict[str, Any]], out: Path
     return paths
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """CLI entry point."""
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", type=Path, default=Path("results/leaderboard"))
-    p.add_argument("--scenarios", nargs="+", default=list(DEFAULT_SCENARIOS), help=f"from {sorted(SCENARIOS)}")
-    p.add_argument("--agents", nargs="+", default=list(DEFAULT_AGENTS), help=f"from {sorted([*AGENTS, *RL_AGENTS])}")
-    p.add_argument("--seeds", type=int, default=5, help="number of seeds (0..n-1), at least 2")
-    p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples")
-    p.add_argument("--sb3-timesteps", type=int, default=20_000, help="training steps per SB3 agent, scenario and seed")
-    p.add_argument("--no-plots", action="store_true")
-    p.add_argument("--checkpoints", type=Path, default=None,
-                   help="evaluate RL agents from this benchmarks.train_rl output folder instead of training them")
-    p.add_argument("--workers", type=int, default=1, help="processes running runs in parallel")
-    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
-                   help="run the runs as Ray tasks: a local Ray, or the cluster at ADDRESS (needs the ray extra)")
-    p.add_argument("--fresh", action="store_true", help="ignore runs stored by an earlier, killed invocation")
-    args = p.parse_args(argv)
+def run(args: Any) -> int:
+    """Run the leaderboard grid (resumable), score it, and write runs.csv, summary.csv, scores.csv, LEADERBOARD.md and plots.
+
+    ``args`` holds the options of its ``iov`` command, named as its flags (``iov`` builds it).
+    """
     if args.workers < 1:
-        p.error(f"--workers={args.workers}: at least 1")
+        raise BenchmarkError(f"--workers={args.workers}: at least 1")
     if args.seeds < 2:
-        p.error(f"--seeds={args.seeds}: at least 2 seeds are needed for confidence intervals")
+        raise BenchmarkError(f"--seeds={args.seeds}: at least 2 seeds are needed for confidence intervals")
     missing = [a for a in REFERENCES if a not in args.agents]
     if missing:
         print(f"adding {missing}: the normalised score's references (random = 0, oracle = 1)", file=sys.stderr)
         args.agents = [*args.agents, *missing]
     unknown = [a for a in args.agents if a not in AGENTS and a not in RL_AGENTS]
     if unknown:
-        p.error(f"unknown agents {unknown}; allowed: {sorted([*AGENTS, *RL_AGENTS])}")
+        raise BenchmarkError(f"unknown agents {unknown}; allowed: {sorted([*AGENTS, *RL_AGENTS])}")
     needs_ckpt = [a for a in args.agents if a in CHECKPOINT_AGENTS]
     if needs_ckpt and args.checkpoints is None:
-        p.error(f"agents {needs_ckpt} are evaluated from trained checkpoints: pass --checkpoints DIR "
-                "(written by python -m benchmarks.train_rl)")
+        raise BenchmarkError(f"agents {needs_ckpt} are evaluated from trained checkpoints: pass --checkpoints DIR "
+                "(written by iov train)")
     bad = [s for s in args.scenarios if s not in SCENARIOS]
     if bad:
-        p.error(f"unknown scenarios {bad}; allowed: {sorted(SCENARIOS)}")
+        raise BenchmarkError(f"unknown scenarios {bad}; allowed: {sorted(SCENARIOS)}")
     scenario_ids = []
     for sid in args.scenarios:
         reason = unavailable_reason(sid)
@@ -276,14 +264,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             scenario_ids.append(sid)
     if not scenario_ids:
-        p.error("no runnable scenario left")
+        raise BenchmarkError("no runnable scenario left")
     seeds = list(range(args.seeds))
     t0 = time.perf_counter()
     store = runs.ResultStore(args.out / "runs")
     try:
         jobs = jobs_for(scenario_ids, args.agents, seeds, args.sb3_timesteps, args.checkpoints)
     except FileNotFoundError as exc:
-        p.error(str(exc))
+        raise BenchmarkError(str(exc)) from None
     # an earlier run's tables and plots go first: a kill from here on leaves no stale PNG beside new CSVs
     runs.clear_outputs(args.out, markers=("LEADERBOARD.md", "runs"))
     if args.fresh:
@@ -294,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     write_csv_atomic(args.out / "runs.csv", records)  # first: the runs survive a failure in the statistics
     summary = summarise(records, args.reps)
     scores = scoring.score_all(records, reps=args.reps)
-    command = "python -m benchmarks.leaderboard " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = args.command
     md = markdown(summary, scores, seeds, command, time.perf_counter() - t0)
     write_csv_atomic(args.out / "summary.csv", summary)
     write_csv_atomic(args.out / "scores.csv", [
@@ -307,6 +295,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(md)
     return 0
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

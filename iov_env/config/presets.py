@@ -11,8 +11,8 @@ if TYPE_CHECKING:
 
 
 # -- LoRA regimes ----------------------------------------------------------------------------------
-# Named fine-tuning recipes with a measured calibration of the fast world (benchmarks/rank_study.py and
-# benchmarks/calibrate.py; README "Rank that matters"). Pass one as overrides: preset("paper", **LORA_REGIMES[k]).
+# Named fine-tuning recipes with a measured calibration of the fast world (benchmarks/studies/rank.py and
+# benchmarks/studies/calibration.py; README "Rank that matters"). Pass one as overrides: preset("paper", **LORA_REGIMES[k]).
 LORA_REGIMES: dict[str, dict[str, Any]] = {
     # the default: rsLoRA scaling alpha/sqrt(r) (Kalajdzievski 2023; peft use_rslora) on every linear layer of
     # every block (QLoRA, Dettmers et al. 2023), lr in LoRA's usual 1e-4..5e-4 band

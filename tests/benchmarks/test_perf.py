@@ -1,4 +1,4 @@
-"""benchmarks/perf.py: its measurements are well-formed (speed itself is never asserted here)."""
+"""benchmarks/studies/perf.py: its measurements are well-formed (speed itself is never asserted here)."""
 
 from __future__ import annotations
 
