@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.errors import BenchmarkError
 from benchmarks.studies.common import DATA_DIR, REPO_ROOT, git_commit, parse_overrides, use_default_data_dir
 from iov_env.results import write_csv_atomic, write_text_atomic
 
@@ -96,7 +97,7 @@ def run_grid(args: argparse.Namespace, csv_path: Path) -> None:
             rows = list(csv.DictReader(fh))
     other = {r.get("regime", "") for r in rows} - {tag}
     if other:
-        raise SystemExit(f"{csv_path} holds runs of another regime {sorted(other)}; this config's is {tag}. "
+        raise BenchmarkError(f"{csv_path} holds runs of another regime {sorted(other)}; this config's is {tag}. "
                          "Use --csv for a new file.")
     done = {(int(r["rank"]), int(r["shard_size"]), int(r["seed"])) for r in rows}
     k = cfg.num_tasks
@@ -180,7 +181,7 @@ def fit(csv_path: Path, json_path: Path, model: str, holdout: list[tuple[int, in
     with csv_path.open() as fh:
         rows = list(csv.DictReader(fh))
     if not rows:
-        raise SystemExit(f"{csv_path} has no runs; run --phase run first")
+        raise BenchmarkError(f"{csv_path} has no runs; run --phase run first")
     defaults = json.loads((CALIBRATION_DIR / "default.json").read_text())["tasks"]
     configs = sorted({(int(r["rank"]), int(r["shard_size"])) for r in rows})
     held = holdout if holdout is not None else default_holdout(configs)

@@ -324,7 +324,7 @@ def _sumo_live_steps_per_s(net: Path, routes: Path, seed: int, backend: str, ste
 
     cmd = [sumo.binary("sumo"), "--net-file", str(net), "--route-files", str(routes), "--seed", str(seed),
            "--no-step-log", "true", "--no-warnings", "true", "--xml-validation", "never"]
-    api = sumo._start(backend, cmd)
+    api = sumo.start_sumo(backend, cmd)
     try:
         api.simulationStep(300.0)  # filled roads, as after the env's warm-up
         start = time.perf_counter()

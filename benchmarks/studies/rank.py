@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.errors import BenchmarkError
 from benchmarks.studies.common import DATA_DIR
 from iov_env.results import save_figure_atomic, write_csv_atomic, write_text_atomic
 
@@ -210,7 +211,7 @@ def run(args: Any) -> None:
     """Every (regime, rank, seed) of the grid not yet in the CSV, in a fixed order."""
     part, parts = (int(x) for x in args.part.split("/"))
     if not 0 <= part < parts:
-        raise SystemExit(f"--part {args.part}: allowed I/N with 0 <= I < N")
+        raise BenchmarkError(f"--part {args.part}: allowed I/N with 0 <= I < N")
     csv_path = Path(args.csv) if args.csv else DATA_DIR / (
         f"rank_study_{args.mode}.csv" if parts == 1 else f"rank_study_{args.mode}.part{part}of{parts}.csv")
     rows = read_rows([csv_path])
@@ -344,7 +345,7 @@ def report(args: argparse.Namespace) -> str:
         DATA_DIR.glob("calibration_runs_*.csv"))
     rows = read_rows(paths) + calibration_rows(calib)
     if not rows:
-        raise SystemExit(f"no study rows in {[str(p) for p in paths + calib]}; run the study first")
+        raise BenchmarkError(f"no study rows in {[str(p) for p in paths + calib]}; run the study first")
     summary = summarise(rows)
     text = markdown(summary)
     out = Path(args.out)

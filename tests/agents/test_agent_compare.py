@@ -6,11 +6,12 @@ import csv
 from pathlib import Path
 
 from benchmarks import compare
+from iov_env.cli import main as iov
 
 
 def test_compare_end_to_end_on_two_seeds(tmp_path: Path) -> None:
     """The CLI writes runs.csv, summary.csv and compare.md with every method and the claims table."""
-    assert compare.main(["--out", str(tmp_path), "--presets", "tiny", "--seeds", "2", "--reps", "50"]) == 0
+    assert iov(["compare", "--out", str(tmp_path), "--presets", "tiny", "--seeds", "2", "--reps", "50"]) == 0
     with open(tmp_path / "runs.csv", newline="") as fh:
         runs = list(csv.DictReader(fh))
     labels = [m.label for m in compare.methods()]

@@ -104,7 +104,7 @@ def libsumo_busy() -> bool:
         sys.modules["libsumo"].simulation.isLoaded())
 
 
-def _start(backend: str, cmd: list[str]) -> Any:
+def start_sumo(backend: str, cmd: list[str]) -> Any:
     """A started simulation exposing the TraCI API: the libsumo module, or a traci connection."""
     if backend == "libsumo":
         libsumo = _import_libsumo()
@@ -153,7 +153,7 @@ def run_sumo(config: IoVConfig, net: Path, routes: Path, seed: int, backend: str
             backend = "traci"  # never replace a simulation someone else runs in this process
         t0 = time.perf_counter()
         try:
-            api = _start(backend, cmd)
+            api = start_sumo(backend, cmd)
         except Exception as exc:
             raise RuntimeError(f"SUMO could not start on {net} with {routes}: {_log(error_log) or exc}") from exc
         try:
