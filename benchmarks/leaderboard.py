@@ -48,7 +48,7 @@ from agents.baselines import AGENTS, make_agent
 from agents.oracle import Oracle, covers
 from agents.runner import env_config_for, run_decentralized
 from agents.sb3 import SHARED_AGENTS as SB3_AGENTS
-from benchmarks import runs, scoring
+from benchmarks import plots, report, runs, scoring
 from benchmarks.errors import BenchmarkError
 from benchmarks.scenarios import SCENARIOS, scenario, unavailable_reason
 from iov_env.results import save_figure_atomic, write_csv_atomic, write_text_atomic
@@ -99,21 +99,12 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     factory = agent_factory(job["agent"], kwargs, job["seed"], job.get("sb3_timesteps", 0), job.get("checkpoint"))
     r = run_decentralized(factory, kwargs, seed=job["seed"])
-    return {
-        "scenario": job["scenario"], "agent": job["agent"], "seed": job["seed"],
-        "cumulative_reward": r["cumulative_reward"],
-        "accuracy_pts": 100.0 * r["final_accuracy"],
-        "latency_s": r["end_to_end_latency_s"],
-        "energy_j": r["total_energy_j"],
-        "budget_j": r["total_budget_j"],
-        "energy_ratio": r["energy_ratio"],
-        "violation_rate": r["budget_violation_rate"],
-        "wall_s": time.perf_counter() - t0,
-        "accuracy_trace": ";".join(f"{np.mean(row):.4f}" for row in r["task_accuracy"]),
-        **scoring.oracle_fields(r.get("agent_state_vehicle_0", {})),
-        # the oracle bounds this run only if it is the oracle's world up to aggregation and allocation
-        "bounded_by": scoring.REFERENCE_HIGH if covers(r["env_kwargs"], env_config_for(Oracle(), kwargs)) else "",
-    }
+    # the oracle bounds this run only if it is the oracle's world up to aggregation and allocation
+    bounded = covers(r["env_kwargs"], env_config_for(Oracle(), kwargs))
+    return runs.run_record(
+        job["scenario"], job["agent"], job["seed"], r, bounded_by=scoring.REFERENCE_HIGH if bounded else "",
+        wall_s=time.perf_counter() - t0, accuracy_trace=";".join(f"{np.mean(row):.4f}" for row in r["task_accuracy"]),
+    )
 
 
 def jobs_for(scenario_ids: Sequence[str], agent_names: Sequence[str], seeds: Sequence[int], sb3_timesteps: int,
@@ -177,7 +168,7 @@ def markdown(
     w("# iov-env leaderboard\n\n")
     w(f"`{command}` — seeds {list(seeds)}, {elapsed_s:.0f} s. Every comparison is paired by seed (seed s is the same "
       "world for every agent) and every score is shown beside the energy it cost.\n\n")
-    w(scoring.report(scores["scored"], scores["headroom"], scores["agents"], scores["checks"], scores["worlds"],
+    w(report.scores_markdown(scores["scored"], scores["headroom"], scores["agents"], scores["checks"], scores["worlds"],
                      describe=lambda sid: f"`{scenario(sid)}`"))
     w("\n## Metrics per scenario\n\nMean [95% CI] over seeds (rliable stratified bootstrap).\n")
     cell = {(r["scenario"], r["agent"], r["metric"]): r for r in summary}
@@ -189,7 +180,7 @@ def markdown(
             for key, _, _ in METRICS:
                 c = cell[(sid, a, key)]
                 fmt = ".2f" if key in ("violation_rate", "energy_ratio") else ".1f"
-                cells.append(scoring.fmt_ci(c["mean"], c["ci_lo"], c["ci_hi"], fmt))
+                cells.append(report.fmt_ci(c["mean"], c["ci_lo"], c["ci_hi"], fmt))
             w(f"| {a} | " + " | ".join(cells) + " |\n")
     return buf.getvalue()
 
@@ -291,7 +282,7 @@ def run(args: Any) -> int:
     write_text_atomic(args.out / "LEADERBOARD.md", md)
     if not args.no_plots:
         plot(records, summary, args.out)
-        scoring.plot_return_vs_energy(scores["scored"], scores["worlds"], args.out)
+        plots.plot_return_vs_energy(scores["scored"], scores["worlds"], args.out)
     print(md)
     return 0
 
