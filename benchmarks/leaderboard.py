@@ -51,7 +51,7 @@ from agents.sb3 import SHARED_AGENTS as SB3_AGENTS
 from benchmarks import plots, report, runs, scoring
 from benchmarks.errors import BenchmarkError
 from benchmarks.scenarios import SCENARIOS, scenario, unavailable_reason
-from iov_env.results import save_figure_atomic, write_csv_atomic, write_text_atomic
+from iov_env.results import write_csv_atomic, write_text_atomic
 
 CHECKPOINT_AGENTS = ("rllib_ppo",)  # trained only by benchmarks.train_rl, evaluated from --checkpoints
 RL_AGENTS = (*SB3_AGENTS, *CHECKPOINT_AGENTS)
@@ -217,10 +217,7 @@ def plot(records: list[dict[str, Any]], summary: list[dict[str, Any]], out: Path
                 ax.plot(np.arange(1, len(traces[0]) + 1), 100 * np.mean(traces, axis=0), label=a)
         ax.set_title("mean task accuracy per round (pts)", fontsize=9)
         ax.legend(fontsize=6)
-        fig.suptitle(sid)
-        fig.tight_layout()
-        paths.append(save_figure_atomic(out / f"{sid}.png", fig))
-        plt.close(fig)
+        paths.append(plots.finish(fig, out / f"{sid}.png", sid))
     return paths
 
 

@@ -25,6 +25,20 @@ from benchmarks.scoring import (
 )
 
 
+def finish(fig: Any, path: Path, title: str | None = None, fontsize: float | None = None) -> Path:
+    """Title a figure, lay it out, write it atomically as PNG at ``path`` and close it; returns ``path``."""
+    import matplotlib.pyplot as plt
+
+    from iov_env.results import save_figure_atomic
+
+    if title is not None:
+        fig.suptitle(title, **({} if fontsize is None else {"fontsize": fontsize}))
+    fig.tight_layout()
+    saved = save_figure_atomic(path, fig)
+    plt.close(fig)
+    return saved
+
+
 def plot_return_vs_energy(
     scored: Sequence[Mapping[str, Any]], worlds: Sequence[Mapping[str, Any]], out: Path,
     high: str = REFERENCE_HIGH, low: str = REFERENCE_LOW, f: Fields = F, suffix: str = "-return-vs-energy",
@@ -34,8 +48,6 @@ def plot_return_vs_energy(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from iov_env.results import save_figure_atomic
 
     runs = run_index(scored, f)
     paths = []
@@ -80,9 +92,7 @@ def plot_return_vs_energy(
         ax.set_ylabel("normalised score (random = 0, oracle = 1)")
         ax.set_title(f"{world}: return vs energy (mean, 95% CI; red: over budget)", fontsize=9)
         ax.legend(fontsize=7, loc="lower right")
-        fig.tight_layout()
-        paths.append(save_figure_atomic(out / f"{world}{suffix}.png", fig))
-        plt.close(fig)
+        paths.append(finish(fig, out / f"{world}{suffix}.png"))
     return paths
 
 

@@ -36,10 +36,10 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks import runs
+from benchmarks import plots, runs
 from benchmarks.errors import BenchmarkError
 from benchmarks.scenarios import SCENARIOS, scenario
-from iov_env.results import save_figure_atomic, write_csv_atomic, write_text_atomic
+from iov_env.results import write_csv_atomic, write_text_atomic
 
 TRAIN_SEED_BASE = 1000
 VALIDATION_SEED_BASE = 500
@@ -314,10 +314,8 @@ def plot(curves: Sequence[Mapping[str, Any]], refs: Sequence[Mapping[str, Any]],
             ax.set_title(label, fontsize=10)
             ax.grid(alpha=0.3)
         axes[0].legend(fontsize=7)
-        fig.suptitle(f"{sid}: validation episodes, mean and 95% CI over training seeds")
-        fig.tight_layout()
-        paths.append(save_figure_atomic(out / f"curves_{sid}.png", fig))
-        plt.close(fig)
+        paths.append(plots.finish(fig, out / f"curves_{sid}.png",
+                                  f"{sid}: validation episodes, mean and 95% CI over training seeds"))
     return paths
 
 

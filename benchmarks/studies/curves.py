@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from iov_env.results import save_figure_atomic, write_csv_atomic
+from benchmarks import plots
+from iov_env.results import write_csv_atomic
 
 FIELDS = ["round", "task", "metric_name", "metric", "token_accuracy", "dev_loss", "n_eval", "n_trained",
           "n_uploaded", "round_wall_s", "train_s", "aggregate_s", "evaluate_s"]
@@ -46,10 +47,7 @@ def plot(path: Path, rows: list[dict[str, Any]], title: str) -> None:
         ax.set_ylim(0, 1)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    save_figure_atomic(path, fig)
-    plt.close(fig)
+    plots.finish(fig, path, title, fontsize=9)
 
 
 def _rows(round_index: int, backend: Any, n_trained: int, n_up: int, wall_s: float) -> list[dict[str, Any]]:

@@ -38,9 +38,10 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks import plots
 from benchmarks.errors import BenchmarkError
 from benchmarks.studies.common import DATA_DIR
-from iov_env.results import save_figure_atomic, write_csv_atomic, write_text_atomic
+from iov_env.results import write_csv_atomic, write_text_atomic
 
 MODES = ("centralised", "federated")
 FIELDS = ["mode", "regime", "lora_scaling", "target_modules", "learning_rate", "local_steps", "head_lr_scale",
@@ -332,10 +333,7 @@ def plot(path: Path, summary: list[dict[str, Any]], mode: str) -> None:
         ax.set_title(task)
         ax.grid(alpha=0.3)
     axes[0][-1].legend(fontsize=6, loc="best")
-    fig.suptitle(f"rank study, {mode}: mean over seeds, 95% t-intervals", fontsize=9)
-    fig.tight_layout()
-    save_figure_atomic(path, fig)
-    plt.close(fig)
+    plots.finish(fig, path, f"rank study, {mode}: mean over seeds, 95% t-intervals", fontsize=9)
 
 
 def report(args: argparse.Namespace) -> str:

@@ -123,21 +123,14 @@ def report_rl(**params: Any) -> int:
     return lib.run(namespace(params))
 
 
-def rank_report_options(fn: Any) -> Any:
-    """The rank study report's options (``iov report rank`` and ``iov study rank report``)."""
-    fn = click.option("--out", default="results/rank_study", show_default=True, help="output folder")(fn)
-    fn = click.option("--calibration", cls=Variadic, min_values=0, default=None,
-                      help="calibration CSVs to report as federated runs "
-                           "(default: benchmarks/data/calibration_runs_*.csv)")(fn)
-    return click.option("--csv", cls=Variadic, min_values=0, default=[],
-                        help="default: benchmarks/data/rank_study_*.csv")(fn)
-
-
 @report.command("rank")
-@rank_report_options
+@click.option("--csv", cls=Variadic, min_values=0, default=[], help="default: benchmarks/data/rank_study_*.csv")
+@click.option("--calibration", cls=Variadic, min_values=0, default=None,
+              help="calibration CSVs to report as federated runs (default: benchmarks/data/calibration_runs_*.csv)")
+@click.option("--out", default="results/rank_study", show_default=True, help="output folder")
 @reports_errors
 def report_rank(**params: Any) -> int:
-    """Tables and plots of the rank study, from its CSVs."""
+    """Tables and plots of the rank study, from its CSVs (also ``iov study rank report``)."""
     from benchmarks.studies import rank
 
     rank.report(namespace(params))

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from iov_env.cli.bench import rank_report_options
+from iov_env.cli.bench import report_rank
 from iov_env.cli.options import (
     IovCommand,
     IovGroup,
@@ -98,15 +98,7 @@ def study_rank_run(**params: Any) -> int:
     return 0
 
 
-@study_rank.command("report")
-@rank_report_options
-@reports_errors
-def study_rank_report(**params: Any) -> int:
-    """Tables and plots of the rank study, from its CSVs (the same as ``iov report rank``)."""
-    from benchmarks.studies import rank
-
-    rank.report(namespace(params))
-    return 0
+study_rank.add_command(report_rank, "report")  # the same command as ``iov report rank``
 
 
 @study.command("curves")

@@ -12,22 +12,8 @@ import typing
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from iov_env.config import limits
 from iov_env.config.errors import ConfigError, _show
-from iov_env.config.limits import (
-    DEFAULT_FLOAT_LIMIT,
-    DEFAULT_INT_LIMIT,
-    LIMITS,
-    MAX_MOBILITY_SUBSTEPS,
-    MAX_PAIRS,
-    MAX_RSUS,
-    MAX_STR_CHARS,
-    MAX_SUMO_JUNCTIONS,
-    MAX_SUMO_STEPS,
-    MAX_SUMO_VEHICLES,
-    MAX_TRACE_CELLS,
-    MAX_VEHICLE_SUBSTEPS,
-    mobility_substeps,
-)
 from iov_env.config.schema import (
     AGGREGATIONS,
     ALL_LINEAR,
@@ -46,8 +32,8 @@ if TYPE_CHECKING:
 def validate(cfg: IoVConfig) -> None:
     """Raise ``ConfigError`` naming the first bad field, its value and what is allowed.
 
-    Types first, then each number against its interval in ``LIMITS`` (a numeric field missing
-    from the table gets ``DEFAULT_INT_LIMIT``/``DEFAULT_FLOAT_LIMIT``), then choices and the
+    Types first, then each number against its interval in ``limits.LIMITS`` (a numeric field missing
+    from the table gets ``limits.DEFAULT_INT_LIMIT``/``limits.DEFAULT_FLOAT_LIMIT``), then choices and the
     rules that tie fields together, including the bounds on one step's work (``MAX_*``).
     """
     _check_types(cfg)
@@ -68,13 +54,13 @@ def validate(cfg: IoVConfig) -> None:
             "allowed: [speed_min_mps, 100]", "speed_max_mps",
         )
     if mob.mobility_model == "grid":
-        sub = mobility_substeps(mob.speed_max_mps, mob.round_duration_s, mob.road_spacing_m)
-        if sub > MAX_MOBILITY_SUBSTEPS or sub * n > MAX_VEHICLE_SUBSTEPS:
+        sub = limits.mobility_substeps(mob.speed_max_mps, mob.round_duration_s, mob.road_spacing_m)
+        if sub > limits.MAX_MOBILITY_SUBSTEPS or sub * n > limits.MAX_VEHICLE_SUBSTEPS:
             raise ConfigError(
                 f"grid mobility needs {_show(sub)} sub-steps per round (ceil(speed_max_mps={mob.speed_max_mps} "
                 f"* round_duration_s={mob.round_duration_s} / road_spacing_m={mob.road_spacing_m})) for "
-                f"{n} vehicles; allowed: at most {MAX_MOBILITY_SUBSTEPS:,} sub-steps and "
-                f"{MAX_VEHICLE_SUBSTEPS:,} vehicle sub-steps per round (widen road_spacing_m or shorten "
+                f"{n} vehicles; allowed: at most {limits.MAX_MOBILITY_SUBSTEPS:,} sub-steps and "
+                f"{limits.MAX_VEHICLE_SUBSTEPS:,} vehicle sub-steps per round (widen road_spacing_m or shorten "
                 "round_duration_s)", "round_duration_s",
             )
     _validate_sumo(cfg)
@@ -86,13 +72,13 @@ def validate(cfg: IoVConfig) -> None:
             f"num_rsus={rsu.num_rsus}: more RSUs than fit a {m.width_m}x{m.height_m} m map at "
             f"rsu_min_spacing_m={rsu.rsu_min_spacing_m}; allowed: at most {max(fit, 1)}", "num_rsus",
         )
-    if n * rsu.num_rsus > MAX_PAIRS:
+    if n * rsu.num_rsus > limits.MAX_PAIRS:
         raise ConfigError(
             f"num_vehicles={n} x num_rsus={rsu.num_rsus} = {n * rsu.num_rsus:,} vehicle-RSU pairs per round; "
-            f"allowed: at most {MAX_PAIRS:,}", "num_rsus",
+            f"allowed: at most {limits.MAX_PAIRS:,}", "num_rsus",
         )
-    if len(rsu.rsu_positions_m) > MAX_RSUS:
-        raise ConfigError(f"rsu_positions_m has {len(rsu.rsu_positions_m):,} entries; allowed: at most {MAX_RSUS:,}",
+    if len(rsu.rsu_positions_m) > limits.MAX_RSUS:
+        raise ConfigError(f"rsu_positions_m has {len(rsu.rsu_positions_m):,} entries; allowed: at most {limits.MAX_RSUS:,}",
                           "rsu_positions_m")
     for i, pos in enumerate(rsu.rsu_positions_m):
         if len(pos) != 2 or not all(_is_real(v) for v in pos):
@@ -156,16 +142,16 @@ def validate(cfg: IoVConfig) -> None:
             f"rank_set's largest rank {ln.rank_set[-1]} exceeds model_hidden_dim={ln.model_hidden_dim}; "
             "allowed: ranks <= model_hidden_dim", "rank_set",
         )
-    if n * len(ln.rank_set) > MAX_PAIRS:
+    if n * len(ln.rank_set) > limits.MAX_PAIRS:
         raise ConfigError(
             f"num_vehicles={n} x {len(ln.rank_set)} ranks = {n * len(ln.rank_set):,} vehicle-rank pairs per round; "
-            f"allowed: at most {MAX_PAIRS:,}", "rank_set",
+            f"allowed: at most {limits.MAX_PAIRS:,}", "rank_set",
         )
     sampled_layers = max(1, round(ln.model_num_layers * ln.layer_fraction)) < ln.model_num_layers
-    if sampled_layers and n * ln.model_num_layers > MAX_PAIRS:
+    if sampled_layers and n * ln.model_num_layers > limits.MAX_PAIRS:
         raise ConfigError(
             f"layer_fraction={ln.layer_fraction} samples layers per vehicle: num_vehicles={n} x model_num_layers="
-            f"{ln.model_num_layers} = {n * ln.model_num_layers:,} draws per round; allowed: at most {MAX_PAIRS:,}",
+            f"{ln.model_num_layers} = {n * ln.model_num_layers:,} draws per round; allowed: at most {limits.MAX_PAIRS:,}",
             "layer_fraction",
         )
     _choice("lora_scaling", ln.lora_scaling, LORA_SCALINGS)
@@ -197,7 +183,7 @@ def validate(cfg: IoVConfig) -> None:
 def _validate_sumo(cfg: IoVConfig) -> None:
     """The SUMO fields (file existence is checked when the simulator is built, not here: config stays pure).
 
-    The numbers are in ``LIMITS``; here are the rules that tie them together, and the bounds on the one SUMO
+    The numbers are in ``limits.LIMITS``; here are the rules that tie them together, and the bounds on the one SUMO
     run a reset makes (warm-up plus every round, simulated at once) when ``mobility_model='sumo'``.
     """
     mob = cfg.mobility
@@ -215,31 +201,31 @@ def _validate_sumo(cfg: IoVConfig) -> None:
                           f"{mob.round_duration_s}; allowed: [0.001, round_duration_s]", "sumo_step_length_s")
     if not mob.sumo_net_file:  # netgenerate's grid: a junction every road_spacing_m
         junctions = (cfg.map.width_m / mob.road_spacing_m + 1) * (cfg.map.height_m / mob.road_spacing_m + 1)
-        if junctions > MAX_SUMO_JUNCTIONS:
+        if junctions > limits.MAX_SUMO_JUNCTIONS:
             raise ConfigError(
                 f"the generated SUMO grid would have about {junctions:,.0f} junctions ({cfg.map.width_m} x "
                 f"{cfg.map.height_m} m in blocks of road_spacing_m={mob.road_spacing_m}); allowed: at most "
-                f"{MAX_SUMO_JUNCTIONS:,} (widen road_spacing_m)", "road_spacing_m",
+                f"{limits.MAX_SUMO_JUNCTIONS:,} (widen road_spacing_m)", "road_spacing_m",
             )
     steps = (mob.sumo_warmup_s + cfg.episode.rounds * mob.round_duration_s) / mob.sumo_step_length_s
-    if steps > MAX_SUMO_STEPS:
+    if steps > limits.MAX_SUMO_STEPS:
         raise ConfigError(
             f"a SUMO episode needs {steps:,.0f} SUMO steps ((sumo_warmup_s={mob.sumo_warmup_s} + rounds="
             f"{cfg.episode.rounds} x round_duration_s={mob.round_duration_s}) / sumo_step_length_s="
-            f"{mob.sumo_step_length_s}), all simulated at reset; allowed: at most {MAX_SUMO_STEPS:,} (fewer rounds, "
+            f"{mob.sumo_step_length_s}), all simulated at reset; allowed: at most {limits.MAX_SUMO_STEPS:,} (fewer rounds, "
             "or a longer sumo_step_length_s)", "rounds",
         )
     cells = (cfg.episode.rounds + 1) * cfg.num_vehicles
-    if cells > MAX_TRACE_CELLS:
+    if cells > limits.MAX_TRACE_CELLS:
         raise ConfigError(
             f"a SUMO trace holds (rounds + 1) x num_vehicles = {cells:,} samples; allowed: at most "
-            f"{MAX_TRACE_CELLS:,} (fewer rounds or vehicles)", "rounds",
+            f"{limits.MAX_TRACE_CELLS:,} (fewer rounds or vehicles)", "rounds",
         )
     demand = mob.sumo_vehicles_per_agent * cfg.num_vehicles
-    if demand > MAX_SUMO_VEHICLES:
+    if demand > limits.MAX_SUMO_VEHICLES:
         raise ConfigError(
             f"sumo_vehicles_per_agent={mob.sumo_vehicles_per_agent} x num_vehicles={cfg.num_vehicles} = "
-            f"{demand:,.0f} SUMO vehicles on the road; allowed: at most {MAX_SUMO_VEHICLES:,}", "sumo_vehicles_per_agent",
+            f"{demand:,.0f} SUMO vehicles on the road; allowed: at most {limits.MAX_SUMO_VEHICLES:,}", "sumo_vehicles_per_agent",
         )
 
 
@@ -254,8 +240,8 @@ def _is_real(v: Any) -> bool:
 
 
 def _check_text(name: str, v: str) -> None:
-    if len(v) > MAX_STR_CHARS:
-        raise ConfigError(f"{name}={_show(v)} is {len(v):,} characters long; allowed: at most {MAX_STR_CHARS:,}", name)
+    if len(v) > limits.MAX_STR_CHARS:
+        raise ConfigError(f"{name}={_show(v)} is {len(v):,} characters long; allowed: at most {limits.MAX_STR_CHARS:,}", name)
     if "\x00" in v:
         raise ConfigError(f"{name}={_show(v)} contains a NUL character; allowed: text without NUL", name)
 
@@ -271,7 +257,7 @@ def _check_types(cfg: IoVConfig) -> None:
         origin = typing.get_origin(expected)
         if expected is float:
             if isinstance(value, (int, float)) and not isinstance(value, bool) and not _is_real(value):
-                limit = LIMITS.get(name, DEFAULT_FLOAT_LIMIT)
+                limit = limits.LIMITS.get(name, limits.DEFAULT_FLOAT_LIMIT)
                 raise ConfigError(f"{name}={_show(value)} is out of range (not a finite float); allowed: {limit.describe()}", name)
             ok = _is_real(value)
             allowed = "a finite number"
@@ -311,11 +297,11 @@ def _check_types(cfg: IoVConfig) -> None:
 
 
 def _check_limits(flat: Mapping[str, Any]) -> None:
-    """Every number inside its interval: ``LIMITS``, else the default bound for its type."""
+    """Every number inside its interval: ``limits.LIMITS``, else the default bound for its type."""
     for name, value in flat.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
-        limit = LIMITS.get(name) or (DEFAULT_INT_LIMIT if isinstance(value, int) else DEFAULT_FLOAT_LIMIT)
+        limit = limits.LIMITS.get(name) or (limits.DEFAULT_INT_LIMIT if isinstance(value, int) else limits.DEFAULT_FLOAT_LIMIT)
         if not limit.contains(value):
             raise ConfigError(f"{name}={_show(value)} is out of range; allowed: {limit.describe()}", name)
 

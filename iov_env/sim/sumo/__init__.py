@@ -51,17 +51,15 @@ from iov_env.sim.sumo.network import (
     GRID_VERSION,
     check_config,
     demand_period_s,
-    generate_grid,
     grid_layout,
     net_boundary_m,
-    random_trips,
 )
 from iov_env.sim.sumo.run import RunStats, SumoTrace, describe, libsumo_busy, run_sumo, start_sumo
 
 __all__ = [
     "GRID_VERSION", "INSTALL_HINT", "ORPHAN_AGE_S", "TRACE_VERSION", "RunStats", "SumoTrace", "SumoUnavailableError",
     "_import_libsumo", "_importable", "binary", "build_trace", "cache_dir", "check_config", "demand_period_s",
-    "describe", "traffic_report", "generate_grid", "grid_layout", "libsumo_busy", "load_trace", "missing_reason",
-    "net_boundary_m", "network_file", "prepare_inputs", "random_trips", "require", "resolve_backend", "run_sumo",
+    "describe", "traffic_report", "grid_layout", "libsumo_busy", "load_trace", "missing_reason",
+    "net_boundary_m", "network_file", "prepare_inputs", "require", "resolve_backend", "run_sumo",
     "start_sumo", "sumo_home", "sumo_version", "sweep_orphans", "trace_key", "trace_meta", "traffic_seed",
 ]
