@@ -193,7 +193,7 @@ def bare_steps_s(backend: Any, plan: Any) -> dict[str, float]:
     model.train()
     seconds, cpu_s, tokens, steps = 0.0, 0.0, 0, 0
     for v, k, rank, n_steps, _ in _specs(backend, plan):
-        _, batches = backend._local_batches(v, plan.round_index, n_steps)
+        _, batches = backend.local_batches(v, plan.round_index, n_steps)
         lora.load_adapter(layers, empty, rank, ln.lora_alpha, torch.Generator().manual_seed(v), scaling_mode=ln.lora_scaling)
         head = heads[k]
         head.train()
@@ -296,7 +296,7 @@ class ResearchRound:
                                     weight_decay=0.0)
             local.train()
             split = b.tokenized[k][0]
-            for idx in b._local_batches(v, plan.round_index, n_steps)[1]:
+            for idx in b.local_batches(v, plan.round_index, n_steps)[1]:
                 batch = lora.collate(split, idx, b.pad_id, RESEARCH_PAD_TOKENS).to(b.device)
                 with lora.autocast(b.device, ln.precision):
                     loss = lora.loss_fn(lora.forward(local, head, batch), batch.labels)

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from iov_env.config.errors import ConfigError, _kind
+from iov_env.config.errors import ConfigError, describe_kind
 from iov_env.config.limits import MAX_CONFIG_FILE_BYTES, MAX_NESTING
 from iov_env.files import check_regular_file, line_of_key, read_text
 
@@ -37,7 +37,7 @@ def config_from_file(path: str | os.PathLike[str]) -> IoVConfig:
         data = {}
     if not isinstance(data, Mapping):
         raise ConfigError(
-            f"config file {str(p)!r} holds {_kind(data)}, not a mapping of config fields; "
+            f"config file {str(p)!r} holds {describe_kind(data)}, not a mapping of config fields; "
             "allowed: a mapping such as 'preset: tiny' (an empty file is the default preset)"
         )
     try:

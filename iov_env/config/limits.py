@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from iov_env.config.errors import _num
+from iov_env.config.errors import format_number
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class Limit:
 
     def describe(self) -> str:
         """``[lo, hi]`` or ``(lo, hi]``, plus the note."""
-        text = f"{'(' if self.lo_open else '['}{_num(self.lo)}, {_num(self.hi)}]"
+        text = f"{'(' if self.lo_open else '['}{format_number(self.lo)}, {format_number(self.hi)}]"
         return f"{text}; {self.note}" if self.note else text
 
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from iov_env.config.errors import ConfigError, _show
+from iov_env.config.errors import ConfigError, show_value
 from iov_env.config.limits import MAX_ITEMS, MAX_NESTING
 from iov_env.config.presets import PRESETS_OVERRIDES
 
@@ -225,11 +225,11 @@ class IoVConfig:
     def from_kwargs(cls, preset: str | None = None, **overrides: Any) -> IoVConfig:
         """Build from a preset name plus flat (``num_vehicles=``) or sectioned (``channel={...}``) overrides."""
         if preset is not None and not isinstance(preset, str):
-            raise ConfigError(f"preset={_show(preset)} has the wrong type; allowed: one of {sorted(PRESETS_OVERRIDES)}",
+            raise ConfigError(f"preset={show_value(preset)} has the wrong type; allowed: one of {sorted(PRESETS_OVERRIDES)}",
                               "preset")
         base = PRESETS_OVERRIDES.get(preset or "paper")
         if base is None:
-            raise ConfigError(f"preset={_show(preset)} is unknown; allowed: {sorted(PRESETS_OVERRIDES)}", "preset")
+            raise ConfigError(f"preset={show_value(preset)} is unknown; allowed: {sorted(PRESETS_OVERRIDES)}", "preset")
         merged: dict[str, Any] = {}
         _merge_flat(merged, base)
         _merge_flat(merged, overrides)
@@ -309,7 +309,7 @@ def _string_keys(data: Mapping[Any, Any]) -> dict[str, Any]:
     """The mapping with its keys checked: YAML allows ``1:`` or ``null:`` keys, a config does not."""
     for key in data:
         if not isinstance(key, str):
-            raise ConfigError(f"config key {_show(key)} is a {type(key).__name__}; allowed: field names (strings)")
+            raise ConfigError(f"config key {show_value(key)} is a {type(key).__name__}; allowed: field names (strings)")
     return dict(data)
 
 
@@ -319,7 +319,7 @@ def _merge_flat(target: dict[str, Any], overrides: Mapping[str, Any]) -> None:
         # "tasks" names both a section and its field: a non-mapping value is the field
         if key in SECTIONS and (isinstance(value, Mapping) or key not in FIELD_SECTION):
             if not isinstance(value, Mapping):
-                raise ConfigError(f"{key}={_show(value)}; allowed: a mapping of {key} fields", key)
+                raise ConfigError(f"{key}={show_value(value)}; allowed: a mapping of {key} fields", key)
             for sub, v in _string_keys(value).items():
                 _merge_flat(target, {f"{key}.{sub}": v})
             continue
@@ -327,9 +327,9 @@ def _merge_flat(target: dict[str, Any], overrides: Mapping[str, Any]) -> None:
         if "." in key:
             section, name = key.split(".", 1)
             if section not in SECTIONS or FIELD_SECTION.get(name) != section:
-                raise ConfigError(f"unknown config field {_show(key)}; allowed sections: {sorted(SECTIONS)}", key)
+                raise ConfigError(f"unknown config field {show_value(key)}; allowed sections: {sorted(SECTIONS)}", key)
         if name not in FIELD_SECTION:
-            raise ConfigError(f"unknown config field {_show(key)}; allowed: {sorted(FIELD_SECTION)}", key)
+            raise ConfigError(f"unknown config field {show_value(key)}; allowed: {sorted(FIELD_SECTION)}", key)
         target[name] = value
 
 

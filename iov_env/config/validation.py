@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from iov_env.config import limits
-from iov_env.config.errors import ConfigError, _show
+from iov_env.config.errors import ConfigError, show_value
 from iov_env.config.schema import (
     AGGREGATIONS,
     ALL_LINEAR,
@@ -57,7 +57,7 @@ def validate(cfg: IoVConfig) -> None:
         sub = limits.mobility_substeps(mob.speed_max_mps, mob.round_duration_s, mob.road_spacing_m)
         if sub > limits.MAX_MOBILITY_SUBSTEPS or sub * n > limits.MAX_VEHICLE_SUBSTEPS:
             raise ConfigError(
-                f"grid mobility needs {_show(sub)} sub-steps per round (ceil(speed_max_mps={mob.speed_max_mps} "
+                f"grid mobility needs {show_value(sub)} sub-steps per round (ceil(speed_max_mps={mob.speed_max_mps} "
                 f"* round_duration_s={mob.round_duration_s} / road_spacing_m={mob.road_spacing_m})) for "
                 f"{n} vehicles; allowed: at most {limits.MAX_MOBILITY_SUBSTEPS:,} sub-steps and "
                 f"{limits.MAX_VEHICLE_SUBSTEPS:,} vehicle sub-steps per round (widen road_spacing_m or shorten "
@@ -82,7 +82,7 @@ def validate(cfg: IoVConfig) -> None:
                           "rsu_positions_m")
     for i, pos in enumerate(rsu.rsu_positions_m):
         if len(pos) != 2 or not all(_is_real(v) for v in pos):
-            raise ConfigError(f"rsu_positions_m[{i}]={_show(pos)}; allowed: a pair of finite numbers (x_m, y_m)",
+            raise ConfigError(f"rsu_positions_m[{i}]={show_value(pos)}; allowed: a pair of finite numbers (x_m, y_m)",
                               "rsu_positions_m")
     if rsu.rsu_placement == "explicit":
         if len(rsu.rsu_positions_m) != rsu.num_rsus:
@@ -111,7 +111,7 @@ def validate(cfg: IoVConfig) -> None:
         raise ConfigError(f"tasks=(): the task list is empty; allowed: a non-empty subset of {KNOWN_TASKS}", "tasks")
     for t in tk.tasks:
         if t not in KNOWN_TASKS:
-            raise ConfigError(f"tasks contains unknown task {_show(t)}; allowed: {KNOWN_TASKS}", "tasks")
+            raise ConfigError(f"tasks contains unknown task {show_value(t)}; allowed: {KNOWN_TASKS}", "tasks")
     if len(set(tk.tasks)) != len(tk.tasks):
         raise ConfigError(f"tasks={tk.tasks} repeats a task; allowed: each task at most once", "tasks")
     _choice("task_assignment", tk.task_assignment, ("round_robin", "by_rsu"))
@@ -134,9 +134,9 @@ def validate(cfg: IoVConfig) -> None:
                           "rank_set")
     for r in ln.rank_set:
         if not isinstance(r, int) or isinstance(r, bool) or r < 1 or r > 4096:
-            raise ConfigError(f"rank_set contains {_show(r)}; allowed: integers in [1, 4096]", "rank_set")
+            raise ConfigError(f"rank_set contains {show_value(r)}; allowed: integers in [1, 4096]", "rank_set")
     if list(ln.rank_set) != sorted(set(ln.rank_set)):
-        raise ConfigError(f"rank_set={_show(ln.rank_set)}; allowed: distinct integers in ascending order", "rank_set")
+        raise ConfigError(f"rank_set={show_value(ln.rank_set)}; allowed: distinct integers in ascending order", "rank_set")
     if ln.rank_set[-1] > min(ln.model_hidden_dim, 4096):
         raise ConfigError(
             f"rank_set's largest rank {ln.rank_set[-1]} exceeds model_hidden_dim={ln.model_hidden_dim}; "
@@ -156,18 +156,18 @@ def validate(cfg: IoVConfig) -> None:
         )
     _choice("lora_scaling", ln.lora_scaling, LORA_SCALINGS)
     if not 1 <= len(ln.target_modules) <= 64:
-        raise ConfigError(f"target_modules={_show(ln.target_modules)}; allowed: 1 to 64 module names, e.g. "
+        raise ConfigError(f"target_modules={show_value(ln.target_modules)}; allowed: 1 to 64 module names, e.g. "
                           f"('query', 'value'), or {ALL_LINEAR!r}", "target_modules")
     if ALL_LINEAR in ln.target_modules and len(ln.target_modules) > 1:
-        raise ConfigError(f"target_modules={_show(ln.target_modules)} mixes {ALL_LINEAR!r} with module names; "
+        raise ConfigError(f"target_modules={show_value(ln.target_modules)} mixes {ALL_LINEAR!r} with module names; "
                           f"allowed: {ALL_LINEAR!r} alone, or a tuple of module names", "target_modules")
     for name in ln.target_modules:
         if not name.strip() or name != name.strip():
-            raise ConfigError(f"target_modules contains {_show(name)}; allowed: non-empty module names without "
+            raise ConfigError(f"target_modules contains {show_value(name)}; allowed: non-empty module names without "
                               "spaces", "target_modules")
     _choice("aggregation", ln.aggregation, AGGREGATIONS)
     if not re.fullmatch(r"cpu|mps|cuda(:\d{1,4})?", ln.device):
-        raise ConfigError(f"device={_show(ln.device)} is not a torch device; allowed: 'cpu', 'cuda', "
+        raise ConfigError(f"device={show_value(ln.device)} is not a torch device; allowed: 'cpu', 'cuda', "
                           "'cuda:<index>', 'mps'", "device")
     _choice("engine", ln.engine, ENGINES)
     _choice("precision", ln.precision, PRECISIONS)
@@ -188,10 +188,10 @@ def _validate_sumo(cfg: IoVConfig) -> None:
     """
     mob = cfg.mobility
     if mob.sumo_net_file and not mob.sumo_net_file.endswith((".net.xml", ".net.xml.gz")):
-        raise ConfigError(f"sumo_net_file={_show(mob.sumo_net_file)}; allowed: empty (a generated grid) or a SUMO "
+        raise ConfigError(f"sumo_net_file={show_value(mob.sumo_net_file)}; allowed: empty (a generated grid) or a SUMO "
                           "network path ending in .net.xml or .net.xml.gz", "sumo_net_file")
     if mob.sumo_route_file and not mob.sumo_route_file.endswith((".xml", ".xml.gz")):
-        raise ConfigError(f"sumo_route_file={_show(mob.sumo_route_file)}; allowed: empty (seeded randomTrips demand) "
+        raise ConfigError(f"sumo_route_file={show_value(mob.sumo_route_file)}; allowed: empty (seeded randomTrips demand) "
                           "or a SUMO route/trip file ending in .xml or .xml.gz", "sumo_route_file")
     _choice("sumo_backend", mob.sumo_backend, ("auto", "libsumo", "traci"))
     if mob.mobility_model != "sumo":  # a short grid round need not shorten an unused SUMO step
@@ -241,9 +241,9 @@ def _is_real(v: Any) -> bool:
 
 def _check_text(name: str, v: str) -> None:
     if len(v) > limits.MAX_STR_CHARS:
-        raise ConfigError(f"{name}={_show(v)} is {len(v):,} characters long; allowed: at most {limits.MAX_STR_CHARS:,}", name)
+        raise ConfigError(f"{name}={show_value(v)} is {len(v):,} characters long; allowed: at most {limits.MAX_STR_CHARS:,}", name)
     if "\x00" in v:
-        raise ConfigError(f"{name}={_show(v)} contains a NUL character; allowed: text without NUL", name)
+        raise ConfigError(f"{name}={show_value(v)} contains a NUL character; allowed: text without NUL", name)
 
 
 def _check_types(cfg: IoVConfig) -> None:
@@ -258,7 +258,7 @@ def _check_types(cfg: IoVConfig) -> None:
         if expected is float:
             if isinstance(value, (int, float)) and not isinstance(value, bool) and not _is_real(value):
                 limit = limits.LIMITS.get(name, limits.DEFAULT_FLOAT_LIMIT)
-                raise ConfigError(f"{name}={_show(value)} is out of range (not a finite float); allowed: {limit.describe()}", name)
+                raise ConfigError(f"{name}={show_value(value)} is out of range (not a finite float); allowed: {limit.describe()}", name)
             ok = _is_real(value)
             allowed = "a finite number"
         elif expected is int:
@@ -293,7 +293,7 @@ def _check_types(cfg: IoVConfig) -> None:
         else:  # pragma: no cover
             ok, allowed = True, str(expected)
         if not ok:
-            raise ConfigError(f"{name}={_show(value)} has the wrong type; allowed: {allowed}", name)
+            raise ConfigError(f"{name}={show_value(value)} has the wrong type; allowed: {allowed}", name)
 
 
 def _check_limits(flat: Mapping[str, Any]) -> None:
@@ -303,13 +303,13 @@ def _check_limits(flat: Mapping[str, Any]) -> None:
             continue
         limit = limits.LIMITS.get(name) or (limits.DEFAULT_INT_LIMIT if isinstance(value, int) else limits.DEFAULT_FLOAT_LIMIT)
         if not limit.contains(value):
-            raise ConfigError(f"{name}={_show(value)} is out of range; allowed: {limit.describe()}", name)
+            raise ConfigError(f"{name}={show_value(value)} is out of range; allowed: {limit.describe()}", name)
 
 def _range(name: str, v: float, lo: float, hi: float, allowed: str) -> None:
     if not (lo <= v <= hi):
-        raise ConfigError(f"{name}={_show(v)} is out of range; allowed: {allowed}", name)
+        raise ConfigError(f"{name}={show_value(v)} is out of range; allowed: {allowed}", name)
 
 
 def _choice(name: str, v: Any, allowed: tuple[Any, ...]) -> None:
     if isinstance(v, bool) or v not in allowed:
-        raise ConfigError(f"{name}={_show(v)} is not one of the allowed values {allowed}", name)
+        raise ConfigError(f"{name}={show_value(v)} is not one of the allowed values {allowed}", name)

@@ -279,7 +279,7 @@ class RealBackend:
     def _vehicle_seed(self, round_index: int, v: int) -> np.random.SeedSequence:
         return np.random.SeedSequence([self.seed, 7919, int(round_index), int(v)])
 
-    def _local_batches(self, v: int, round_index: int, steps: int) -> tuple[int, list[np.ndarray]]:
+    def local_batches(self, v: int, round_index: int, steps: int) -> tuple[int, list[np.ndarray]]:
         """(torch seed, example indices of each local step) of one vehicle's round; both engines use these."""
         ss = self._vehicle_seed(round_index, v)
         torch_seed, np_seed = ss.generate_state(2)
@@ -299,7 +299,7 @@ class RealBackend:
                        round_index: int) -> dict[str, Any]:
         """Sequential engine: load the rank-truncated global, train ``steps`` steps, evaluate locally, read back."""
         ln = self.config.learning
-        torch_seed, batches = self._local_batches(v, round_index, steps)
+        torch_seed, batches = self.local_batches(v, round_index, steps)
         torch.manual_seed(torch_seed)  # dropout: same seed -> identical round
         gen = torch.Generator().manual_seed(torch_seed)
         head = self.heads[k]
@@ -353,7 +353,7 @@ class RealBackend:
             group = specs[first:first + size]
             jobs = []
             for v, k, rank, steps, blocks in group:
-                torch_seed, batches_idx = self._local_batches(v, round_index, steps)
+                torch_seed, batches_idx = self.local_batches(v, round_index, steps)
                 gen = torch.Generator().manual_seed(torch_seed)
                 scaling = lora.lora_scaling(ln.lora_alpha, rank, ln.lora_scaling)
                 start = {layer.name: lora.initial_factors(self.state[k].factors[layer.name], rank, scaling, gen)

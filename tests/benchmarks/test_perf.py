@@ -37,7 +37,7 @@ def test_sumo_backends_are_compared_side_by_side() -> None:
     """libsumo and traci run the same network and trips, give the same trace, and the ratio is lib / traci."""
     from iov_env.sim import sumo
 
-    reason = sumo.missing_reason() or (None if sumo._importable("libsumo") else "libsumo is not installed")
+    reason = sumo.missing_reason() or (None if sumo.importable("libsumo") else "libsumo is not installed")
     if reason:
         pytest.skip(reason)
     out = perf.sumo_backends(preset="tiny", repeats=1, live_steps=10)

@@ -26,7 +26,7 @@ from iov_env.sim.sumo.mobility import SumoMobility
 MISSING = sumo.missing_reason()
 needs_sumo = pytest.mark.skipif(MISSING is not None, reason=MISSING or "")
 needs_libsumo = pytest.mark.skipif(
-    MISSING is not None or not sumo._importable("libsumo"), reason=MISSING or "libsumo is not installed"
+    MISSING is not None or not sumo.importable("libsumo"), reason=MISSING or "libsumo is not installed"
 )
 SMALL = {"mobility_model": "sumo", "rounds": 6}
 
@@ -434,7 +434,7 @@ def test_random_trips_leaves_no_global_state_behind() -> None:
 @needs_libsumo
 def test_a_libsumo_simulation_of_the_user_is_left_alone(tmp_path: Path) -> None:
     """libsumo holds one simulation per process and a second start would replace it: SUMO then runs over traci."""
-    libsumo = sumo._import_libsumo()
+    libsumo = sumo.import_libsumo()
     net = sumo.network_file(preset("tiny", mobility_model="sumo"), tmp_path)
     libsumo.start([sumo.binary("sumo"), "--net-file", str(net), "--no-step-log", "true"])
     try:
@@ -469,7 +469,7 @@ def test_traffic_report_has_one_row_per_seed() -> None:
 @needs_sumo
 @pytest.mark.parametrize("backend", ["libsumo", "traci"])
 def test_sumo_errors_carry_sumos_own_message(tmp_path: Path, backend: str) -> None:
-    if backend == "libsumo" and not sumo._importable("libsumo"):
+    if backend == "libsumo" and not sumo.importable("libsumo"):
         pytest.skip("libsumo is not installed")
     routes = tmp_path / "bad.rou.xml"
     routes.write_text('<routes><vehicle id="x" depart="0"><route edges="NOPE"/></vehicle></routes>', encoding="utf-8")

@@ -38,9 +38,9 @@ from iov_env.sim.sumo.cache import (
 from iov_env.sim.sumo.install import (
     INSTALL_HINT,
     SumoUnavailableError,
-    _import_libsumo,
-    _importable,
     binary,
+    import_libsumo,
+    importable,
     missing_reason,
     require,
     resolve_backend,
@@ -58,7 +58,7 @@ from iov_env.sim.sumo.run import RunStats, SumoTrace, describe, libsumo_busy, ru
 
 __all__ = [
     "GRID_VERSION", "INSTALL_HINT", "ORPHAN_AGE_S", "TRACE_VERSION", "RunStats", "SumoTrace", "SumoUnavailableError",
-    "_import_libsumo", "_importable", "binary", "build_trace", "cache_dir", "check_config", "demand_period_s",
+    "import_libsumo", "importable", "binary", "build_trace", "cache_dir", "check_config", "demand_period_s",
     "describe", "traffic_report", "grid_layout", "libsumo_busy", "load_trace", "missing_reason",
     "net_boundary_m", "network_file", "prepare_inputs", "require", "resolve_backend", "run_sumo",
     "start_sumo", "sumo_home", "sumo_version", "sweep_orphans", "trace_key", "trace_meta", "traffic_seed",

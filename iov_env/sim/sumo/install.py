@@ -18,7 +18,8 @@ class SumoUnavailableError(ImportError):
 
 
 # -- availability --------------------------------------------------------------------------------
-def _importable(name: str) -> bool:
+def importable(name: str) -> bool:
+    """Whether module ``name`` can be imported (without importing it when it is not loaded yet)."""
     if name in sys.modules:
         return sys.modules[name] is not None  # None marks a module known to be missing
     try:
@@ -29,7 +30,7 @@ def _importable(name: str) -> bool:
 
 def sumo_home() -> Path | None:
     """SUMO's installation folder (binaries in bin/, tools in tools/): the eclipse-sumo wheel, else $SUMO_HOME."""
-    if _importable("sumo"):
+    if importable("sumo"):
         import sumo
 
         home = getattr(sumo, "SUMO_HOME", None)
@@ -47,7 +48,7 @@ def missing_reason() -> str | None:
     if sumo_home() is None:
         missing.append("the SUMO binaries (eclipse-sumo, or $SUMO_HOME)")
     for name in ("sumolib", "traci"):
-        if not _importable(name):
+        if not importable(name):
             missing.append(name)
     if not missing:
         return None
@@ -67,11 +68,11 @@ def resolve_backend(name: str) -> str:
     if name == "traci":
         return name
     problem = None
-    if not _importable("libsumo"):
+    if not importable("libsumo"):
         problem = "libsumo is not installed"
     else:
         try:
-            _import_libsumo()
+            import_libsumo()
         except (ImportError, OSError) as exc:  # e.g. a wheel built against other system libraries
             problem = f"libsumo does not import ({type(exc).__name__}: {exc})"
     if problem is None:
@@ -101,7 +102,8 @@ def binary(name: str) -> str:
     return str(exe.with_suffix(".exe") if os.name == "nt" else exe)
 
 
-def _import_libsumo() -> Any:
+def import_libsumo() -> Any:
+    """The libsumo module, imported quietly."""
     with contextlib.redirect_stdout(io.StringIO()):  # its import warns about pyarrow, which we do not use
         import libsumo
     return libsumo

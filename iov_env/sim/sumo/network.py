@@ -108,12 +108,13 @@ def generate_grid(path: Path, width_m: float, height_m: float, spacing_m: float,
 
 
 def _run_tool(cmd: list[str], what: str) -> None:
-    done = subprocess.run(cmd, capture_output=True, text=True, env=_tool_env())
+    done = subprocess.run(cmd, capture_output=True, text=True, env=tool_env())
     if done.returncode != 0:
         raise RuntimeError(f"{what} failed (exit {done.returncode}): {done.stderr.strip() or done.stdout.strip()}")
 
 
-def _tool_env() -> dict[str, str]:
+def tool_env() -> dict[str, str]:
+    """The environment SUMO's tools run in: ours, with ``SUMO_HOME`` set when it is known."""
     env = dict(os.environ)
     home = sumo_home()
     if home is not None:

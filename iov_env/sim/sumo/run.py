@@ -18,8 +18,8 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 
 from iov_env.config import IoVConfig
-from iov_env.sim.sumo.install import _import_libsumo, binary
-from iov_env.sim.sumo.network import _tool_env, net_boundary_m
+from iov_env.sim.sumo.install import binary, import_libsumo
+from iov_env.sim.sumo.network import net_boundary_m, tool_env
 
 _TRACI_CONNECT_TRIES = 1200  # x 25 ms: 30 s for SUMO to load a large network
 
@@ -107,7 +107,7 @@ def libsumo_busy() -> bool:
 def start_sumo(backend: str, cmd: list[str]) -> Any:
     """A started simulation exposing the TraCI API: the libsumo module, or a traci connection."""
     if backend == "libsumo":
-        libsumo = _import_libsumo()
+        libsumo = import_libsumo()
         libsumo.start(cmd)
         return libsumo
     import traci
@@ -115,7 +115,7 @@ def start_sumo(backend: str, cmd: list[str]) -> Any:
 
     port = getFreeSocketPort()
     proc = subprocess.Popen([*cmd, "--remote-port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env=_tool_env())
+                            env=tool_env())
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # traci prints every retry
             return traci.connect(port, numRetries=_TRACI_CONNECT_TRIES, proc=proc, waitBetweenRetries=0.025)
