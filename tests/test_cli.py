@@ -13,7 +13,7 @@ import pytest
 
 from iov_env.cli import iov as root
 from iov_env.cli import main as iov
-from iov_env.cli.options import OptionalValue, Variadic, expand_args
+from iov_env.cli.options import OptionalValue, Part, Variadic, expand_args
 
 JOBS = ("demo", "leaderboard", "compare", "train", "report", "calibrate", "study", "perf", "sumo")
 
@@ -43,7 +43,8 @@ def test_every_command_has_help(path: tuple[str, ...], capsys: pytest.CaptureFix
 
 
 def test_study_and_perf_hold_their_subcommands() -> None:
-    assert {"rank", "curves", "bandit"} <= set(root.commands["study"].commands)
+    assert {"rank", "decision", "energy", "curves", "bandit"} == set(root.commands["study"].commands)
+    assert set(root.commands["study"].commands["rank"].commands) == {"run", "report"}
     assert set(root.commands["perf"].commands) == {"fast", "real"}
     assert set(root.commands["report"].commands) == {"rl", "rank"}
 
@@ -85,6 +86,12 @@ def test_leaderboard_through_iov_writes_the_records_of_the_library_call(tmp_path
     assert len(rows(tmp_path / "lib.csv")) == 6
     assert rows(tmp_path / "cli" / "runs.csv") == rows(tmp_path / "lib.csv")
     assert "`iov leaderboard --scenarios tiny-v1" in (tmp_path / "cli" / "LEADERBOARD.md").read_text()
+
+
+def test_part_is_checked(capsys: pytest.CaptureFixture[str]) -> None:
+    assert Part().convert("1/3", None, None) == (1, 3)
+    assert iov(["study", "decision", "run", "--part", "3/3"]) == 2
+    assert "allowed: I/N with 0 <= I < N" in capsys.readouterr().err
 
 
 def test_argparse_style_values_are_expanded() -> None:

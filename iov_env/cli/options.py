@@ -122,6 +122,24 @@ class IovGroup(click.Group):
 IovGroup.group_class = IovGroup
 
 
+class Part(click.ParamType):
+    """``I/N``: run every N-th run of a grid, starting at I (split one study across machines)."""
+
+    name = "I/N"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[int, int]:
+        """``"1/3"`` -> ``(1, 3)``; anything else is a usage error naming what is allowed."""
+        if isinstance(value, tuple):
+            return value
+        try:
+            i, n = (int(x) for x in str(value).split("/"))
+        except ValueError:
+            self.fail(f"{value!r}; allowed: I/N with 0 <= I < N", param, ctx)
+        if not 0 <= i < n:
+            self.fail(f"{value!r}; allowed: I/N with 0 <= I < N", param, ctx)
+        return i, n
+
+
 # -- the shared options: defined once, each command picks its default and help ------------------------
 def out_option(default: str | None = None, required: bool = False, help: str = "output folder") -> Callable:
     """``--out PATH``."""

