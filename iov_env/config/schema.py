@@ -116,7 +116,7 @@ class EnergyConfig:
     """Energy budgets, the cloud's allocation rule and the RSU's dual price."""
 
     # binds mid-range: in the paper world's default LoRA regime a vehicle-round costs 9.8 J at rank 8 and 18.4 J at
-    # rank 16 on average (python -m benchmarks.energy_by_rank; 2.3 J at rank 1, 70 J at rank 64), as 5 J did in the
+    # rank 16 on average (iov study energy; 2.3 J at rank 1, 70 J at rank 64), as 5 J did in the
     # query+value regime (benchmarks/scenarios.py LEGACY_V0). With 90 vehicles sharing the RSUs' bandwidth, uploads
     # cost far more (8.1 J at rank 1, 56 J at rank 8), so there the budget binds from the smallest ranks on
     energy_budget_j_per_vehicle_round: float = 12.0
