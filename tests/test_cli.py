@@ -109,3 +109,16 @@ def test_import_iov_env_does_not_load_the_cli() -> None:
     code = "import sys, iov_env; print('iov_env.cli' in sys.modules, 'click' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_demo_passes_its_options_to_the_demo(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """iov demo calls the demo's own entry point; options left out keep the demo's defaults."""
+    from iov_env import demo
+
+    seen: list[list[str]] = []
+    monkeypatch.setattr(demo, "main", lambda argv: seen.append(argv) or 0)
+    assert iov(["demo", "--preset", "paper", "--rounds", "3", "--out", str(tmp_path)]) == 0
+    assert seen == [["--preset", "paper", "--fidelity", "fast", "--seed", "0", "--out", str(tmp_path),
+                     "--real-rounds", "0", "--rounds", "3"]]
+    assert iov(["demo", "--video", str(tmp_path / "e.gif"), "--fps", "4"]) == 0
+    assert seen[-1][-4:] == ["--video", str(tmp_path / "e.gif"), "--fps", "4.0"]

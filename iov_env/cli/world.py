@@ -20,18 +20,24 @@ from iov_env.cli.options import IovCommand, Variadic, out_option, reports_errors
 @out_option(default="results/demo")
 @click.option("--real-rounds", type=int, default=0, show_default=True,
               help="then run this many rounds of real LoRA training")
+@click.option("--video", type=click.Path(path_type=Path), default=None,
+              help="write one policy's episode as a video, one frame per round: a .gif or .mp4 path")
+@click.option("--video-policy", type=click.Choice(("fixed", "random")), default=None,
+              help="whose episode the video shows (default: random, whose ranks change every round)")
+@click.option("--fps", type=float, default=None, help="video frames per second (default 2)")
 @reports_errors
 def demo(preset: str, fidelity: str, rounds: int | None, mobility_model: str | None, seed: int, out: Path,
-         real_rounds: int) -> int:
+         real_rounds: int, video: Path | None, video_policy: str | None, fps: float | None) -> int:
     """Run a short episode with two simple policies, print a summary table and save the final map."""
     from iov_env import demo as lib
 
+    # the demo's own entry point, with its own flags: options left out keep its defaults
     argv = ["--preset", preset, "--fidelity", fidelity, "--seed", str(seed), "--out", str(out),
             "--real-rounds", str(real_rounds)]
-    if rounds is not None:
-        argv += ["--rounds", str(rounds)]
-    if mobility_model is not None:
-        argv += ["--mobility-model", mobility_model]
+    for flag, value in (("--rounds", rounds), ("--mobility-model", mobility_model), ("--video", video),
+                        ("--video-policy", video_policy), ("--fps", fps)):
+        if value is not None:
+            argv += [flag, str(value)]
     return lib.main(argv)
 
 
