@@ -130,7 +130,7 @@ def report_rl(**params: Any) -> int:
 @click.option("--out", default="results/rank_study", show_default=True, help="output folder")
 @reports_errors
 def report_rank(**params: Any) -> int:
-    """Tables and plots of the rank study, from its CSVs (also ``iov study rank report``)."""
+    """Tables and plots of the rank study, from its CSVs (also: iov study rank report)."""
     from benchmarks.studies import rank
 
     rank.report(namespace(params))

@@ -53,12 +53,10 @@ def calibrate(**params: Any) -> int:
     return calibration.run(namespace(params))
 
 
+# a new study is one more ``@study.command()`` (or ``@study.group()`` for run/report phases) below
 @click.group(cls=IovGroup)
 def study() -> None:
-    """Studies beside the leaderboard: rank, decision, energy, learning curves, bandit.
-
-    Add one with ``@study.command()`` (or ``@study.group()`` for run/report phases) in iov_env/cli/studies.py.
-    """
+    """Studies beside the leaderboard: rank, decision, energy, learning curves, bandit."""
 
 
 @study.group("rank", cls=IovGroup)
@@ -222,7 +220,7 @@ def study_bandit(horizon: int, seeds: int) -> int:
 
 @click.group(cls=IovGroup)
 def perf() -> None:
-    """Speed and memory: ``fast`` (the fast fidelity) and ``real`` (real fine-tuning)."""
+    """Speed and memory of the fast fidelity (fast) and of real fine-tuning (real)."""
 
 
 def _perf_sizes() -> list[int]:
