@@ -120,7 +120,7 @@ def _headroom_section(w: Callable[[str], Any], rooms: Sequence[Mapping[str, Any]
 
 def _learn_cell(value: float, key: str) -> str:
     if not math.isfinite(value):
-        return "-" if key.startswith("real_") or math.isnan(value) else "inf"
+        return "-" if math.isnan(value) else "inf"  # inf: the best rank cannot be told from the second
     return f"{value:,.0f}" if key.endswith("pulls") else f"{value:.3f}"
 
 
