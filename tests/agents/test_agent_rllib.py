@@ -139,18 +139,17 @@ def test_trainer_resumes_with_its_counters(trainer: RLlibTrainer, tmp_path: Path
 @needs_ray
 def test_leaderboard_loads_an_rllib_checkpoint_only_with_trust_pickle(trainer: RLlibTrainer, tmp_path: Path,
                                                                      capsys: pytest.CaptureFixture[str]) -> None:
-    """--checkpoints with a real RLlib checkpoint: refused (exit 2, saying why) unless --trust-pickle."""
+    """--checkpoints with a real RLlib checkpoint: refused (exit 1, saying why) unless --trust-pickle."""
     import json
 
-    from benchmarks import leaderboard
+    from iov_env.cli import main as iov
 
     run = tmp_path / "rl" / "tiny-v1" / "rllib_ppo" / "seed1000"
     trainer.policy().save(run / "policy", scenario="tiny-v1")
     (run / "done.json").write_text(json.dumps({"env_steps": trainer.env_steps}))
     argv = ["--scenarios", "tiny-v1", "--agents", "rllib_ppo", "--seeds", "2", "--reps", "20", "--no-plots",
             "--checkpoints", str(tmp_path / "rl"), "--out", str(tmp_path / "lb")]
-    with pytest.raises(SystemExit) as exc:
-        leaderboard.main(argv)
-    assert exc.value.code == 2 and "is an RLlib checkpoint: refused" in capsys.readouterr().err
-    assert leaderboard.main([*argv, "--trust-pickle"]) == 0
+    assert iov(["leaderboard", *argv]) == 1
+    assert "is an RLlib checkpoint: refused" in capsys.readouterr().err
+    assert iov(["leaderboard", *argv, "--trust-pickle"]) == 0
     assert (tmp_path / "lb" / "runs.csv").read_text().count("rllib_ppo") == 2

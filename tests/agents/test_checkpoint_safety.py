@@ -28,7 +28,7 @@ from agents.checkpoints import (  # noqa: E402
 )
 from agents.rllib import RLlibPolicy  # noqa: E402
 from agents.sb3 import SB3Policy  # noqa: E402
-from benchmarks import leaderboard  # noqa: E402
+from iov_env.cli import main as iov  # noqa: E402
 
 
 class Payload:
@@ -152,9 +152,7 @@ def test_leaderboard_checkpoints_path_refuses_before_any_run_and_never_unpickles
     lb = tmp_path / "lb"
     argv = ["--scenarios", "tiny-v1", "--agents", "maskable_ppo_shared", "--seeds", "2", "--reps", "20",
             "--no-plots", "--checkpoints", str(tmp_path / "rl"), "--out", str(lb)]
-    with pytest.raises(SystemExit) as exc:
-        leaderboard.main(argv)
-    assert exc.value.code == 2
+    assert iov(["leaderboard", *argv]) == 1
     needle = {"legacy_zip": "refused, because it is stored with pickle",
               "disguised_weights": "policy.safetensors: not a safetensors file"}[kind]
     assert needle in capsys.readouterr().err
@@ -167,9 +165,8 @@ def test_leaderboard_refuses_an_rllib_checkpoint_without_trust_pickle(tmp_path: 
     run = tmp_path / "rl" / "tiny-v1" / "rllib_ppo" / "seed1000"
     rllib_checkpoint(run / "policy", marker)
     (run / "done.json").write_text("{}")
-    with pytest.raises(SystemExit):
-        leaderboard.main(["--scenarios", "tiny-v1", "--agents", "rllib_ppo", "--seeds", "2", "--reps", "20",
-                          "--no-plots", "--checkpoints", str(tmp_path / "rl"), "--out", str(tmp_path / "lb")])
+    assert iov(["leaderboard", "--scenarios", "tiny-v1", "--agents", "rllib_ppo", "--seeds", "2", "--reps", "20",
+                "--no-plots", "--checkpoints", str(tmp_path / "rl"), "--out", str(tmp_path / "lb")]) == 1
     assert "is an RLlib checkpoint: refused" in capsys.readouterr().err
     assert not marker.exists()
 

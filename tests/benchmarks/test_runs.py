@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import leaderboard, runs
+from iov_env.cli import main as iov
 
 # random and oracle are named: the leaderboard always runs them (the score's 0 and 1)
 GRID = ["--scenarios", "tiny-v1", "--agents", "homolora", "random", "oracle", "--seeds", "2", "--reps", "50"]
@@ -80,8 +81,7 @@ def test_leaderboard_resumes_after_a_kill_without_rerunning_or_duplicating(tmp_p
         return real(job)
 
     monkeypatch.setattr(leaderboard, "run_one", dies_on_fourth)
-    with pytest.raises(KeyboardInterrupt):
-        leaderboard.main([*GRID, "--out", str(out), "--no-plots"])
+    assert iov(["leaderboard", *GRID, "--out", str(out), "--no-plots"]) == 130  # click turns the interrupt into 130
     assert len(list((out / "runs").glob("*.json"))) == 3 and not (out / "runs.csv").exists()
 
     def counting(job: dict) -> dict:
@@ -89,21 +89,21 @@ def test_leaderboard_resumes_after_a_kill_without_rerunning_or_duplicating(tmp_p
         return real(job)
 
     monkeypatch.setattr(leaderboard, "run_one", counting)
-    assert leaderboard.main([*GRID, "--out", str(out), "--no-plots"]) == 0
+    assert iov(["leaderboard", *GRID, "--out", str(out), "--no-plots"]) == 0
     assert len(calls) == 6 and len(set(calls)) == 6  # 3 before the kill + the 3 left, none twice
     monkeypatch.setattr(leaderboard, "run_one", real)
-    assert leaderboard.main([*GRID, "--out", str(tmp_path / "clean"), "--no-plots"]) == 0
+    assert iov(["leaderboard", *GRID, "--out", str(tmp_path / "clean"), "--no-plots"]) == 0
     assert _rows(out) == _rows(tmp_path / "clean") and len(_rows(out)) == 6
 
 
 def test_a_new_run_removes_the_earlier_runs_outputs(tmp_path: Path) -> None:
     """No PNG of a scenario that is not in the new run, and no stored runs of the old grid."""
     out = tmp_path / "lb"
-    assert leaderboard.main(["--scenarios", "tiny-v1", "--agents", "homolora", "--seeds", "2", "--reps", "20",
+    assert iov(["leaderboard", "--scenarios", "tiny-v1", "--agents", "homolora", "--seeds", "2", "--reps", "20",
                              "--out", str(out)]) == 0
     assert (out / "tiny-v1.png").exists()
     (out / "notes.txt").write_text("mine")
-    assert leaderboard.main(["--scenarios", "scale-10-v1", "--agents", "random", "--seeds", "2", "--reps", "20",
+    assert iov(["leaderboard", "--scenarios", "scale-10-v1", "--agents", "random", "--seeds", "2", "--reps", "20",
                              "--out", str(out), "--no-plots"]) == 0
     assert not (out / "tiny-v1.png").exists() and not list(out.glob("*.png"))
     assert {r["scenario"] for r in _rows(out)} == {"scale-10-v1"} and len(list((out / "runs").glob("*.json"))) == 4  # random, oracle
@@ -116,16 +116,16 @@ def test_a_new_run_removes_the_earlier_runs_outputs(tmp_path: Path) -> None:
 
 def test_workers_give_the_same_rows_as_one_process(tmp_path: Path) -> None:
     """--workers 2 (a process pool) and --workers 1 write identical runs.csv rows, in the same order."""
-    assert leaderboard.main([*GRID, "--out", str(tmp_path / "w1"), "--no-plots"]) == 0
-    assert leaderboard.main([*GRID, "--out", str(tmp_path / "w2"), "--no-plots", "--workers", "2"]) == 0
+    assert iov(["leaderboard", *GRID, "--out", str(tmp_path / "w1"), "--no-plots"]) == 0
+    assert iov(["leaderboard", *GRID, "--out", str(tmp_path / "w2"), "--no-plots", "--workers", "2"]) == 0
     assert _rows(tmp_path / "w1") == _rows(tmp_path / "w2")
 
 
 @pytest.mark.ray
 def test_ray_gives_the_same_rows_as_one_process(tmp_path: Path, local_ray: object) -> None:
     """--ray (on the session's local Ray) writes the rows --workers 1 writes."""
-    assert leaderboard.main([*GRID, "--out", str(tmp_path / "w1"), "--no-plots"]) == 0
-    assert leaderboard.main([*GRID, "--out", str(tmp_path / "ray"), "--no-plots", "--ray"]) == 0
+    assert iov(["leaderboard", *GRID, "--out", str(tmp_path / "w1"), "--no-plots"]) == 0
+    assert iov(["leaderboard", *GRID, "--out", str(tmp_path / "ray"), "--no-plots", "--ray"]) == 0
     assert _rows(tmp_path / "w1") == _rows(tmp_path / "ray")
 
 
@@ -135,7 +135,7 @@ def test_ray_flag_without_ray_says_how_to_install(tmp_path: Path) -> None:
         import ray  # noqa: F401
     except ImportError:
         with pytest.raises(ImportError, match=r"iov-env\[ray\]"):
-            leaderboard.main([*GRID, "--out", str(tmp_path / "r"), "--no-plots", "--ray"])
+            iov(["leaderboard", *GRID, "--out", str(tmp_path / "r"), "--no-plots", "--ray"])
         assert not (tmp_path / "r" / "runs.csv").exists()
     else:
         pytest.skip("Ray is installed here")
@@ -146,7 +146,8 @@ REPO = Path(__file__).resolve().parents[2]
 # a leaderboard run that stops after storing its first run, until its stdin closes (or it is killed)
 PAUSING_RUN = """
 import sys
-from benchmarks import leaderboard, runs
+from benchmarks import runs
+from iov_env.cli import main
 real_put = runs.ResultStore.put
 def put(self, job, result):
     path = real_put(self, job, result)
@@ -154,7 +155,7 @@ def put(self, job, result):
     sys.stdin.readline()
     return path
 runs.ResultStore.put = put
-sys.exit(leaderboard.main(sys.argv[1:]))
+sys.exit(main(["leaderboard", *sys.argv[1:]]))
 """
 
 
@@ -175,15 +176,15 @@ def test_a_second_run_into_a_folder_in_use_fails_at_once_naming_the_holder(tmp_p
     out = tmp_path / "lb"
     child = _start_paused_run(out, tmp_path / "child.log")
     try:
-        assert leaderboard.main([*GRID, "--out", str(out), "--no-plots"]) == 1
+        assert iov(["leaderboard", *GRID, "--out", str(out), "--no-plots"]) == 1
         err = capsys.readouterr().err
         assert f"results folder {out} is in use by another run (pid {child.pid} on host {socket.gethostname()}" in err
-        assert "python -m benchmarks.leaderboard --scenarios tiny-v1" in err and "pass another --out" in err
+        assert "iov leaderboard --scenarios tiny-v1" in err and "pass another --out" in err
         assert len(list((out / "runs").glob("*.json"))) == 1 and not (out / "runs.csv").exists()
     finally:
         child.communicate("", timeout=600)  # closing stdin lets it finish
     assert child.returncode == 0
-    assert leaderboard.main([*GRID, "--out", str(tmp_path / "clean"), "--no-plots"]) == 0
+    assert iov(["leaderboard", *GRID, "--out", str(tmp_path / "clean"), "--no-plots"]) == 0
     assert _rows(out) == _rows(tmp_path / "clean")
     assert (out / runs.LOCK_NAME).read_text() == ""  # released and cleared: nothing to take over
 
@@ -197,12 +198,12 @@ def test_a_sigkilled_run_leaves_a_lock_that_the_rerun_takes_over_and_resumes(tmp
     child.communicate(timeout=60)
     assert child.returncode == -signal.SIGKILL
     assert json.loads((out / runs.LOCK_NAME).read_text())["pid"] == child.pid  # its record survives the kill
-    assert leaderboard.main([*GRID, "--out", str(out), "--no-plots"]) == 0
+    assert iov(["leaderboard", *GRID, "--out", str(out), "--no-plots"]) == 0
     printed = capsys.readouterr()
     assert f"its holder (pid {child.pid} on host {socket.gethostname()}" in printed.err
     assert "is no longer running" in printed.err
     assert "resuming: 1 of 6 runs already done" in printed.out
-    assert leaderboard.main([*GRID, "--out", str(tmp_path / "clean"), "--no-plots"]) == 0
+    assert iov(["leaderboard", *GRID, "--out", str(tmp_path / "clean"), "--no-plots"]) == 0
     assert _rows(out) == _rows(tmp_path / "clean") and len(_rows(out)) == 6
 
 
@@ -217,9 +218,8 @@ def test_lock_folder_refuses_a_second_holder_in_the_same_process_too(tmp_path: P
 
 
 def test_train_rl_takes_the_lock_too(tmp_path: Path, capsys) -> None:
-    from benchmarks import train_rl
 
-    with runs.lock_folder(tmp_path / "rl", "python -m benchmarks.train_rl --out rl"):
-        assert train_rl.main(["--scenarios", "tiny-v1", "--agents", "ppo_shared", "--seeds", "1", "--env-steps", "8",
-                              "--report-only", "--out", str(tmp_path / "rl")]) == 1
+    with runs.lock_folder(tmp_path / "rl", "iov train --out rl"):
+        assert iov(["train", "--scenarios", "tiny-v1", "--agents", "ppo_shared", "--seeds", "1", "--env-steps", "8",
+                    "--report-only", "--out", str(tmp_path / "rl")]) == 1
     assert "is in use by another run" in capsys.readouterr().err
