@@ -6,7 +6,7 @@ the decision study's rounds (0, 2, 5 and 10: early, mid and late decisions, so t
 it is measured alike): the gap between the best and second-best feasible rank of each active vehicle
 (expected reward), against the per-pull noise of its reward; the median over task x round cells of
 gap/noise and of the pulls per rank needed to tell the two apart at 2 sigma
-(``benchmarks.decision_analysis``). Where the decision study measured the same in real fine-tuning (the
+(``benchmarks.studies.decision_analysis``). Where the decision study measured the same in real fine-tuning (the
 ``tiny`` world), that figure is shown beside it.
 """
 
@@ -16,7 +16,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from benchmarks import decision_analysis as da
+from benchmarks.studies import decision_analysis as da
 
 DEFAULT_SEEDS = (0, 1, 2)
 
@@ -42,7 +42,8 @@ def real_learnability(study_rows: Sequence[Mapping[str, str]], accuracy_weight: 
 
 def measured_real(world_ids: Sequence[str], is_tiny: Any = None) -> dict[str, dict[str, float]]:
     """The decision study's real figure for each id whose world is ``tiny`` (where it was measured), if stored."""
-    from benchmarks.decision_study import DATA_DIR, read_rows
+    from benchmarks.studies.common import DATA_DIR
+    from benchmarks.studies.decision import read_rows
     from iov_env.config import EpisodeConfig
 
     rows = read_rows(sorted(DATA_DIR.glob("decision_study.part*.csv")))

