@@ -220,7 +220,7 @@ def render_figure(sim: IoVSimulator, last: RoundMetrics | None) -> Figure:
              va="top", ha="left")
     fig.text(FRAME_LEFT_PX / fig_w, 1 - 32 / fig_h,
              f"{cfg.num_vehicles} vehicles, {len(sim.rsus_m)} RSUs, {cfg.mobility.mobility_model} mobility; "
-             "label = executed LoRA rank", fontsize=7.5, va="top", ha="left", color="0.3")
+             "label = executed LoRA rank (off: did not train)", fontsize=7.5, va="top", ha="left", color="0.3")
 
     present = np.asarray(sim.mobility.present, dtype=bool)
     if last is not None and int(present.sum()) <= MAX_RANK_LABELS:

@@ -1,0 +1,145 @@
+"""The documentation site: it builds with warnings as errors, its generated tables follow the code, every
+image it shows exists, the quick start's code runs, and a headless browser renders the index and results.
+
+The build (about 20 s of CPU) runs once per session into a temporary folder; the browser checks use
+Debian's ``chromium`` when it is installed (CI installs it) and skip with the reason otherwise.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = ROOT / "docs"
+PAGES = ("index", "quickstart", "environment", "configuration", "scenarios", "agents", "leaderboard", "results",
+         "studies", "performance", "method", "design", "deviations", "sumo", "robustness", "cli", "api")
+BUILD_TIMEOUT_S = 900
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--hide-scrollbars")
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return env
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The site built from scratch (``-E``) the way ``make docs`` builds it: warnings are errors."""
+    pytest.importorskip("sphinx", reason="the docs extra is not installed (pip install -e '.[docs]')")
+    pytest.importorskip("myst_parser", reason="the docs extra is not installed (pip install -e '.[docs]')")
+    pytest.importorskip("furo", reason="the docs extra is not installed (pip install -e '.[docs]')")
+    out = tmp_path_factory.mktemp("html")
+    proc = subprocess.run(
+        [sys.executable, "-m", "sphinx", "-E", "-W", "--keep-going", "-q", "-b", "html", str(DOCS), str(out)],
+        capture_output=True, text=True, timeout=BUILD_TIMEOUT_S, env=_env(), cwd=ROOT,
+    )
+    assert proc.returncode == 0, f"sphinx-build failed (warnings are errors):\n{proc.stderr[-6000:]}"
+    return out
+
+
+def test_every_page_is_built(site: Path) -> None:
+    for page in PAGES:
+        assert (site / f"{page}.html").is_file(), page
+    index = (site / "index.html").read_text(encoding="utf-8")
+    for page in PAGES[1:]:
+        assert f'href="{page}.html' in index, f"{page} is not in the index's navigation"
+
+
+def _text(page: Path) -> str:
+    """The page's text: tags dropped (Sphinx splits literals into one span per word), entities decoded, one space
+    between words."""
+    raw = re.sub(r"<[^>]+>", " ", page.read_text(encoding="utf-8"))
+    return " ".join(html.unescape(raw).split()) + " "
+
+
+def test_generated_tables_follow_the_code(site: Path) -> None:
+    from agents.baselines import AGENTS
+    from benchmarks.scenarios import SCENARIOS
+    from iov_env import ENV_IDS
+    from iov_env.config import LIMITS
+
+    config = _text(site / "configuration.html")
+    for name, limit in LIMITS.items():
+        assert f"{name} " in config and limit.describe() in config, name
+    scenarios = _text(site / "scenarios.html")
+    for sid in [*SCENARIOS, *ENV_IDS]:
+        assert f"{sid} " in scenarios, sid
+    agents = _text(site / "agents.html")
+    for name, cls in AGENTS.items():
+        assert f"{name} {cls.__module__}.{cls.__name__}" in agents, name
+
+
+def _images(page: Path) -> list[str]:
+    return re.findall(r"<img[^>]*\bsrc=\"([^\"]+)\"", page.read_text(encoding="utf-8"))
+
+
+def test_every_image_resolves_to_a_nonempty_file(site: Path) -> None:
+    seen = 0
+    for page in site.rglob("*.html"):
+        for src in _images(page):
+            if src.startswith(("http:", "https:", "data:")):
+                continue
+            target = (page.parent / src.split("#")[0].split("?")[0]).resolve()
+            assert target.is_file() and target.stat().st_size > 0, f"{page.name}: broken image {src}"
+            seen += 1
+    assert len(_images(site / "results.html")) >= 6 and len(_images(site / "index.html")) >= 1
+    assert seen >= 7
+
+
+def _python_blocks(markdown: str) -> list[str]:
+    return re.findall(r"^```python\n(.*?)^```", markdown, flags=re.S | re.M)
+
+
+def test_every_quickstart_code_block_runs(tmp_path: Path) -> None:
+    blocks = _python_blocks((DOCS / "quickstart.md").read_text(encoding="utf-8"))
+    assert len(blocks) >= 4
+    for i, code in enumerate(blocks):
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                              env=_env(), cwd=tmp_path)
+        assert proc.returncode == 0, f"quick-start block {i} failed:\n{code}\n{proc.stderr[-3000:]}"
+        assert proc.stdout.strip(), f"quick-start block {i} printed nothing"
+
+
+def _chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    pytest.skip("no headless browser: install Debian's chromium (apt-get install -y chromium)")
+
+
+@pytest.mark.parametrize(("page", "title", "heading"), [("index", "iov-env", "iov-env"),
+                                                         ("results", "Results", "Results")])
+def test_headless_browser_renders_the_page(site: Path, tmp_path: Path, page: str, title: str, heading: str) -> None:
+    browser = _chromium()
+    url = (site / f"{page}.html").as_uri()
+    common = [browser, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run([*common, "--dump-dom", url], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    found = re.search(r"<title>(.*?)</title>", dom.stdout, flags=re.S)
+    assert found and title in html.unescape(found.group(1)), found
+    headings = [html.unescape(re.sub(r"<[^>]+>", "", h)).strip() for h in re.findall(r"<h1[^>]*>(.*?)</h1>", dom.stdout, re.S)]
+    assert any(h.startswith(heading) for h in headings), headings
+    shot = tmp_path / f"{page}.png"
+    proc = subprocess.run([*common, f"--screenshot={shot}", "--window-size=1280,1600", url],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and shot.is_file() and shot.stat().st_size > 0, proc.stderr[-2000:]
+    image = pytest.importorskip("PIL.Image", reason="reading the screenshot needs Pillow (matplotlib's dependency)")
+    import numpy as np
+
+    pixels = np.asarray(image.open(shot).convert("RGB"))
+    assert pixels.shape[:2] == (1600, 1280)
+    assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 50, "the screenshot is (nearly) one colour"
+    assert pixels.std() > 10
