@@ -29,8 +29,9 @@ How it is computed
   its activity, masks, latency and energy tables and noise are the ones every policy will meet. Each
   real round is checked against it (a mismatch triggers a new forecast and plan).
 * **Dynamic programming per task.** Given mu the tasks separate, and within a task the ranks change
-  only the samples S it has absorbed. Every accuracy is ``floor + (top(r) - floor)(1 - h)`` with
-  ``h = exp(-S / sample_scale)``, so the planner runs backward induction over rounds on a grid in h
+  only the samples S it has absorbed. Every accuracy is ``floor + (top(r) - floor)(1 - h) gate`` with
+  ``h = exp(-S / sample_scale)`` (form 2: h before the round times the vehicle's own round's factor,
+  ``exp(-s_v(r) / sample_scale)``), so the planner runs backward induction over rounds on a grid in h
   (values are close to linear in h; linear interpolation between grid points). Each round's joint
   ranks of the task's vehicles are enumerated exactly up to ``MAX_EXACT_COMBINATIONS``; bigger tasks
   (30 vehicles in ``scale-90``) use a mean-field fixed point (each vehicle against the marginal value
@@ -172,6 +173,7 @@ class _Round:
     leave_energy_j: np.ndarray
     leave_noise: np.ndarray
     leave_trained: np.ndarray  # (n_l,) bool
+    leave_own_samples: np.ndarray  # (n_l,) samples each forced vehicle's own round adds (form 2's own model)
     vehicles: np.ndarray  # global indices of the choosing vehicles
 
     @property
@@ -185,6 +187,7 @@ class _TaskPlanner:
 
     def __init__(self, sim: Any, fc: Forecast, view: Any, task: int, layer_share: float) -> None:
         self.sim = sim
+        self.view, self.task, self.form = view, task, view.form
         self.floor = float(view.floor[task])
         self.gain = view.top[task] - self.floor  # (R,) accuracy gain of each rank over the floor
         self.scale = float(view.sample_scale[task])
@@ -212,6 +215,7 @@ class _TaskPlanner:
                 leave_energy_j=fc.leave_energy_j[t, forced],
                 leave_noise=fc.noise[t, forced],
                 leave_trained=fc.leave_trained[t, forced],
+                leave_own_samples=base[forced] * lc * speed[0],
                 vehicles=free,
             ))
             best = [d[i, c].max() for i, c in enumerate(self.rounds[-1].choices)]
@@ -244,18 +248,29 @@ class _TaskPlanner:
         rows = np.arange(len(r.choices))
         ds = r.samples[rows, ranks].sum(-1) + r.leave_samples + extra_samples  # (B, C)
         hp = h[:, None] * np.exp(-ds / self.scale)  # (G, C)
-        acc = np.clip(self.floor + self.gain[ranks] * (1.0 - hp)[..., None] + r.noise, 0.0, 1.0)
+        if self.form == 2:  # each vehicle reports its own local model: h before the round, its own samples
+            progress = self._progress(h[:, None, None] * np.exp(-r.samples[rows, ranks] / self.scale))
+        else:
+            progress = self._progress(hp)[..., None]
+        acc = np.clip(self.floor + self.gain[ranks] * progress + r.noise, 0.0, 1.0)
         lat, en = r.latency_s[rows, ranks], r.energy_j[rows, ranks]
         reward = self.sim.utility(acc, lat, en).sum(-1)
         energy = en.sum(-1) + r.leave_energy_j.sum()
         if len(r.leave_noise):
             # forced vehicles train at the smallest rank; one that could not train keeps an older accuracy,
             # modelled as the smallest rank's before this round
-            after = self.floor + self.gain[0] * (1.0 - hp)[..., None]
-            before = self.floor + self.gain[0] * (1.0 - h)[:, None, None]
+            if self.form == 2:
+                after = self.floor + self.gain[0] * self._progress(
+                    h[:, None, None] * np.exp(-r.leave_own_samples / self.scale))
+            else:
+                after = self.floor + self.gain[0] * self._progress(hp)[..., None]
+            before = self.floor + self.gain[0] * self._progress(h)[:, None, None]
             acc_l = np.clip(np.where(r.leave_trained, after, before) + r.leave_noise, 0.0, 1.0)
             reward = reward + self.sim.utility(acc_l, r.leave_latency_s, r.leave_energy_j).sum(-1)
         return reward, np.broadcast_to(energy, ds.shape), hp
+
+    def _progress(self, h: np.ndarray) -> np.ndarray:
+        return self.view.progress(self.task, h)
 
     def _next_value(self, t: int, hp: np.ndarray) -> np.ndarray:
         assert self.values is not None
@@ -327,7 +342,11 @@ class _TaskPlanner:
             reward1, _, hp1 = self.evaluate(r, h, best[:, None, :])
             slope = ((reward2 + self._next_value(t, hp2)) - (reward1 + self._next_value(t, hp1)))[:, 0] / step
             # each vehicle's own reward at every rank given the round's h', plus what its samples are worth
-            own = np.clip(self.floor + self.gain[None, None, :] * (1.0 - hp1)[:, :, None] + r.noise[None, :, None], 0, 1)
+            if self.form == 2:
+                progress = self._progress(h[:, None, None] * np.exp(-r.samples[None] / self.scale))
+            else:
+                progress = self._progress(hp1)[:, :, None]
+            own = np.clip(self.floor + self.gain[None, None, :] * progress + r.noise[None, :, None], 0, 1)
             score = self.sim.utility(own, r.latency_s[None], r.energy_j[None]) - mu * r.energy_j[None]
             score = np.where(feasible[None], score + slope[:, None, None] * r.samples[None], -np.inf)
             ranks = np.argmax(score, axis=2)
@@ -456,7 +475,9 @@ class OraclePlanner:
         h_min = np.exp(-s_max / view.sample_scale[None, :])[:, task]  # (T, N)
         floor = view.floor[task]
         gain = view.top[task] - floor[:, None]  # (N, R)
-        acc = np.clip(floor[None, :, None] + gain[None] * (1.0 - h_min)[:, :, None] + fc.noise[:, :, None], 0.0, 1.0)
+        # the most progress any schedule can give each vehicle's model by each round's end (either form)
+        progress = view.progress(task[None, :], h_min)
+        acc = np.clip(floor[None, :, None] + gain[None] * progress[:, :, None] + fc.noise[:, :, None], 0.0, 1.0)
         # a vehicle that cannot train this round (it leaves before its download ends; that depends on its
         # dwell time and the fault mode, not on ranks) keeps the accuracy of its last training round
         best = np.where(mask, acc, 0.0).max(axis=2)  # (T, N)

@@ -48,6 +48,7 @@ class EpisodeRecorder:
         self.vehicle_violations = 0
         self.vehicle_active_rounds = 0
         self.rank_trace: list[list[int]] = []
+        self.executed_ranks: list[int] = []  # the rank each active vehicle-round ran (after the env's corrections)
         self.dual_price_trace: list[list[float]] = []
         self.corrections = 0
         self.faults: dict[str, int] = {}
@@ -74,6 +75,7 @@ class EpisodeRecorder:
             if not info.get("active", False):
                 continue
             self.vehicle_active_rounds += 1
+            self.executed_ranks.append(ranks[-1])
             acc_sum[t] += float(info.get("accuracy", 0.0))
             acc_n[t] += 1
             lat[t] = max(lat[t], float(info.get("latency_s", 0.0)))
@@ -136,6 +138,9 @@ class EpisodeRecorder:
             "vehicle_violation_rate": self.vehicle_violations / max(self.vehicle_active_rounds, 1),
             "cumulative_reward": float(np.sum(self.round_reward)),
             "action_corrections": self.corrections,
+            # what a policy actually ran: fedavg truncates a task to its smallest executed rank, so a fixed-rank
+            # baseline can run far below its name (HomoLoRA "rank 8" runs rank 1 in most of scale-90)
+            "median_executed_rank": float(np.median(self.executed_ranks)) if self.executed_ranks else float("nan"),
             "faults": dict(self.faults),
             "task_accuracy": acc.tolist(),
             "task_latency_s": self.task_latency_s,

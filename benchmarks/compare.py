@@ -48,7 +48,7 @@ from agents.baselines import FlexLoRA, Greedy, HetLoRA, HomoLoRA, Oracle, Random
 from agents.oracle import covers
 from agents.runner import env_config_for, run_decentralized
 from agents.ucb_dual import UCB1, UCBDual
-from benchmarks import scoring
+from benchmarks import learnability, scoring
 from iov_env.results import write_csv_atomic, write_text_atomic
 
 FULL_SYSTEM = {"allocation": "tri_feedback", "fault_tolerance": "paper"}
@@ -200,6 +200,7 @@ def claims(records: list[dict[str, Any]], presets: Sequence[str], reps: int) -> 
 def markdown(
     summary: list[dict[str, Any]], claim_rows: list[dict[str, Any]], presets: Sequence[str], seeds: Sequence[int],
     rows: Sequence[Method], elapsed_s: float, command: str, scores: dict[str, Any] | None = None,
+    learn: dict[str, dict[str, float]] | None = None,
 ) -> str:
     """Tables (mean [95% CI]) per preset, the constraint-aware ranking, the claims check, and the protocol."""
     buf = io.StringIO()
@@ -230,7 +231,7 @@ def markdown(
         w(scoring.report(scores["scored"], scores["headroom"], scores["agents"], scores["checks"], scores["worlds"],
                          baseline="UCB-DUAL", world_label="preset", references=REFERENCES,
                          sections=("ranking", "headroom", "checks"),
-                         reference_names=[m.label for m in rows if m.role == "reference"]))
+                         reference_names=[m.label for m in rows if m.role == "reference"], learnability=learn))
         w("\n")
     w("## The paper's claims vs this run\n\n")
     w("Paired by seed (same world for both methods); energy / budget and the share of task-rounds over budget of "
@@ -275,7 +276,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     scores["checks"] = bound_checks(records, rows)
     elapsed = time.perf_counter() - t0
     command = "python -m benchmarks.compare " + " ".join(argv if argv is not None else sys.argv[1:])
-    md = markdown(summary, claim_rows, args.presets, seeds, rows, elapsed, command, scores)
+    worlds = {p: {"preset": p, **overrides} for p in args.presets}
+    learn = learnability.learnability_table(args.presets, worlds, learnability.measured_real(args.presets, lambda p: p == "tiny"))
+    md = markdown(summary, claim_rows, args.presets, seeds, rows, elapsed, command, scores, learn)
     write_csv_atomic(args.out / "runs.csv", records)
     write_csv_atomic(args.out / "summary.csv", summary)
     write_text_atomic(args.out / "compare.md", md)

@@ -49,7 +49,7 @@ from agents.baselines import AGENTS, make_agent
 from agents.oracle import Oracle, covers
 from agents.runner import env_config_for, run_decentralized
 from agents.sb3 import SHARED_AGENTS as SB3_AGENTS
-from benchmarks import runs, scoring
+from benchmarks import learnability, runs, scoring
 from benchmarks.scenarios import SCENARIOS, scenario, unavailable_reason
 from iov_env.results import save_figure_atomic, write_csv_atomic, write_text_atomic
 
@@ -57,7 +57,7 @@ CHECKPOINT_AGENTS = ("rllib_ppo",)  # trained only by benchmarks.train_rl, evalu
 RL_AGENTS = (*SB3_AGENTS, *CHECKPOINT_AGENTS)
 DEFAULT_AGENTS = ("ucb_dual", "ucb1", "homolora", "hetlora", "flexlora", "fedra", "greedy", "random", "oracle")
 REFERENCES = (scoring.REFERENCE_LOW, scoring.REFERENCE_HIGH)  # the score's 0 and 1, always run
-DEFAULT_SCENARIOS = ("tiny-v1", "paper-v1", "paper-tight-v1", "paper-rank-prior-v1", "scale-90-v1", "paper-sumo-v1")
+DEFAULT_SCENARIOS = ("tiny-v2", "paper-v2", "paper-tight-v2", "paper-rank-prior-v2", "scale-90-v2", "paper-sumo-v2")
 # (record key, label, higher is better)
 METRICS = (
     ("cumulative_reward", "reward", True),
@@ -66,6 +66,7 @@ METRICS = (
     ("energy_j", "energy (J)", False),
     ("energy_ratio", "energy / budget", False),
     ("violation_rate", "task-rounds over budget", False),
+    ("executed_rank", "executed rank (median)", True),
 )
 
 
@@ -108,6 +109,7 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
         "budget_j": r["total_budget_j"],
         "energy_ratio": r["energy_ratio"],
         "violation_rate": r["budget_violation_rate"],
+        "executed_rank": r["median_executed_rank"],
         "wall_s": time.perf_counter() - t0,
         "accuracy_trace": ";".join(f"{np.mean(row):.4f}" for row in r["task_accuracy"]),
         **scoring.oracle_fields(r.get("agent_state_vehicle_0", {})),
@@ -169,7 +171,8 @@ def summarise(records: list[dict[str, Any]], reps: int) -> list[dict[str, Any]]:
 
 
 def markdown(
-    summary: list[dict[str, Any]], scores: dict[str, Any], seeds: Sequence[int], command: str, elapsed_s: float
+    summary: list[dict[str, Any]], scores: dict[str, Any], seeds: Sequence[int], command: str, elapsed_s: float,
+    learn: dict[str, dict[str, float]] | None = None,
 ) -> str:
     """LEADERBOARD.md: the constraint-aware ranking, headroom, the oracle's check, then per-scenario tables."""
     buf = io.StringIO()
@@ -178,7 +181,7 @@ def markdown(
     w(f"`{command}` — seeds {list(seeds)}, {elapsed_s:.0f} s. Every comparison is paired by seed (seed s is the same "
       "world for every agent) and every score is shown beside the energy it cost.\n\n")
     w(scoring.report(scores["scored"], scores["headroom"], scores["agents"], scores["checks"], scores["worlds"],
-                     describe=lambda sid: f"`{scenario(sid)}`"))
+                     describe=lambda sid: f"`{scenario(sid)}`", learnability=learn))
     w("\n## Metrics per scenario\n\nMean [95% CI] over seeds (rliable stratified bootstrap).\n")
     cell = {(r["scenario"], r["agent"], r["metric"]): r for r in summary}
     for sid in dict.fromkeys(r["scenario"] for r in summary):
@@ -188,7 +191,7 @@ def markdown(
             cells = []
             for key, _, _ in METRICS:
                 c = cell[(sid, a, key)]
-                fmt = ".2f" if key in ("violation_rate", "energy_ratio") else ".1f"
+                fmt = ".2f" if key in ("violation_rate", "energy_ratio") else ".0f" if key == "executed_rank" else ".1f"
                 cells.append(scoring.fmt_ci(c["mean"], c["ci_lo"], c["ci_hi"], fmt))
             w(f"| {a} | " + " | ".join(cells) + " |\n")
     return buf.getvalue()
@@ -295,7 +298,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary = summarise(records, args.reps)
     scores = scoring.score_all(records, reps=args.reps)
     command = "python -m benchmarks.leaderboard " + " ".join(argv if argv is not None else sys.argv[1:])
-    md = markdown(summary, scores, seeds, command, time.perf_counter() - t0)
+    learn = learnability.learnability_table(scenario_ids, {sid: scenario(sid) for sid in scenario_ids},
+                                            learnability.measured_real(scenario_ids))
+    md = markdown(summary, scores, seeds, command, time.perf_counter() - t0, learn)
     write_csv_atomic(args.out / "summary.csv", summary)
     write_csv_atomic(args.out / "scores.csv", [
         {k: v for k, v in r.items() if k not in ("accuracy_trace", "certificate")} for r in scores["scored"]

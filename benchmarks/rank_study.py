@@ -26,7 +26,6 @@ it writes ``rank_study.md`` and ``rank_study_<mode>.png`` (metric vs rank per re
 from __future__ import annotations
 
 import argparse
-import csv
 import itertools
 import math
 import os
@@ -39,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from iov_env.results import save_figure_atomic, write_csv_atomic, write_text_atomic
+from iov_env.results import read_csv_rows, save_figure_atomic, write_csv_atomic, write_text_atomic
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = REPO_ROOT / "benchmarks" / "data"
@@ -176,12 +175,7 @@ def _progress(rows: list[dict[str, Any]]) -> None:
 
 def read_rows(paths: Iterable[Path]) -> list[dict[str, Any]]:
     """Rows of the given study CSVs (missing files are skipped)."""
-    rows: list[dict[str, Any]] = []
-    for p in paths:
-        if p.is_file():
-            with p.open(newline="") as fh:
-                rows.extend(csv.DictReader(fh))
-    return rows
+    return list(read_csv_rows(paths))
 
 
 def calibration_rows(paths: Iterable[Path]) -> list[dict[str, Any]]:

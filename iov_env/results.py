@@ -50,6 +50,16 @@ def write_csv_atomic(path: str | os.PathLike[str], rows: Iterable[Mapping[str, A
     return write_text_atomic(path, buf.getvalue())
 
 
+def read_csv_rows(paths: Iterable[str | os.PathLike[str]]) -> list[dict[str, str]]:
+    """Every row of the given CSV files as dicts, in order; files that do not exist are skipped (nothing run yet)."""
+    rows: list[dict[str, str]] = []
+    for p in map(Path, paths):
+        if p.is_file():
+            with p.open(newline="") as fh:
+                rows.extend(csv.DictReader(fh))
+    return rows
+
+
 def save_png_atomic(path: str | os.PathLike[str], image: np.ndarray) -> Path:
     """Save an RGB(A) array as PNG atomically (matplotlib's writer)."""
     import matplotlib

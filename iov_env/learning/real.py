@@ -197,6 +197,45 @@ class RealBackend:
                    for m, td in zip(task_metrics, self.tasks, strict=True)}
         return RoundResult(veh_acc.copy(), veh_tokens, veh_loss, task_acc, metrics)
 
+    def probe_local_round(self, vehicle: int, rank: int, round_index: int, dev_examples: int = 0,
+                          train_fraction: float = 1.0) -> dict[str, float]:
+        """A counterfactual local round: what ``vehicle`` would report after training at ``rank`` now.
+
+        The vehicle loads its task's current global model truncated to ``rank`` and trains the local
+        round it would train in round ``round_index`` (same batches and dropout seeds as ``train_round``'s
+        sequential engine), then its adapter is scored on its local validation split, the reward's input,
+        and, when ``dev_examples > 0``, on a fixed subset of the task's dev split (the same adapter, a
+        de-noised view of it). Nothing is committed: the global models, heads and vehicle metrics stay as
+        they were, so every rank can be probed from one state.
+
+        Returns ``local_metric`` and ``local_n`` (examples), ``dev_metric`` and ``dev_n`` (nan/0 without
+        ``dev_examples``), ``tokens`` and ``loss``.
+        """
+        if self.layout is None:
+            raise RuntimeError("reset(seed, layout) before probe_local_round()")
+        n = len(self.layout.vehicle_task)
+        if not 0 <= vehicle < n:
+            raise ValueError(f"vehicle={vehicle}; allowed: 0..{n - 1}")
+        if not 1 <= rank <= self.max_rank:
+            raise ValueError(f"rank={rank}; allowed: 1..{self.max_rank} (rank_set's largest)")
+        if dev_examples < 0:
+            raise ValueError(f"dev_examples={dev_examples}; allowed: >= 0")
+        k = int(self.layout.vehicle_task[vehicle])
+        steps = max(0, int(round(self.config.learning.local_steps * float(train_fraction))))
+        saved_validate_s = self._validate_s
+        out = self._train_vehicle(vehicle, k, int(rank), steps, set(range(self.num_layers)), int(round_index))
+        self._validate_s = saved_validate_s
+        result = {"local_metric": float(out["metric"]), "local_n": float(len(self.shards[vehicle].val_idx)),
+                  "dev_metric": math.nan, "dev_n": 0.0, "tokens": float(out["tokens"]), "loss": float(out["loss"])}
+        if dev_examples:
+            # the model still holds the vehicle's trained adapter and head: score that same local model
+            _, dev = self.tokenized[k]
+            idx = dev_subset(len(dev), int(dev_examples))
+            m = lora.evaluate(self.model, self.heads[k], dev, idx, self.pad_id, EVAL_BATCH_SIZE,
+                              self.config.learning.precision)
+            result["dev_metric"], result["dev_n"] = float(m[self.tasks[k].spec.metric]), float(m["n"])
+        return result
+
     def describe(self) -> dict[str, Any]:
         """Provenance: fidelity, model (and dims vs the config's cost dims), data source per task."""
         ln = self.config.learning

@@ -2,22 +2,40 @@
 
 Per task ``k`` the global model has absorbed ``n_k`` effective samples. Its accuracy at rank r is
 
-    acc_k(r, n) = floor + (ceiling_k(r) - floor) * (1 - exp(-n / sample_scale))
+    acc_k(r, n) = floor + (ceiling_k(r) - floor) * (1 - exp(-n / sample_scale)) * gate(n)
     ceiling_k(r) = ceiling - rank_gap * rank_half / (rank_half + r) - noniid_penalty * H
+    gate(n) = 1 - exp(-(n / onset_samples) ** onset_steepness)      (1 when onset_samples is 0)
 
 with non-IID heterogeneity ``H = 1 / (1 + dirichlet_alpha)``: diminishing returns in data, a
-lower ceiling at small ranks, a penalty for skewed partitions. A round adds, per uploading
-vehicle, ``samples * train_fraction * r / (r + speed_rank_half) * layer_fraction * agg_eff``
-where ``samples = steps*batch*(1 - exp(-shard/(steps*batch)))`` (re-visiting a small shard is
-worth less). A vehicle that missed ``s`` rounds loses ``stale_penalty * s`` (capped at 10
-rounds); observations carry Gaussian noise. Parameters live in ``calibration/<model>.json``.
+lower ceiling at small ranks, a penalty for skewed partitions, and an onset: a model that has absorbed
+fewer than about ``onset_samples`` has not left its plateau yet (CoNLL: no entity found until then). A
+round adds, per uploading vehicle, ``samples * train_fraction * speed(r) * layer_fraction * agg_eff`` with
+``speed(r) = r^a / (r^a + speed_rank_half^a)``, ``a = speed_exponent``, where
+``samples = steps*batch*(1 - exp(-shard/(steps*batch)))`` (re-visiting a small shard is worth less).
+Parameters live in ``calibration/<model>.json``; the file's ``form`` says which model of a vehicle's
+reported metric it was fitted for:
+
+* form 1 (the v0/v1 worlds, frozen): a training vehicle reports the curve at its own rank on the task's
+  samples after the round, plus Gaussian noise of SD ``noise_std`` drawn afresh every vehicle-round (the
+  calibration fit's whole residual). Its stale penalty is computed after the staleness is reset, so it
+  is always 0; kept as published.
+* form 2 (the v2 worlds): a training vehicle reports its own local model, as the real backend does: the
+  task's samples before the round plus what its own local round added at its rank, less
+  ``stale_penalty`` per round it missed before this one (at most 10). Its noise has the structure the real
+  runs show. A vehicle's local validation split is one fixed sample for the whole episode, so its
+  binomial measurement error, ``sqrt(p (1 - p) / n_val)`` at the task's mid-curve metric
+  ``p = (floor + ceiling) / 2``, is drawn once per episode, with the rest of the per-vehicle offset (SD
+  ``vehicle_persistent_std``); what changes from pull to pull is a round-to-round part (SD ``round_std``,
+  how differently successive adapters score on the same examples). The sizes do not depend on the
+  action, so every policy meets the same draws. The task metric gets a per-episode offset (SD
+  ``task_persistent_std``) and binomial noise at ``eval_subset_size`` each round.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +52,9 @@ CALIBRATION_DIR = Path(__file__).resolve().parent / "calibration"
 # the curve parameters the compiled round reads, as columns of a (task or vehicle) x parameter matrix
 CURVE_COLUMNS = (
     "floor", "ceiling", "rank_gap", "rank_half", "noniid_penalty", "sample_scale", "stale_penalty", "speed_rank_half",
+    "onset_samples", "onset_steepness", "speed_exponent",
 )
+FORMS = (1, 2)  # see the module docstring
 MAX_STALENESS_ROUNDS = 10
 
 
@@ -53,6 +73,18 @@ class TaskCurve:
     noise_std: float
     tokens_per_sample: float
     zero_pad_penalty: float
+    # form 2 (older files omit them: their curves are exponential and their noise is noise_std alone)
+    onset_samples: float = 0.0
+    onset_steepness: float = 1.0
+    speed_exponent: float = 1.0
+    vehicle_persistent_std: float = 0.0
+    round_std: float = 0.0
+    task_persistent_std: float = 0.0
+
+    @property
+    def mid_metric(self) -> float:
+        """The metric halfway up the curve, at which form 2's binomial measurement noise is taken."""
+        return 0.5 * (self.floor + self.ceiling)
 
 
 def heterogeneity(dirichlet_alpha: float) -> float:
@@ -63,12 +95,15 @@ def heterogeneity(dirichlet_alpha: float) -> float:
 def curve_value(
     floor: np.ndarray, ceiling: np.ndarray, rank_gap: np.ndarray, rank_half: np.ndarray,
     noniid_penalty: np.ndarray, sample_scale: np.ndarray, rank: np.ndarray, samples: np.ndarray, hetero: float,
+    onset_samples: np.ndarray | float = 0.0, onset_steepness: np.ndarray | float = 1.0,
 ) -> np.ndarray:
     """The learning-curve formula on broadcastable parameter arrays (see the module docstring)."""
     arrays = np.broadcast_arrays(*(np.asarray(a, dtype=float) for a in (
-        floor, ceiling, rank_gap, rank_half, noniid_penalty, sample_scale, rank, samples)))
+        floor, ceiling, rank_gap, rank_half, noniid_penalty, sample_scale, rank, samples, onset_samples,
+        onset_steepness)))
     out = np.empty(arrays[0].shape)
-    loops.curve_points(*(np.ascontiguousarray(a).reshape(-1) for a in arrays), float(hetero), out.reshape(-1))
+    flat = [np.array(a, dtype=float).reshape(-1) for a in arrays]  # copies: broadcast views are read-only
+    loops.curve_points(*flat[:8], float(hetero), flat[8], flat[9], out.reshape(-1))
     return out
 
 
@@ -76,13 +111,29 @@ def predict_accuracy(curve: TaskCurve, rank: np.ndarray, effective_samples: np.n
     """Noise-free metric of a model at ``rank`` after absorbing ``effective_samples``."""
     return curve_value(
         curve.floor, curve.ceiling, curve.rank_gap, curve.rank_half, curve.noniid_penalty, curve.sample_scale,
-        rank, effective_samples, hetero,
+        rank, effective_samples, hetero, curve.onset_samples, curve.onset_steepness,
     )
+
+
+def binomial_sd(metric: np.ndarray | float, examples: np.ndarray | float) -> np.ndarray:
+    """SD of a proportion ``metric`` measured on ``examples`` independent examples (first principles)."""
+    p = np.clip(np.asarray(metric, dtype=float), 0.0, 1.0)
+    return np.sqrt(p * (1.0 - p) / np.maximum(np.asarray(examples, dtype=float), 1.0))
+
+
+def local_validation_examples(shard_size: np.ndarray, val_fraction: float) -> np.ndarray:
+    """Examples in a vehicle's local validation split: ``val_fraction`` of its local data, at least 1.
+
+    The same rule as ``tasks.partition`` (a shard of n training examples comes with n f / (1 - f) more).
+    """
+    n = np.asarray(shard_size, dtype=float)
+    return np.maximum(1.0, np.round(n * val_fraction / (1.0 - val_fraction)))
 
 
 def rank_speed(curve: TaskCurve, rank: np.ndarray) -> np.ndarray:
     """Per-sample learning efficiency of a rank-``r`` adapter, in (0, 1)."""
-    return rank_speed_table(np.asarray(curve.speed_rank_half), np.asarray(rank, dtype=float))
+    return rank_speed_table(np.asarray(curve.speed_rank_half), np.asarray(rank, dtype=float),
+                            np.asarray(curve.speed_exponent))
 
 
 def samples_per_round(local_steps: int, batch_size: int, shard_size: np.ndarray) -> np.ndarray:
@@ -106,6 +157,12 @@ CURVE_LIMITS: dict[str, tuple[float, float, bool]] = {
     "noise_std": (0.0, 1.0, False),
     "tokens_per_sample": (0.0, 1e6, True),
     "zero_pad_penalty": (0.0, 1e3, False),
+    "onset_samples": (0.0, 1e12, False),
+    "onset_steepness": (0.1, 100.0, False),
+    "speed_exponent": (0.1, 10.0, False),
+    "vehicle_persistent_std": (0.0, 1.0, False),
+    "round_std": (0.0, 1.0, False),
+    "task_persistent_std": (0.0, 1.0, False),
 }
 
 
@@ -152,15 +209,17 @@ def load_calibration(path: Path) -> dict[str, TaskCurve]:
     if not isinstance(tasks, dict) or not tasks:
         raise fail(line_of_key(text, "tasks"), "'tasks' is missing or not a non-empty object of task -> curve parameters")
     names = [f.name for f in fields(TaskCurve)]
+    required = [f.name for f in fields(TaskCurve) if f.default is MISSING]
     curves = {}
     for task, params in tasks.items():
         if not isinstance(params, dict):
             raise fail(line_of_key(text, "tasks", task), f"tasks.{task} is a {type(params).__name__}; allowed: an object "
-                       f"with {names}")
-        missing = [n for n in names if n not in params]
+                       f"with {required}")
+        missing = [n for n in required if n not in params]
         if missing:
             raise fail(line_of_key(text, "tasks", task), f"task {task!r} lacks {missing}")
-        for n in names:
+        present = [n for n in names if n in params]
+        for n in present:
             v = params[n]
             lo, hi, lo_open = CURVE_LIMITS[n]
             try:
@@ -170,8 +229,19 @@ def load_calibration(path: Path) -> dict[str, TaskCurve]:
             if not real or not ((lo < v) if lo_open else (lo <= v)) or v > hi:
                 interval = f"{'(' if lo_open else '['}{lo:g}, {hi:g}]"
                 raise fail(line_of_key(text, "tasks", task, n), f"tasks.{task}.{n}={v!r:.60}; allowed: a number in {interval}")
-        curves[task] = TaskCurve(**{n: float(params[n]) for n in names})
+        curves[task] = TaskCurve(**{n: float(params[n]) for n in present})
     return curves
+
+
+def calibration_form(path: Path) -> int:
+    """The ``form`` a calibration file was fitted for (1 when it names none; see the module docstring)."""
+    text = read_text(path, DataFormatError, "calibration file")
+    data = parse_json(text, str(path))
+    form = data.get("form", 1) if isinstance(data, dict) else 1
+    if form not in FORMS or isinstance(form, bool):
+        raise DataFormatError(f"calibration file {path}:{line_of_key(text, 'form') or 1}: form={form!r:.60}; "
+                              f"allowed: one of {list(FORMS)}")
+    return int(form)
 
 
 @dataclass(frozen=True)
@@ -179,8 +249,9 @@ class SurrogateView:
     """What an oracle reads of the surrogate: per task (K) and rank (R), and per vehicle (N).
 
     A vehicle at rank index j of task k that trains and uploads adds ``vehicle_samples * speed[k, j]``
-    (times its train fraction, layer share and the aggregation's efficiency) to the task's samples S;
-    its accuracy after the round is ``floor + (top[k, j] - floor) * (1 - exp(-S / sample_scale))``.
+    (times its train fraction, layer share and the aggregation's efficiency) to the task's samples S.
+    With ``h = exp(-S / sample_scale)`` its reported accuracy is ``floor + (top[k, j] - floor) * progress(k, h)``,
+    where S is the task's samples after the round (form 1) or before it plus the vehicle's own (form 2).
     """
 
     floor: np.ndarray  # (K,)
@@ -189,6 +260,23 @@ class SurrogateView:
     sample_scale: np.ndarray  # (K,)
     samples: np.ndarray  # (K,) effective samples absorbed so far
     vehicle_samples: np.ndarray  # (N,) fresh-equivalent samples of one full local round
+    onset_samples: np.ndarray  # (K,) the curve's onset (0: none)
+    onset_steepness: np.ndarray  # (K,)
+    form: int  # 1: a vehicle reports the task's model after the round; 2: its own local model (module docstring)
+
+    def progress(self, task: int | np.ndarray, h: np.ndarray) -> np.ndarray:
+        """The share of each rank's gain reached at ``h = exp(-S / sample_scale)``: ``(1 - h) gate(S)``.
+
+        ``task`` is a task index or an array of them broadcasting with ``h``.
+        """
+        h = np.asarray(h, dtype=float)
+        onset = self.onset_samples[task]
+        if not np.any(onset > 0):
+            return 1.0 - h  # every form-1 file: the exponential curve, bit for bit
+        with np.errstate(divide="ignore"):
+            samples = -self.sample_scale[task] * np.log(h)  # h = 0 is infinitely many samples: the gate is open
+        ratio = np.divide(samples, onset, out=np.full(np.broadcast(samples, onset).shape, np.inf), where=onset > 0)
+        return (1.0 - h) * (1.0 - np.exp(-(ratio ** self.onset_steepness[task])))
 
 
 def regime_mismatch(path: Path, config: IoVConfig) -> list[str]:
@@ -220,6 +308,7 @@ class FastBackend:
             raise ConfigError(f"calibration {str(self.calibration_file)!r} has no curve for tasks {missing}; allowed: "
                               f"tasks among {sorted(curves)}", "tasks")
         self.curves = [curves[t] for t in config.tasks.tasks]
+        self.form = calibration_form(self.calibration_file)
         self._param = {
             f.name: np.array([getattr(c, f.name) for c in self.curves]) for f in fields(TaskCurve)
         }
@@ -245,6 +334,17 @@ class FastBackend:
         ln = self.config.learning
         self._vehicle_samples = samples_per_round(ln.local_steps, ln.batch_size, layout.vehicle_shard_size)
         self._vehicle_tokens = np.asarray(self.expected_tokens(layout.vehicle_task), dtype=float)
+        if self.form == 2:
+            # form 2's structured noise: its persistent parts are drawn once, here, from the episode's generator
+            task = layout.vehicle_task
+            mid = np.array([c.mid_metric for c in self.curves])
+            val = local_validation_examples(layout.vehicle_shard_size, self.config.tasks.local_val_fraction)
+            self._vehicle_round_sd = self._p("round_std")[task]
+            self._task_round_sd = binomial_sd(mid, self.config.learning.eval_subset_size)
+            on = float(bool(self.config.learning.observation_noise))
+            self._task_offset = on * self.rng.standard_normal(k) * self._p("task_persistent_std")
+            offset_sd = np.hypot(self._p("vehicle_persistent_std")[task], binomial_sd(mid[task], val))
+            self._vehicle_offset = on * self.rng.standard_normal(len(task)) * offset_sd
 
     def expected_tokens(self, task_index: np.ndarray) -> np.ndarray:
         """Tokens of one full local round: steps x batch x mean tokens per sample of the task."""
@@ -263,7 +363,7 @@ class FastBackend:
             np.asarray(plan.uploads, dtype=bool), np.asarray(plan.train_fraction, dtype=float), layer_share,
             self._aggregation_efficiency(plan), self.samples, self.global_rank, self.staleness,
             self.vehicle_accuracy, task_noise, vehicle_noise, self._task_curve, self._vehicle_curve,
-            self._vehicle_samples, self._vehicle_tokens, self.hetero, float(MAX_STALENESS_ROUNDS),
+            self._vehicle_samples, self._vehicle_tokens, self.hetero, float(MAX_STALENESS_ROUNDS), self.form,
         )
         # commit only once everything is computed: an exception above leaves state untouched
         self.samples, self.global_rank, self.staleness, self.vehicle_accuracy = samples, global_rank, staleness, vehicle_acc
@@ -275,6 +375,7 @@ class FastBackend:
         out: dict[str, Any] = {
             "fidelity": "fast",
             "calibration": str(self.calibration_file.name),
+            "surrogate_form": self.form,
             "tasks": {t: "surrogate" for t in self.config.tasks.tasks},
             "notes": [],
         }
@@ -310,10 +411,13 @@ class FastBackend:
         return SurrogateView(
             floor=p("floor").astype(float),
             top=top,
-            speed=rank_speed_table(p("speed_rank_half")[col], r),
+            speed=rank_speed_table(p("speed_rank_half")[col], r, p("speed_exponent")[col]),
             sample_scale=p("sample_scale").astype(float),
             samples=self.samples.copy(),
             vehicle_samples=self._vehicle_samples.copy(),
+            onset_samples=p("onset_samples").astype(float),
+            onset_steepness=p("onset_steepness").astype(float),
+            form=self.form,
         )
 
     def expected_vehicle_accuracy(self, ranks: np.ndarray) -> np.ndarray:
@@ -322,9 +426,14 @@ class FastBackend:
         task = self.layout.vehicle_task
         ln = self.config.learning
         r = np.asarray(ranks, dtype=float)[None, :]
-        speed = rank_speed_table(self._vehicle_curve[:, None, CURVE_COLUMNS.index("speed_rank_half")], r)
+        speed = rank_speed_table(self._vehicle_curve[:, None, CURVE_COLUMNS.index("speed_rank_half")], r,
+                                 self._vehicle_curve[:, None, CURVE_COLUMNS.index("speed_exponent")])
         n_after = self.samples[task][:, None] + self._vehicle_samples[:, None] * speed * ln.layer_fraction
-        return self._accuracy(task[:, None], r, n_after)
+        acc = self._accuracy(task[:, None], r, n_after)
+        if self.form == 2:  # form 2 reports this local model, less the rounds the vehicle missed
+            stale = self._p("stale_penalty")[task] * np.minimum(self.staleness, MAX_STALENESS_ROUNDS)
+            acc = acc - stale[:, None]
+        return acc
 
     # -- internals ----------------------------------------------------------------------------
     def _p(self, name: str) -> np.ndarray:
@@ -336,6 +445,10 @@ class FastBackend:
         task = self.layout.vehicle_task
         if not self.config.learning.observation_noise:
             return np.zeros(len(self.curves)), np.zeros(len(task))
+        if self.form == 2:
+            # fixed-size draws every round (common random numbers), scaled by sizes that no action changes
+            task_noise = self._task_offset + rng.standard_normal(len(self.curves)) * self._task_round_sd
+            return task_noise, self._vehicle_offset + rng.standard_normal(len(task)) * self._vehicle_round_sd
         # normal(0, s) draws s * standard_normal(): the same numbers, without the per-call parameter checks
         task_noise = rng.standard_normal(len(self.curves)) * self._p("noise_std")
         return task_noise, rng.standard_normal(len(task)) * self._vehicle_noise_std
@@ -372,10 +485,15 @@ def _curve(param: dict[str, np.ndarray], rank: np.ndarray, samples: np.ndarray, 
     """``curve_value`` on a dict of parameter arrays already laid out like ``rank`` and ``samples``."""
     return curve_value(
         param["floor"], param["ceiling"], param["rank_gap"], param["rank_half"], param["noniid_penalty"],
-        param["sample_scale"], rank, samples, hetero,
+        param["sample_scale"], rank, samples, hetero, param["onset_samples"], param["onset_steepness"],
     )
 
 
-def rank_speed_table(speed_rank_half: np.ndarray, rank: np.ndarray) -> np.ndarray:
-    """Vectorised ``r / (r + speed_rank_half)`` with broadcasting (compiled for scalars in the surrogate's round)."""
-    return rank / (rank + speed_rank_half)
+def rank_speed_table(speed_rank_half: np.ndarray, rank: np.ndarray, speed_exponent: np.ndarray | float = 1.0) -> np.ndarray:
+    """Per-sample learning efficiency ``r^a / (r^a + speed_rank_half^a)``, broadcasting (compiled for scalars too).
+
+    ``a = speed_exponent``; at 1 (every form-1 file) it is ``r / (r + speed_rank_half)`` exactly: ``x ** 1.0 == x``.
+    A larger ``a`` makes the step from one rank to the next steeper (CoNLL: only rank 64 finds entities in one round).
+    """
+    ra = rank ** speed_exponent
+    return ra / (ra + speed_rank_half ** speed_exponent)

@@ -13,10 +13,11 @@ import numpy as np
 from iov_env.jit import compiled
 from iov_env.learning.surrogate import CURVE_COLUMNS, rank_speed_table
 
-FLOOR, CEILING, RANK_GAP, RANK_HALF, NONIID_PENALTY, SAMPLE_SCALE, STALE_PENALTY, SPEED_RANK_HALF = (
+(FLOOR, CEILING, RANK_GAP, RANK_HALF, NONIID_PENALTY, SAMPLE_SCALE, STALE_PENALTY, SPEED_RANK_HALF, ONSET,
+ ONSET_STEEP, SPEED_EXP) = (
     CURVE_COLUMNS.index(name) for name in (
         "floor", "ceiling", "rank_gap", "rank_half", "noniid_penalty", "sample_scale", "stale_penalty",
-        "speed_rank_half",
+        "speed_rank_half", "onset_samples", "onset_steepness", "speed_exponent",
     )
 )
 
@@ -26,24 +27,28 @@ _rank_speed = compiled(rank_speed_table)  # the model's own formula, compiled fo
 @compiled
 def curve_point(
     floor: float, ceiling: float, rank_gap: float, rank_half: float, noniid_penalty: float, sample_scale: float,
-    rank: float, samples: float, hetero: float,
+    rank: float, samples: float, hetero: float, onset_samples: float, onset_steepness: float,
 ) -> float:
-    """``floor + (top - floor)(1 - exp(-samples / sample_scale))``, ``top`` the rank's ceiling net of non-IID skew."""
+    """``floor + (top - floor)(1 - exp(-samples / sample_scale)) gate``, ``top`` the rank's ceiling net of skew."""
     top = ceiling - rank_gap * rank_half / (rank_half + rank) - noniid_penalty * hetero
     if top < floor:
         top = floor
-    return floor + (top - floor) * (1.0 - math.exp(-samples / sample_scale))
+    progress = 1.0 - math.exp(-samples / sample_scale)
+    if onset_samples > 0.0:  # without an onset (every form-1 file) the curve stays bit for bit what it was
+        progress *= 1.0 - math.exp(-((samples / onset_samples) ** onset_steepness))
+    return floor + (top - floor) * progress
 
 
 @compiled
 def curve_points(
     floor: np.ndarray, ceiling: np.ndarray, rank_gap: np.ndarray, rank_half: np.ndarray, noniid_penalty: np.ndarray,
-    sample_scale: np.ndarray, rank: np.ndarray, samples: np.ndarray, hetero: float, out: np.ndarray,
+    sample_scale: np.ndarray, rank: np.ndarray, samples: np.ndarray, hetero: float, onset_samples: np.ndarray,
+    onset_steepness: np.ndarray, out: np.ndarray,
 ) -> None:
     """``curve_point`` over flat arrays of equal length, into ``out``."""
     for i in range(len(out)):
         out[i] = curve_point(floor[i], ceiling[i], rank_gap[i], rank_half[i], noniid_penalty[i], sample_scale[i],
-                             rank[i], samples[i], hetero)
+                             rank[i], samples[i], hetero, onset_samples[i], onset_steepness[i])
 
 
 @compiled
@@ -52,9 +57,14 @@ def surrogate_round(
     layer_share: np.ndarray, aggregation_efficiency: np.ndarray, samples: np.ndarray, global_rank: np.ndarray,
     staleness: np.ndarray, vehicle_accuracy: np.ndarray, task_noise: np.ndarray, vehicle_noise: np.ndarray,
     task_curve: np.ndarray, vehicle_curve: np.ndarray, vehicle_samples: np.ndarray, vehicle_tokens: np.ndarray,
-    hetero: float, max_staleness: float,
+    hetero: float, max_staleness: float, form: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """One round of the surrogate (the formulas of ``surrogate.py``'s docstring), without touching its inputs.
+
+    ``form`` 1 (the v0/v1 worlds): a training vehicle reports the curve at its rank on the task's samples
+    after the round, less a stale penalty computed after its staleness was reset (so always 0). ``form`` 2:
+    it reports its own local model, the task's samples before the round plus what its own round added at its
+    rank, less ``stale_penalty`` per round it missed before this one.
 
     Returns the new (K,) samples, global rank and clipped task metric, and the new (N,) staleness, clipped
     vehicle metric, tokens processed and loss (nan where the vehicle did not train).
@@ -65,7 +75,7 @@ def surrogate_round(
     for i in range(n):
         r = float(rank[i])
         if uploads[i] and training[i]:
-            speed = _rank_speed(vehicle_curve[i, SPEED_RANK_HALF], r)
+            speed = _rank_speed(vehicle_curve[i, SPEED_RANK_HALF], r, vehicle_curve[i, SPEED_EXP])
             absorbed[task[i]] += vehicle_samples[i] * train_fraction[i] * speed * layer_share[i]
         uploaded = r if uploads[i] else 0.0
         if uploaded > round_max[task[i]]:
@@ -78,7 +88,7 @@ def surrogate_round(
         new_rank[t] = round_max[t] if round_max[t] > 0 else global_rank[t]
         c = task_curve[t]
         acc = curve_point(c[FLOOR], c[CEILING], c[RANK_GAP], c[RANK_HALF], c[NONIID_PENALTY], c[SAMPLE_SCALE],
-                          new_rank[t], new_samples[t], hetero) + task_noise[t]
+                          new_rank[t], new_samples[t], hetero, c[ONSET], c[ONSET_STEEP]) + task_noise[t]
         task_metric[t] = min(max(acc, 0.0), 1.0)
     new_staleness = np.empty(n)
     metric = np.empty(n)
@@ -89,9 +99,17 @@ def surrogate_round(
         new_staleness[i] = 0.0 if trained else staleness[i] + 1.0
         if trained:
             c = vehicle_curve[i]
-            acc = curve_point(c[FLOOR], c[CEILING], c[RANK_GAP], c[RANK_HALF], c[NONIID_PENALTY], c[SAMPLE_SCALE],
-                              float(rank[i]), new_samples[task[i]], hetero)
-            acc = acc - c[STALE_PENALTY] * min(new_staleness[i], max_staleness) + vehicle_noise[i]
+            if form == 1:
+                acc = curve_point(c[FLOOR], c[CEILING], c[RANK_GAP], c[RANK_HALF], c[NONIID_PENALTY], c[SAMPLE_SCALE],
+                                  float(rank[i]), new_samples[task[i]], hetero, c[ONSET], c[ONSET_STEEP])
+                missed = new_staleness[i]
+            else:
+                own = vehicle_samples[i] * train_fraction[i] * _rank_speed(c[SPEED_RANK_HALF], float(rank[i]), c[SPEED_EXP]) \
+                    * layer_share[i]
+                acc = curve_point(c[FLOOR], c[CEILING], c[RANK_GAP], c[RANK_HALF], c[NONIID_PENALTY], c[SAMPLE_SCALE],
+                                  float(rank[i]), samples[task[i]] + own, hetero, c[ONSET], c[ONSET_STEEP])
+                missed = staleness[i]
+            acc = acc - c[STALE_PENALTY] * min(missed, max_staleness) + vehicle_noise[i]
             loss[i] = -math.log(min(max(acc, 1e-3), 1.0))
         else:
             acc = vehicle_accuracy[i]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,6 +29,10 @@ SMALL_WORLDS = [
      "calibration": "default", "energy_budget_j_per_vehicle_round": 5.0},
     {"preset": "tiny", "num_vehicles": 3, "tasks": ("conll2003",), "rounds": 2, "rank_set": (1, 4, 16),
      "calibration": "default", "energy_budget_j_per_vehicle_round": 5.0},
+    # form 2 (the v2 worlds): each vehicle reports its own local model, with an onset and structured noise
+    {"preset": "tiny", "num_vehicles": 2, "tasks": ("conll2003",), "rounds": 3, "rank_set": (1, 4, 16),
+     "calibration": str(Path(__file__).resolve().parents[1] / "fixtures" / "calibration_form2.json"),
+     "energy_budget_j_per_vehicle_round": 5.0},
 ]
 
 
@@ -44,7 +49,7 @@ def _every_schedule(sim: IoVSimulator, joint: list, reward: float = 0.0, energy:
     return out
 
 
-@pytest.mark.parametrize("world", SMALL_WORLDS, ids=["sst2-2x3", "conll-3x2"])
+@pytest.mark.parametrize("world", SMALL_WORLDS, ids=["sst2-2x3", "conll-3x2", "form2-conll-2x3"])
 def test_oracle_is_exact_against_every_schedule(world: dict) -> None:
     """All 729 schedules: none beats the oracle's Lagrangian, none earns more at its energy, none passes UB(E)."""
     seed = 0

