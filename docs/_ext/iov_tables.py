@@ -204,6 +204,15 @@ class Scenarios(_TableDirective):
         return list_table(("scenario id", "preset", "fidelity", "overrides"), rows, "25 10 10 55")
 
 
+class DefaultScenarios(_TableDirective):
+    """One sentence: the leaderboard's default grid, read from ``benchmarks.leaderboard.DEFAULT_SCENARIOS``."""
+
+    def lines(self) -> list[str]:
+        board = importlib.import_module("benchmarks.leaderboard")
+        ids = ", ".join(f"``{sid}``" for sid in board.DEFAULT_SCENARIOS)
+        return [f"The leaderboard's default grid (``DEFAULT_SCENARIOS``): {ids}."]
+
+
 def _summary(obj: Any) -> str:
     doc = inspect.getdoc(obj) or ""
     return doc.split("\n\n")[0].replace("\n", " ")
@@ -262,5 +271,6 @@ def setup(app: Any) -> dict[str, Any]:
     app.add_directive("iov-env-ids", EnvIds)
     app.add_directive("iov-scenarios", Scenarios)
     app.add_directive("iov-agents", Agents)
+    app.add_directive("iov-default-scenarios", DefaultScenarios)
     app.add_directive("iov-cli-reference", CliReference)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
