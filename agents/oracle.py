@@ -174,6 +174,7 @@ class _Round:
     leave_noise: np.ndarray
     leave_trained: np.ndarray  # (n_l,) bool
     leave_own_samples: np.ndarray  # (n_l,) samples each forced vehicle's own round adds (form 2's own model)
+    discount: float  # what the task keeps of the round's samples: n ** -federation_exponent with n > 1 uploaders
     vehicles: np.ndarray  # global indices of the choosing vehicles
 
     @property
@@ -204,6 +205,9 @@ class _TaskPlanner:
             forced = vehicles[leave]
             d = base[free, None] * speed[None, :]
             lc = fc.leave_contribution[t, forced]
+            uploaders = len(free) + int(np.count_nonzero(lc > 0))
+            fed = float(view.federation_exponent[task])
+            discount = float(uploaders) ** -fed if fed > 0 and uploaders > 1 else 1.0
             self.rounds.append(_Round(
                 choices=[np.flatnonzero(fc.mask[t, v]) for v in free],
                 samples=d,
@@ -216,6 +220,7 @@ class _TaskPlanner:
                 leave_noise=fc.noise[t, forced],
                 leave_trained=fc.leave_trained[t, forced],
                 leave_own_samples=base[forced] * lc * speed[0],
+                discount=discount,
                 vehicles=free,
             ))
             best = [d[i, c].max() for i, c in enumerate(self.rounds[-1].choices)]
@@ -246,7 +251,7 @@ class _TaskPlanner:
         """Reward (G, C), energy (B, C) and next h (G, C) of joint ``ranks`` ((B, C, n_f) or (C, n_f)) from ``h`` (G,)."""
         ranks = ranks if ranks.ndim == 3 else ranks[None]
         rows = np.arange(len(r.choices))
-        ds = r.samples[rows, ranks].sum(-1) + r.leave_samples + extra_samples  # (B, C)
+        ds = (r.samples[rows, ranks].sum(-1) + r.leave_samples) * r.discount + extra_samples  # (B, C)
         hp = h[:, None] * np.exp(-ds / self.scale)  # (G, C)
         if self.form == 2:  # each vehicle reports its own local model: h before the round, its own samples
             progress = self._progress(h[:, None, None] * np.exp(-r.samples[rows, ranks] / self.scale))
@@ -348,7 +353,7 @@ class _TaskPlanner:
                 progress = self._progress(hp1)[:, :, None]
             own = np.clip(self.floor + self.gain[None, None, :] * progress + r.noise[None, :, None], 0, 1)
             score = self.sim.utility(own, r.latency_s[None], r.energy_j[None]) - mu * r.energy_j[None]
-            score = np.where(feasible[None], score + slope[:, None, None] * r.samples[None], -np.inf)
+            score = np.where(feasible[None], score + slope[:, None, None] * r.samples[None] * r.discount, -np.inf)
             ranks = np.argmax(score, axis=2)
         return best
 

@@ -393,7 +393,7 @@ def report(rows: Sequence[dict[str, str]], calibrations: Sequence[str]) -> str:
                          f"{ep.get('bias_points', math.nan):+.2f} | {', '.join(f['at_bound']) or 'none'} |")
         lines += ["", "Fitted parameters: " + "; ".join(
             f"{t}: " + ", ".join(f"{k} {v:.4g}" for k, v in p.items() if k in (
-                "ceiling", "rank_gap", "rank_half", "sample_scale", "speed_rank_half", "speed_exponent", "onset_samples", "onset_steepness",
+                "ceiling", "rank_gap", "rank_half", "sample_scale", "speed_rank_half", "speed_exponent", "onset_samples", "onset_steepness", "federation_exponent",
                 "vehicle_persistent_std",
                 "round_std", "task_persistent_std")) for t, p in doc.get("tasks", {}).items()) + "."]
     return "\n".join(lines) + "\n"

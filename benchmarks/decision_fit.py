@@ -1,7 +1,7 @@
 """Fit the form-2 surrogate to real fine-tuning: whole federations at one rank and single decisions in mixed ones.
 
 The curves (``ceiling, rank_gap, rank_half, sample_scale, speed_rank_half, speed_exponent, onset_samples,
-onset_steepness`` per task) are fitted by
+onset_steepness, federation_exponent`` per task) are fitted by
 least squares to two kinds of real readings at once:
 
 * the calibration grid (``benchmarks/calibrate.py``): one vehicle per task at one rank, the global dev
@@ -34,12 +34,12 @@ import numpy as np
 from benchmarks.decision_analysis import Z90
 
 FITTED = ("ceiling", "rank_gap", "rank_half", "sample_scale", "speed_rank_half", "speed_exponent", "onset_samples",
-          "onset_steepness")
+          "onset_steepness", "federation_exponent")
 # the loader's limits (surrogate.CURVE_LIMITS) where they are finite; rank scales up to 4x the largest rank
 LOWER = {"ceiling": None, "rank_gap": 0.0, "rank_half": 0.1, "sample_scale": 10.0, "speed_rank_half": 0.01,
-         "speed_exponent": 0.1, "onset_samples": 0.0, "onset_steepness": 1.0}
+         "speed_exponent": 0.1, "onset_samples": 0.0, "onset_steepness": 1.0, "federation_exponent": 0.0}
 UPPER = {"ceiling": 1.0, "rank_gap": 0.6, "rank_half": 256.0, "sample_scale": None, "speed_rank_half": 256.0,
-         "speed_exponent": 10.0, "onset_samples": 2000.0, "onset_steepness": 100.0}
+         "speed_exponent": 10.0, "onset_samples": 2000.0, "onset_steepness": 100.0, "federation_exponent": 1.0}
 
 
 @dataclass(frozen=True)
@@ -118,7 +118,8 @@ class TaskData:
             ups = self.uploads.get((seed, t), [])
             if ups:
                 s, r = np.array(ups).T
-                total += float(np.sum(s * speed(r, params)))
+                # the surrogate's accounting: n > 1 uploaders keep n ** -federation_exponent of their sum
+                total += float(np.sum(s * speed(r, params))) * (len(ups) ** -params["federation_exponent"] if len(ups) > 1 else 1.0)
         return total
 
     def global_rank(self, seed: int, rnd: int) -> float:
@@ -180,9 +181,10 @@ def fit_task(data: TaskData, base: dict[str, float], hetero: float) -> tuple[dic
               (300.0, 2.0, 1.0, 140.0, 10.0), (300.0, 8.0, 2.0, 120.0, 20.0), (150.0, 1.0, 1.0, 100.0, 5.0),
               (300.0, 16.0, 0.3, 88.0, 40.0))
     for scale0, speed0, exp0, onset0, steep0 in starts:
-        x0 = np.clip(np.array([max(top, base["floor"] + 0.01), 0.1, 4.0, scale0, speed0, exp0, onset0, steep0]), lo, hi)
+        x0 = np.clip(np.array([max(top, base["floor"] + 0.01), 0.1, 4.0, scale0, speed0, exp0, onset0, steep0, 0.5]),
+                     lo, hi)
         sol = least_squares(residual, x0, bounds=(lo, hi),
-                            x_scale=np.array([0.1, 0.05, 4.0, 300.0, 8.0, 0.5, 50.0, 5.0]))
+                            x_scale=np.array([0.1, 0.05, 4.0, 300.0, 8.0, 0.5, 50.0, 5.0, 0.2]))
         if best is None or sol.cost < best.cost:
             best = sol
     assert best is not None

@@ -10,7 +10,9 @@ with non-IID heterogeneity ``H = 1 / (1 + dirichlet_alpha)``: diminishing return
 lower ceiling at small ranks, a penalty for skewed partitions, and an onset: a model that has absorbed
 fewer than about ``onset_samples`` has not left its plateau yet (CoNLL: no entity found until then). A
 round adds, per uploading vehicle, ``samples * train_fraction * speed(r) * layer_fraction * agg_eff`` with
-``speed(r) = r^a / (r^a + speed_rank_half^a)``, ``a = speed_exponent``, where
+``speed(r) = r^a / (r^a + speed_rank_half^a)``, ``a = speed_exponent``; with n > 1 uploaders the round's
+sum is divided by ``n ** federation_exponent`` (0: their data adds up; 1: the average of their models
+learns what one of them did), where
 ``samples = steps*batch*(1 - exp(-shard/(steps*batch)))`` (re-visiting a small shard is worth less).
 Parameters live in ``calibration/<model>.json``; the file's ``form`` says which model of a vehicle's
 reported metric it was fitted for:
@@ -52,7 +54,7 @@ CALIBRATION_DIR = Path(__file__).resolve().parent / "calibration"
 # the curve parameters the compiled round reads, as columns of a (task or vehicle) x parameter matrix
 CURVE_COLUMNS = (
     "floor", "ceiling", "rank_gap", "rank_half", "noniid_penalty", "sample_scale", "stale_penalty", "speed_rank_half",
-    "onset_samples", "onset_steepness", "speed_exponent",
+    "onset_samples", "onset_steepness", "speed_exponent", "federation_exponent",
 )
 FORMS = (1, 2)  # see the module docstring
 MAX_STALENESS_ROUNDS = 10
@@ -77,6 +79,7 @@ class TaskCurve:
     onset_samples: float = 0.0
     onset_steepness: float = 1.0
     speed_exponent: float = 1.0
+    federation_exponent: float = 0.0
     vehicle_persistent_std: float = 0.0
     round_std: float = 0.0
     task_persistent_std: float = 0.0
@@ -160,6 +163,7 @@ CURVE_LIMITS: dict[str, tuple[float, float, bool]] = {
     "onset_samples": (0.0, 1e12, False),
     "onset_steepness": (0.1, 100.0, False),
     "speed_exponent": (0.1, 10.0, False),
+    "federation_exponent": (0.0, 1.0, False),
     "vehicle_persistent_std": (0.0, 1.0, False),
     "round_std": (0.0, 1.0, False),
     "task_persistent_std": (0.0, 1.0, False),
@@ -262,6 +266,7 @@ class SurrogateView:
     vehicle_samples: np.ndarray  # (N,) fresh-equivalent samples of one full local round
     onset_samples: np.ndarray  # (K,) the curve's onset (0: none)
     onset_steepness: np.ndarray  # (K,)
+    federation_exponent: np.ndarray  # (K,) a round's samples are divided by n ** this with n > 1 uploaders
     form: int  # 1: a vehicle reports the task's model after the round; 2: its own local model (module docstring)
 
     def progress(self, task: int | np.ndarray, h: np.ndarray) -> np.ndarray:
@@ -417,6 +422,7 @@ class FastBackend:
             vehicle_samples=self._vehicle_samples.copy(),
             onset_samples=p("onset_samples").astype(float),
             onset_steepness=p("onset_steepness").astype(float),
+            federation_exponent=p("federation_exponent").astype(float),
             form=self.form,
         )
 

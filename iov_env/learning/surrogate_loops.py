@@ -14,10 +14,10 @@ from iov_env.jit import compiled
 from iov_env.learning.surrogate import CURVE_COLUMNS, rank_speed_table
 
 (FLOOR, CEILING, RANK_GAP, RANK_HALF, NONIID_PENALTY, SAMPLE_SCALE, STALE_PENALTY, SPEED_RANK_HALF, ONSET,
- ONSET_STEEP, SPEED_EXP) = (
+ ONSET_STEEP, SPEED_EXP, FED_EXP) = (
     CURVE_COLUMNS.index(name) for name in (
         "floor", "ceiling", "rank_gap", "rank_half", "noniid_penalty", "sample_scale", "stale_penalty",
-        "speed_rank_half", "onset_samples", "onset_steepness", "speed_exponent",
+        "speed_rank_half", "onset_samples", "onset_steepness", "speed_exponent", "federation_exponent",
     )
 )
 
@@ -71,12 +71,14 @@ def surrogate_round(
     """
     n, k = len(task), len(samples)
     absorbed = np.zeros(k)
+    uploaders = np.zeros(k)
     round_max = np.zeros(k)
     for i in range(n):
         r = float(rank[i])
         if uploads[i] and training[i]:
             speed = _rank_speed(vehicle_curve[i, SPEED_RANK_HALF], r, vehicle_curve[i, SPEED_EXP])
             absorbed[task[i]] += vehicle_samples[i] * train_fraction[i] * speed * layer_share[i]
+            uploaders[task[i]] += 1.0
         uploaded = r if uploads[i] else 0.0
         if uploaded > round_max[task[i]]:
             round_max[task[i]] = uploaded
@@ -84,9 +86,11 @@ def surrogate_round(
     new_rank = np.empty(k)
     task_metric = np.empty(k)
     for t in range(k):
+        c = task_curve[t]
+        if c[FED_EXP] != 0.0 and uploaders[t] > 1.0:  # averaging n models is not adding their data
+            absorbed[t] *= uploaders[t] ** -c[FED_EXP]
         new_samples[t] = samples[t] + absorbed[t] * aggregation_efficiency[t]
         new_rank[t] = round_max[t] if round_max[t] > 0 else global_rank[t]
-        c = task_curve[t]
         acc = curve_point(c[FLOOR], c[CEILING], c[RANK_GAP], c[RANK_HALF], c[NONIID_PENALTY], c[SAMPLE_SCALE],
                           new_rank[t], new_samples[t], hetero, c[ONSET], c[ONSET_STEEP]) + task_noise[t]
         task_metric[t] = min(max(acc, 0.0), 1.0)

@@ -53,6 +53,7 @@ def test_the_form2_fit_recovers_the_curve_that_made_its_data() -> None:
     cfg = preset("tiny", fidelity="fast", rounds=20)
     truth = {"floor": 0.0, "ceiling": 0.74, "rank_gap": 0.1, "rank_half": 8.0, "sample_scale": 300.0,
              "speed_rank_half": 24.0, "speed_exponent": 2.0, "onset_samples": 90.0, "onset_steepness": 6.0,
+             "federation_exponent": 0.5,
              "noniid_penalty": 0.05}
     hetero = 1 / 11
     fleet = decision_fit.fleets(cfg, [0])

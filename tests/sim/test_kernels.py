@@ -84,7 +84,7 @@ def test_surrogate_round_and_observation_rows_compiled_equal_python() -> None:
     curve = np.column_stack([rng.uniform(0.3, 0.5, k), rng.uniform(0.8, 0.9, k), rng.uniform(0, 0.2, k),
                              rng.uniform(1, 8, k), rng.uniform(0, 0.1, k), rng.uniform(100, 900, k),
                              rng.uniform(0, 0.02, k), rng.uniform(1, 8, k), rng.uniform(0, 200, k), rng.uniform(1, 10, k),
-                             rng.uniform(0.5, 3, k)])
+                             rng.uniform(0.5, 3, k), rng.uniform(0, 1, k)])
     args = (task, rng.choice([1, 4, 16, 64], n), rng.random(n) < 0.8, rng.random(n) < 0.7, rng.uniform(0, 1, n),
             np.ones(n), np.ones(k), rng.uniform(0, 500, k), np.full(k, 4.0), rng.integers(0, 5, n).astype(float),
             rng.uniform(0.3, 0.9, n), rng.normal(0, 0.01, k), rng.normal(0, 0.01, n), curve, curve[task],
