@@ -102,14 +102,35 @@ def _python_blocks(markdown: str) -> list[str]:
     return re.findall(r"^```python\n(.*?)^```", markdown, flags=re.S | re.M)
 
 
+# runs each block in a fresh namespace of one interpreter (one start-up and import for all of them)
+RUN_BLOCKS = """
+import sys, traceback
+blocks = sys.argv[1:]
+for i, code in enumerate(blocks):
+    print(f"--- block {i}", flush=True)
+    try:
+        exec(compile(code, f"<block {i}>", "exec"), {"__name__": "__main__"})
+    except BaseException:
+        traceback.print_exc()
+        print(f"FAILED block {i}", file=sys.stderr)
+        sys.exit(1)
+"""
+
+
+def run_blocks(blocks: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run Python code blocks one after the other, each in a fresh namespace, in one subprocess."""
+    return subprocess.run([sys.executable, "-c", RUN_BLOCKS, *blocks], capture_output=True, text=True, timeout=600,
+                          env=_env(), cwd=cwd)
+
+
 def test_every_quickstart_code_block_runs(tmp_path: Path) -> None:
     blocks = _python_blocks((DOCS / "quickstart.md").read_text(encoding="utf-8"))
     assert len(blocks) >= 4
-    for i, code in enumerate(blocks):
-        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                              env=_env(), cwd=tmp_path)
-        assert proc.returncode == 0, f"quick-start block {i} failed:\n{code}\n{proc.stderr[-3000:]}"
-        assert proc.stdout.strip(), f"quick-start block {i} printed nothing"
+    proc = run_blocks(blocks, tmp_path)
+    assert proc.returncode == 0, f"a quick-start block failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
+    outputs = proc.stdout.split("--- block ")[1:]
+    assert len(outputs) == len(blocks) and all(out.strip().split("\n", 1)[1:] for out in outputs), \
+        "every quick-start block prints what it shows"
 
 
 def _chromium() -> str:
@@ -168,10 +189,8 @@ def test_readme_images_exist() -> None:
 def test_readme_code_runs(tmp_path: Path) -> None:
     blocks = _python_blocks(README.read_text(encoding="utf-8"))
     assert blocks
-    for code in blocks:
-        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                              env=_env(), cwd=tmp_path)
-        assert proc.returncode == 0, f"README block failed:\n{code}\n{proc.stderr[-3000:]}"
+    proc = run_blocks(blocks, tmp_path)
+    assert proc.returncode == 0, f"a README block failed:\n{proc.stderr[-3000:]}"
 
 
 def test_citation_file_names_the_software_and_the_paper() -> None:
