@@ -34,7 +34,7 @@ setup-ray: $(RAY_STAMP)
 DATA := $(if $(wildcard ../shared/data),IOV_DATA_DIR=$(abspath ../shared/data),)
 
 demo: $(STAMP)
-	$(DATA) $(BIN)/python -m iov_env.demo --out results/demo --real-rounds 1
+	$(DATA) $(BIN)/iov demo --out results/demo --real-rounds 1
 
 test: $(STAMP)
 	$(BIN)/ruff check iov_env agents benchmarks tests

@@ -133,7 +133,7 @@ class EpisodeRecorder:
             # the fleet's long-run budget: the task budgets summed over tasks and rounds (the cloud's
             # re-allocation moves budget between tasks but keeps this sum)
             "total_budget_j": float(np.sum(self.round_budget_j)),
-            "energy_ratio": _ratio(float(np.sum(self.round_energy_j)), float(np.sum(self.round_budget_j))),
+            "energy_ratio": energy_ratio(float(np.sum(self.round_energy_j)), float(np.sum(self.round_budget_j))),
             "budget_violation_rate": float(np.mean(viol)) if viol else 0.0,
             "vehicle_violation_rate": self.vehicle_violations / max(self.vehicle_active_rounds, 1),
             "cumulative_reward": float(np.sum(self.round_reward)),
@@ -153,8 +153,8 @@ class EpisodeRecorder:
         }
 
 
-def _ratio(used: float, budget: float) -> float:
-    """used / budget, NaN when no budget was reported."""
+def energy_ratio(used: float, budget: float) -> float:
+    """Energy used / the budget, NaN when no budget was reported: the one definition every record and score uses."""
     return used / budget if budget > 0 else float("nan")
 
 

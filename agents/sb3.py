@@ -312,31 +312,32 @@ class SB3Trainer:
         self.vec.close()
 
 
-def train_decentralized(
+def train_policy(
     algo: str = "PPO",
     env_kwargs: Mapping[str, Any] | None = None,
     total_timesteps: int = 10_000,
     seed: int = 0,
     normalize_reward: bool = True,
+    centralized: bool = False,
     **algo_kwargs: Any,
 ) -> SB3Policy:
-    """Train one shared policy over all vehicles of the PettingZoo env (SuperSuit); returns the Agent."""
-    trainer = SB3Trainer(algo, env_kwargs, seed=seed, normalize_reward=normalize_reward, **algo_kwargs)
+    """Train one policy and return it as an Agent: shared over all vehicles of the PettingZoo env (SuperSuit),
+    or, with ``centralized=True``, one joint policy on the Gymnasium centralized view (not DQN)."""
+    trainer = SB3Trainer(algo, env_kwargs, centralized=centralized, seed=seed, normalize_reward=normalize_reward,
+                         **algo_kwargs)
     trainer.learn(total_timesteps)
     trainer.close()
     return trainer.policy()
 
 
-def train_centralized(
-    algo: str = "PPO",
-    env_kwargs: Mapping[str, Any] | None = None,
-    total_timesteps: int = 10_000,
-    seed: int = 0,
-    normalize_reward: bool = True,
-    **algo_kwargs: Any,
-) -> SB3Policy:
-    """Train one joint policy on the Gymnasium centralized view (not DQN); returns the Agent."""
-    trainer = SB3Trainer(algo, env_kwargs, centralized=True, seed=seed, normalize_reward=normalize_reward, **algo_kwargs)
-    trainer.learn(total_timesteps)
-    trainer.close()
-    return trainer.policy()
+def train_decentralized(algo: str = "PPO", env_kwargs: Mapping[str, Any] | None = None, **kwargs: Any) -> SB3Policy:
+    """Train one shared policy over all vehicles of the PettingZoo env (SuperSuit); returns the Agent.
+
+    ``kwargs``: ``total_timesteps``, ``seed``, ``normalize_reward`` and the algorithm's own (``train_policy``).
+    """
+    return train_policy(algo, env_kwargs, **kwargs)
+
+
+def train_centralized(algo: str = "PPO", env_kwargs: Mapping[str, Any] | None = None, **kwargs: Any) -> SB3Policy:
+    """Train one joint policy on the Gymnasium centralized view (not DQN); returns the Agent (see ``train_policy``)."""
+    return train_policy(algo, env_kwargs, centralized=True, **kwargs)

@@ -1,7 +1,7 @@
 """UCB-DUAL vs the paper's baselines and its own ablations on the fast env, with bootstrap CIs.
 
-    python -m benchmarks.compare --out results/compare            # tiny + paper presets, 10 seeds
-    python -m benchmarks.compare --presets tiny --seeds 3 --out /tmp/c
+    iov compare --out results/compare            # tiny + paper presets, 10 seeds
+    iov compare --presets tiny --seeds 3 --out /tmp/c
 
 Protocol (the paper's framing: the mechanisms are part of the proposed system):
 
@@ -32,13 +32,10 @@ Outputs (written atomically: temp file + ``os.replace``): ``runs.csv`` (one row 
 
 from __future__ import annotations
 
-import argparse
 import io
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -48,7 +45,8 @@ from agents.baselines import FlexLoRA, Greedy, HetLoRA, HomoLoRA, Oracle, Random
 from agents.oracle import covers
 from agents.runner import env_config_for, run_decentralized
 from agents.ucb_dual import UCB1, UCBDual
-from benchmarks import learnability, scoring
+from benchmarks import learnability, report, runs, scoring
+from benchmarks.errors import BenchmarkError
 from iov_env.results import write_csv_atomic, write_text_atomic
 
 FULL_SYSTEM = {"allocation": "tri_feedback", "fault_tolerance": "paper"}
@@ -61,7 +59,6 @@ METRICS = (
     ("violation_rate", "budget-violation rate", -1),
     ("score", "score (Random 0, Oracle 1)", +1),
 )
-FIELDS = scoring.Fields(world="preset", who="method")
 REFERENCES = ("Random", "Oracle")
 PAPER_ACC_GAIN_PTS = 2.5
 PAPER_LATENCY_CUT = 0.24
@@ -109,43 +106,33 @@ def run_all(
             for s in seeds:
                 r = run_decentralized(m.make, {"preset": preset, **(env_overrides or {}), **m.system, **m.extra}, seed=s)
                 bounded_by = next((label for label, kw in oracles.items() if covers(r["env_kwargs"], kw)), "")
-                out.append({
-                    "preset": preset,
-                    "method": m.label,
-                    "role": m.role,
-                    "seed": s,
-                    "aggregation": r["env_kwargs"].get("aggregation", ""),
-                    "allocation": m.system.get("allocation", ""),
-                    "fault_tolerance": m.system.get("fault_tolerance", ""),
-                    "accuracy_pts": 100.0 * r["final_accuracy"],
-                    "best_accuracy_pts": 100.0 * r["best_accuracy"],
-                    "latency_s": r["end_to_end_latency_s"],
-                    "energy_j": r["total_energy_j"],
-                    "budget_j": r["total_budget_j"],
-                    "violation_rate": r["budget_violation_rate"],
-                    "vehicle_violation_rate": r["vehicle_violation_rate"],
-                    "cumulative_reward": r["cumulative_reward"],
-                    "mean_rank": float(np.mean([x for row in r["rank_trace"] for x in row if x > 0] or [0])),
-                    **scoring.oracle_fields(r.get("agent_state_vehicle_0", {})),
-                    "bounded_by": bounded_by,
-                })
-    return scoring.score_runs(out, *REFERENCES, f=FIELDS)
+                out.append(runs.run_record(
+                    preset, m.label, s, r, bounded_by=bounded_by,
+                    role=m.role,
+                    aggregation=r["env_kwargs"].get("aggregation", ""),
+                    allocation=m.system.get("allocation", ""),
+                    fault_tolerance=m.system.get("fault_tolerance", ""),
+                    best_accuracy_pts=100.0 * r["best_accuracy"],
+                    vehicle_violation_rate=r["vehicle_violation_rate"],
+                    mean_rank=float(np.mean([x for row in r["rank_trace"] for x in row if x > 0] or [0])),
+                ))
+    return scoring.score_runs(out, *REFERENCES)
 
 
 # -- statistics --------------------------------------------------------------------------------------
 def summarise(records: list[dict[str, Any]], presets: Sequence[str], reps: int) -> list[dict[str, Any]]:
     """Per preset (and all presets pooled, stratified) x method x metric: mean, 95% CI, IQM."""
     scopes = [*presets, "all"] if len(presets) > 1 else list(presets)
-    rows = scoring.metric_summary(records, [k for k, _, _ in METRICS], "method", scopes, world="preset", reps=reps)
-    role = {r["method"]: r["role"] for r in records}
-    return [{**r, "role": role[r["method"]]} for r in rows]
+    rows = scoring.metric_summary(records, [k for k, _, _ in METRICS], "agent", scopes, reps=reps)
+    role = {r["agent"]: r["role"] for r in records}
+    return [{**r, "role": role[r["agent"]]} for r in rows]
 
 
 def paired_difference(
     records: list[dict[str, Any]], preset: str, a: str, b: str, key: str, relative: bool, reps: int
 ) -> tuple[float, float, float]:
     """Mean over seeds of (a - b) (or mean(a)/mean(b) - 1 when relative), with a bootstrap CI over seeds."""
-    return scoring.paired_difference(records, preset, a, b, key, relative=relative, reps=reps, f=FIELDS)
+    return scoring.paired_difference(records, preset, a, b, key, relative=relative, reps=reps)
 
 
 def bound_checks(records: list[dict[str, Any]], rows: Sequence[Method]) -> list[dict[str, Any]]:
@@ -153,27 +140,27 @@ def bound_checks(records: list[dict[str, Any]], rows: Sequence[Method]) -> list[
     matters, the allocation does not); the scale is Random's, which runs without the fault mechanism."""
     out = []
     for oracle in [m.label for m in rows if m.make is Oracle]:
-        covered = {r["method"] for r in records if r["bounded_by"] == oracle} | {oracle}
-        sel = [r for r in records if r["method"] in covered or r["method"] == "Random"]
-        out += [c for c in scoring.oracle_checks(sel, high=oracle, low="Random", f=FIELDS) if c["agent"] in covered]
+        covered = {r["agent"] for r in records if r["bounded_by"] == oracle} | {oracle}
+        sel = [r for r in records if r["agent"] in covered or r["agent"] == "Random"]
+        out += [c for c in scoring.oracle_checks(sel, high=oracle, low="Random") if c["agent"] in covered]
     return out
 
 
 # -- reporting ---------------------------------------------------------------------------------------
 def _fmt(mean: float, lo: float, hi: float, key: str) -> str:
     spec = ".1f" if key in ("latency_s", "energy_j") else ".2f"
-    return scoring.fmt_ci(mean, lo, hi, spec)
+    return report.fmt_ci(mean, lo, hi, spec)
 
 
 def claims(records: list[dict[str, Any]], presets: Sequence[str], reps: int) -> list[dict[str, Any]]:
     """The paper's two headline claims, per preset, against the best (non-oracle) baseline."""
     out = []
     for preset in presets:
-        base = [r for r in records if r["preset"] == preset and r["role"] == "baseline"]
-        labels = sorted({r["method"] for r in base})
+        base = [r for r in records if r["scenario"] == preset and r["role"] == "baseline"]
+        labels = sorted({r["agent"] for r in base})
 
         def mean_of(label: str, key: str, _p: str = preset) -> float:
-            return float(np.mean([r[key] for r in records if r["preset"] == _p and r["method"] == label]))
+            return float(np.mean([r[key] for r in records if r["scenario"] == _p and r["agent"] == label]))
 
         best_acc = max(labels, key=lambda m: mean_of(m, "accuracy_pts"))
         best_lat = min(labels, key=lambda m: mean_of(m, "latency_s"))
@@ -220,7 +207,7 @@ def markdown(
         for m in rows:
             cells = []
             for key, _, _ in METRICS:
-                hit = [s for s in summary if s["preset"] == scope and s["method"] == m.label and s["metric"] == key]
+                hit = [s for s in summary if s["scenario"] == scope and s["agent"] == m.label and s["metric"] == key]
                 cells.append(_fmt(hit[0]["mean"], hit[0]["ci_lo"], hit[0]["ci_hi"], key) if hit else "")
             sysdesc = f"{m.system.get('allocation')}, ft={m.system.get('fault_tolerance')}"
             if notes[m.label].note:
@@ -228,7 +215,7 @@ def markdown(
             w(f"| {m.label} | {m.role} | " + " | ".join(cells) + f" | {sysdesc} |\n")
         w("\n")
     if scores is not None:
-        w(scoring.report(scores["scored"], scores["headroom"], scores["agents"], scores["checks"], scores["worlds"],
+        w(report.scores_markdown(scores["scored"], scores["headroom"], scores["agents"], scores["checks"], scores["worlds"],
                          baseline="UCB-DUAL", world_label="preset", references=REFERENCES,
                          sections=("ranking", "headroom", "checks"),
                          reference_names=[m.label for m in rows if m.role == "reference"], learnability=learn))
@@ -253,18 +240,13 @@ def markdown(
     return buf.getvalue()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """CLI entry point."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", required=True, type=Path, help="output folder (runs.csv, summary.csv, compare.md)")
-    p.add_argument("--presets", nargs="+", default=["tiny", "paper"])
-    p.add_argument("--seeds", type=int, default=10, help="number of seeds (0..n-1)")
-    p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples")
-    p.add_argument("--calibration", default="", help="surrogate calibration for every run, e.g. 'default' "
-                   "(rank-sensitive priors) instead of the base model's fit")
-    args = p.parse_args(argv)
+def run(args: Any) -> int:
+    """Run every method on the presets, and write runs.csv, summary.csv and compare.md.
+
+    ``args`` holds the options of its ``iov`` command, named as its flags (``iov`` builds it).
+    """
     if args.seeds < 2:
-        p.error("--seeds must be >= 2 for confidence intervals")
+        raise BenchmarkError("--seeds must be >= 2 for confidence intervals")
     seeds = list(range(args.seeds))
     rows = methods()
     t0 = time.perf_counter()
@@ -272,10 +254,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     records = run_all(args.presets, seeds, rows, overrides)
     summary = summarise(records, args.presets, args.reps)
     claim_rows = claims(records, args.presets, args.reps)
-    scores = scoring.score_all(records, reps=args.reps, baseline="UCB-DUAL", f=FIELDS, references=REFERENCES)
+    scores = scoring.score_all(records, reps=args.reps, baseline="UCB-DUAL", references=REFERENCES)
     scores["checks"] = bound_checks(records, rows)
     elapsed = time.perf_counter() - t0
-    command = "python -m benchmarks.compare " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = args.command
     worlds = {p: {"preset": p, **overrides} for p in args.presets}
     learn = learnability.learnability_table(args.presets, worlds, learnability.measured_real(args.presets, lambda p: p == "tiny"))
     md = markdown(summary, claim_rows, args.presets, seeds, rows, elapsed, command, scores, learn)
@@ -285,6 +267,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(md)
     return 0
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,7 +1,7 @@
 """What the decision study measured, the same numbers from the fast world, and the form-2 surrogate fitted to both.
 
 Pure functions over the study's rows (``benchmarks/decision_study.py``) and the calibration grid's
-(``benchmarks/calibrate.py``); the study's ``report`` and ``refit`` commands call them.
+(``benchmarks/studies/calibration.py``); the study's ``report`` and ``refit`` commands call them.
 
 Definitions (per task and branch round; a *unit* is one vehicle of one seed; ``u`` a reward in utility
 units, ``gamma * 100 * metric - alpha * latency_s``):

@@ -4,7 +4,7 @@ The curves (``ceiling, rank_gap, rank_half, sample_scale, speed_rank_half, speed
 onset_steepness, federation_exponent`` per task) are fitted by
 least squares to two kinds of real readings at once:
 
-* the calibration grid (``benchmarks/calibrate.py``): one vehicle per task at one rank, the global dev
+* the calibration grid (``benchmarks/studies/calibration.py``): one vehicle per task at one rank, the global dev
   metric after every round: ``curve(r, (t + 1) s speed(r))``;
 * the decision study's counterfactuals (``benchmarks/decision_study.py``): one vehicle's local adapter,
   trained at rank r from the global state of a mixed-rank random-policy episode, on the dev subset:

@@ -1,7 +1,7 @@
 """Leaderboard: scenarios x agents x seeds -> results CSV, LEADERBOARD.md and plots.
 
-    python -m benchmarks.leaderboard --out results/leaderboard
-    python -m benchmarks.leaderboard --scenarios paper-v1 scale-90-v1 --agents ucb_dual homolora ppo_shared \
+    iov leaderboard --out results/leaderboard
+    iov leaderboard --scenarios paper-v1 scale-90-v1 --agents ucb_dual homolora ppo_shared \
         --seeds 5 --sb3-timesteps 20000 --out results/lb
 
 Agents are the names of ``agents.baselines.AGENTS`` plus ``ppo_shared``, ``a2c_shared`` and
@@ -19,7 +19,7 @@ the agents within budget (mean energy / budget <= 1.05 on every scenario kept); 
 below with their violation. Outputs: runs.csv, summary.csv, scores.csv, LEADERBOARD.md, per scenario
 <id>.png (metrics) and <id>-return-vs-energy.png.
 
-Trained RL agents (``python -m benchmarks.train_rl``) join without retraining through
+Trained RL agents (``iov train``) join without retraining through
 ``--checkpoints DIR``: ``maskable_ppo_shared``, ``ppo_lag_shared``, ``rllib_ppo`` (and the other SB3
 names) then load the policy trained on the same scenario, evaluation seed ``i`` using training run ``i``
 (training seeds are disjoint from the evaluation seeds). Without ``--checkpoints`` the SB3 names train
@@ -32,7 +32,6 @@ folder are removed first; ``--workers N`` or ``--ray [ADDRESS]`` fan the runs ou
 
 from __future__ import annotations
 
-import argparse
 import copy
 import hashlib
 import io
@@ -49,9 +48,10 @@ from agents.baselines import AGENTS, make_agent
 from agents.oracle import Oracle, covers
 from agents.runner import env_config_for, run_decentralized
 from agents.sb3 import SHARED_AGENTS as SB3_AGENTS
-from benchmarks import learnability, runs, scoring
+from benchmarks import learnability, plots, report, runs, scoring
+from benchmarks.errors import BenchmarkError
 from benchmarks.scenarios import SCENARIOS, scenario, unavailable_reason
-from iov_env.results import save_figure_atomic, write_csv_atomic, write_text_atomic
+from iov_env.results import write_csv_atomic, write_text_atomic
 
 CHECKPOINT_AGENTS = ("rllib_ppo",)  # trained only by benchmarks.train_rl, evaluated from --checkpoints
 RL_AGENTS = (*SB3_AGENTS, *CHECKPOINT_AGENTS)
@@ -100,22 +100,13 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     factory = agent_factory(job["agent"], kwargs, job["seed"], job.get("sb3_timesteps", 0), job.get("checkpoint"))
     r = run_decentralized(factory, kwargs, seed=job["seed"])
-    return {
-        "scenario": job["scenario"], "agent": job["agent"], "seed": job["seed"],
-        "cumulative_reward": r["cumulative_reward"],
-        "accuracy_pts": 100.0 * r["final_accuracy"],
-        "latency_s": r["end_to_end_latency_s"],
-        "energy_j": r["total_energy_j"],
-        "budget_j": r["total_budget_j"],
-        "energy_ratio": r["energy_ratio"],
-        "violation_rate": r["budget_violation_rate"],
-        "executed_rank": r["median_executed_rank"],
-        "wall_s": time.perf_counter() - t0,
-        "accuracy_trace": ";".join(f"{np.mean(row):.4f}" for row in r["task_accuracy"]),
-        **scoring.oracle_fields(r.get("agent_state_vehicle_0", {})),
-        # the oracle bounds this run only if it is the oracle's world up to aggregation and allocation
-        "bounded_by": scoring.REFERENCE_HIGH if covers(r["env_kwargs"], env_config_for(Oracle(), kwargs)) else "",
-    }
+    # the oracle bounds this run only if it is the oracle's world up to aggregation and allocation
+    bounded = covers(r["env_kwargs"], env_config_for(Oracle(), kwargs))
+    return runs.run_record(
+        job["scenario"], job["agent"], job["seed"], r, bounded_by=scoring.REFERENCE_HIGH if bounded else "",
+        executed_rank=r["median_executed_rank"], wall_s=time.perf_counter() - t0,
+        accuracy_trace=";".join(f"{np.mean(row):.4f}" for row in r["task_accuracy"]),
+    )
 
 
 def jobs_for(scenario_ids: Sequence[str], agent_names: Sequence[str], seeds: Sequence[int], sb3_timesteps: int,
@@ -180,8 +171,8 @@ def markdown(
     w("# iov-env leaderboard\n\n")
     w(f"`{command}` — seeds {list(seeds)}, {elapsed_s:.0f} s. Every comparison is paired by seed (seed s is the same "
       "world for every agent) and every score is shown beside the energy it cost.\n\n")
-    w(scoring.report(scores["scored"], scores["headroom"], scores["agents"], scores["checks"], scores["worlds"],
-                     describe=lambda sid: f"`{scenario(sid)}`", learnability=learn))
+    w(report.scores_markdown(scores["scored"], scores["headroom"], scores["agents"], scores["checks"], scores["worlds"],
+                             describe=lambda sid: f"`{scenario(sid)}`", learnability=learn))
     w("\n## Metrics per scenario\n\nMean [95% CI] over seeds (rliable stratified bootstrap).\n")
     cell = {(r["scenario"], r["agent"], r["metric"]): r for r in summary}
     for sid in dict.fromkeys(r["scenario"] for r in summary):
@@ -192,7 +183,7 @@ def markdown(
             for key, _, _ in METRICS:
                 c = cell[(sid, a, key)]
                 fmt = ".2f" if key in ("violation_rate", "energy_ratio") else ".0f" if key == "executed_rank" else ".1f"
-                cells.append(scoring.fmt_ci(c["mean"], c["ci_lo"], c["ci_hi"], fmt))
+                cells.append(report.fmt_ci(c["mean"], c["ci_lo"], c["ci_hi"], fmt))
             w(f"| {a} | " + " | ".join(cells) + " |\n")
     return buf.getvalue()
 
@@ -229,48 +220,33 @@ def plot(records: list[dict[str, Any]], summary: list[dict[str, Any]], out: Path
                 ax.plot(np.arange(1, len(traces[0]) + 1), 100 * np.mean(traces, axis=0), label=a)
         ax.set_title("mean task accuracy per round (pts)", fontsize=9)
         ax.legend(fontsize=6)
-        fig.suptitle(sid)
-        fig.tight_layout()
-        paths.append(save_figure_atomic(out / f"{sid}.png", fig))
-        plt.close(fig)
+        paths.append(plots.finish(fig, out / f"{sid}.png", sid))
     return paths
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """CLI entry point."""
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", type=Path, default=Path("results/leaderboard"))
-    p.add_argument("--scenarios", nargs="+", default=list(DEFAULT_SCENARIOS), help=f"from {sorted(SCENARIOS)}")
-    p.add_argument("--agents", nargs="+", default=list(DEFAULT_AGENTS), help=f"from {sorted([*AGENTS, *RL_AGENTS])}")
-    p.add_argument("--seeds", type=int, default=5, help="number of seeds (0..n-1), at least 2")
-    p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples")
-    p.add_argument("--sb3-timesteps", type=int, default=20_000, help="training steps per SB3 agent, scenario and seed")
-    p.add_argument("--no-plots", action="store_true")
-    p.add_argument("--checkpoints", type=Path, default=None,
-                   help="evaluate RL agents from this benchmarks.train_rl output folder instead of training them")
-    p.add_argument("--workers", type=int, default=1, help="processes running runs in parallel")
-    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
-                   help="run the runs as Ray tasks: a local Ray, or the cluster at ADDRESS (needs the ray extra)")
-    p.add_argument("--fresh", action="store_true", help="ignore runs stored by an earlier, killed invocation")
-    args = p.parse_args(argv)
+def run(args: Any) -> int:
+    """Run the leaderboard grid (resumable), score it, and write runs.csv, summary.csv, scores.csv, LEADERBOARD.md and plots.
+
+    ``args`` holds the options of its ``iov`` command, named as its flags (``iov`` builds it).
+    """
     if args.workers < 1:
-        p.error(f"--workers={args.workers}: at least 1")
+        raise BenchmarkError(f"--workers={args.workers}: at least 1")
     if args.seeds < 2:
-        p.error(f"--seeds={args.seeds}: at least 2 seeds are needed for confidence intervals")
+        raise BenchmarkError(f"--seeds={args.seeds}: at least 2 seeds are needed for confidence intervals")
     missing = [a for a in REFERENCES if a not in args.agents]
     if missing:
         print(f"adding {missing}: the normalised score's references (random = 0, oracle = 1)", file=sys.stderr)
         args.agents = [*args.agents, *missing]
     unknown = [a for a in args.agents if a not in AGENTS and a not in RL_AGENTS]
     if unknown:
-        p.error(f"unknown agents {unknown}; allowed: {sorted([*AGENTS, *RL_AGENTS])}")
+        raise BenchmarkError(f"unknown agents {unknown}; allowed: {sorted([*AGENTS, *RL_AGENTS])}")
     needs_ckpt = [a for a in args.agents if a in CHECKPOINT_AGENTS]
     if needs_ckpt and args.checkpoints is None:
-        p.error(f"agents {needs_ckpt} are evaluated from trained checkpoints: pass --checkpoints DIR "
-                "(written by python -m benchmarks.train_rl)")
+        raise BenchmarkError(f"agents {needs_ckpt} are evaluated from trained checkpoints: pass --checkpoints DIR "
+                "(written by iov train)")
     bad = [s for s in args.scenarios if s not in SCENARIOS]
     if bad:
-        p.error(f"unknown scenarios {bad}; allowed: {sorted(SCENARIOS)}")
+        raise BenchmarkError(f"unknown scenarios {bad}; allowed: {sorted(SCENARIOS)}")
     scenario_ids = []
     for sid in args.scenarios:
         reason = unavailable_reason(sid)
@@ -279,14 +255,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             scenario_ids.append(sid)
     if not scenario_ids:
-        p.error("no runnable scenario left")
+        raise BenchmarkError("no runnable scenario left")
     seeds = list(range(args.seeds))
     t0 = time.perf_counter()
     store = runs.ResultStore(args.out / "runs")
     try:
         jobs = jobs_for(scenario_ids, args.agents, seeds, args.sb3_timesteps, args.checkpoints)
     except FileNotFoundError as exc:
-        p.error(str(exc))
+        raise BenchmarkError(str(exc)) from None
     # an earlier run's tables and plots go first: a kill from here on leaves no stale PNG beside new CSVs
     runs.clear_outputs(args.out, markers=("LEADERBOARD.md", "runs"))
     if args.fresh:
@@ -297,7 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     write_csv_atomic(args.out / "runs.csv", records)  # first: the runs survive a failure in the statistics
     summary = summarise(records, args.reps)
     scores = scoring.score_all(records, reps=args.reps)
-    command = "python -m benchmarks.leaderboard " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = args.command
     learn = learnability.learnability_table(scenario_ids, {sid: scenario(sid) for sid in scenario_ids},
                                             learnability.measured_real(scenario_ids))
     md = markdown(summary, scores, seeds, command, time.perf_counter() - t0, learn)
@@ -308,10 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     write_text_atomic(args.out / "LEADERBOARD.md", md)
     if not args.no_plots:
         plot(records, summary, args.out)
-        scoring.plot_return_vs_energy(scores["scored"], scores["worlds"], args.out)
+        plots.plot_return_vs_energy(scores["scored"], scores["worlds"], args.out)
     print(md)
     return 0
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,6 +1,6 @@
 """The RL agents against a reference agent (UCB-DUAL), paired by seed, from a leaderboard's ``runs.csv``.
 
-    python -m benchmarks.rl_report results/leaderboard-rl --reference ucb_dual
+    iov report rl results/leaderboard-rl --reference ucb_dual
 
 For every scenario and agent: the normalised score (random = 0, oracle = 1, paired by seed, see
 ``benchmarks.scoring``) where the grid ran both references, the episode reward, the energy as a share of
@@ -14,7 +14,6 @@ and prints it.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 from collections.abc import Mapping, Sequence
@@ -23,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.errors import BenchmarkError
 from benchmarks.scoring import ENERGY_TOLERANCE, score_runs
 from benchmarks.stats import interval_estimate
 from iov_env.results import write_text_atomic
@@ -32,7 +32,7 @@ def read_runs(folder: str | Path) -> list[dict[str, Any]]:
     """The leaderboard's per-run rows with numbers as floats."""
     path = Path(folder) / "runs.csv"
     if not path.exists():
-        raise FileNotFoundError(f"no runs.csv in {folder}; run python -m benchmarks.leaderboard --out {folder} first")
+        raise FileNotFoundError(f"no runs.csv in {folder}; run iov leaderboard --out {folder} first")
     with open(path, newline="") as fh:
         rows = list(csv.DictReader(fh))
     for r in rows:
@@ -106,22 +106,17 @@ def markdown(table: Sequence[Mapping[str, Any]], reference: str, source: str) ->
     return buf.getvalue()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """CLI entry point."""
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("folder", type=Path, help="a leaderboard --out folder (with runs.csv)")
-    p.add_argument("--reference", default="ucb_dual")
-    p.add_argument("--reps", type=int, default=2000)
-    args = p.parse_args(argv)
+def run(args: Any) -> int:
+    """Write RL_VS_REFERENCE.md: each agent's paired difference against the reference, from a leaderboard folder.
+
+    ``args`` holds the options of its ``iov`` command, named as its flags (``iov`` builds it).
+    """
     try:
         table = paired_table(read_runs(args.folder), args.reference, args.reps)
     except (FileNotFoundError, ValueError) as exc:
-        p.error(str(exc))
+        raise BenchmarkError(str(exc)) from None
     md = markdown(table, args.reference, f"{args.folder}/runs.csv")
     write_text_atomic(args.folder / "RL_VS_REFERENCE.md", md)
     print(md)
     return 0
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -180,3 +180,32 @@ def _one_cpu_task(fn: Callable[[Any], Any], job: Any) -> Any:
 
     worker_threads(1, cores=1)
     return fn(job)
+
+
+# -- the run record ---------------------------------------------------------------------------------------
+# One schema for every benchmark (compare, leaderboard, the RL report): the world ("scenario": a scenario id or,
+# in compare, a preset), the agent, the seed, the episode's outcome, then the command's own columns, then the
+# oracle's certificate fields and which oracle bounds the run.
+RECORD_FIELDS = ("scenario", "agent", "seed", "cumulative_reward", "accuracy_pts", "latency_s", "energy_j", "budget_j",
+                 "energy_ratio", "violation_rate")
+
+
+def run_record(world: str, agent: str, seed: int, episode: Mapping[str, Any], *, bounded_by: str = "",
+               **extra: Any) -> dict[str, Any]:
+    """The record of one episode (``agents.runner`` summary ``episode``): ``RECORD_FIELDS``, ``extra``, the oracle's
+    fields (``scoring.oracle_fields``) and ``bounded_by``."""
+    from benchmarks.scoring import oracle_fields
+
+    return {
+        "scenario": world, "agent": agent, "seed": seed,
+        "cumulative_reward": episode["cumulative_reward"],
+        "accuracy_pts": 100.0 * episode["final_accuracy"],
+        "latency_s": episode["end_to_end_latency_s"],
+        "energy_j": episode["total_energy_j"],
+        "budget_j": episode["total_budget_j"],
+        "energy_ratio": episode["energy_ratio"],
+        "violation_rate": episode["budget_violation_rate"],
+        **extra,
+        **oracle_fields(episode.get("agent_state_vehicle_0", {})),
+        "bounded_by": bounded_by,
+    }

@@ -1,4 +1,6 @@
-"""Benchmark scoring, the one module behind ``benchmarks.compare`` and ``benchmarks.leaderboard``.
+"""Benchmark scoring, the one module behind ``benchmarks.compare`` and ``benchmarks.leaderboard``: pure functions.
+
+Markdown is in ``benchmarks.report``, figures in ``benchmarks.plots``.
 
 docs/leaderboard.md and docs/design.md, "Benchmark scoring". Runs are records (dicts) with a world (scenario or preset), an agent, a
 seed, the episode's cumulative reward, energy, long-run budget and share of task-rounds over budget.
@@ -23,16 +25,15 @@ seed.
 
 from __future__ import annotations
 
-import io
 import json
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from agents.runner import energy_ratio
 from benchmarks.stats import interval_estimate, iqm, probability_of_improvement, stratify
 
 REFERENCE_LOW = "random"
@@ -45,7 +46,7 @@ NOISE_SE = 2.0  # "beyond paired noise": a mean paired difference more than this
 
 @dataclass(frozen=True)
 class Fields:
-    """Names of the record keys; compare.py calls its worlds presets and its agents methods."""
+    """The record keys scoring reads: those of ``benchmarks.runs.run_record``, the one schema of every benchmark."""
 
     world: str = "scenario"
     who: str = "agent"
@@ -60,7 +61,7 @@ F = Fields()
 
 
 # -- per run ------------------------------------------------------------------------------------------
-def _runs(records: Iterable[Mapping[str, Any]], f: Fields) -> dict[tuple[Any, Any], dict[Any, Mapping[str, Any]]]:
+def run_index(records: Iterable[Mapping[str, Any]], f: Fields) -> dict[tuple[Any, Any], dict[Any, Mapping[str, Any]]]:
     """(world, agent) -> seed -> record."""
     out: dict[tuple[Any, Any], dict[Any, Mapping[str, Any]]] = {}
     for r in records:
@@ -77,7 +78,7 @@ def score_runs(
     records: Sequence[Mapping[str, Any]], low: str = REFERENCE_LOW, high: str = REFERENCE_HIGH, f: Fields = F
 ) -> list[dict[str, Any]]:
     """Every record with ``score`` (paired normalised score; NaN without both references) and ``energy_ratio``."""
-    runs = _runs(records, f)
+    runs = run_index(records, f)
     out = []
     for r in records:
         lo = runs.get((r[f.world], low), {}).get(r[f.seed])
@@ -87,16 +88,14 @@ def score_runs(
             span = float(hi[f.reward]) - float(lo[f.reward])
             if span != 0:
                 score = (float(r[f.reward]) - float(lo[f.reward])) / span
-        budget = float(r[f.budget])
-        ratio = float(r[f.energy]) / budget if budget > 0 else math.nan
-        out.append({**r, "score": score, "energy_ratio": ratio})
+        out.append({**r, "score": score, "energy_ratio": energy_ratio(float(r[f.energy]), float(r[f.budget]))})
     return out
 
 
 def paired(records: Sequence[Mapping[str, Any]], world: Any, a: str, b: str, key: str, f: Fields = F
            ) -> tuple[list[Any], np.ndarray, np.ndarray]:
     """Seeds run by both ``a`` and ``b`` on ``world``, with their values of ``key`` (same order)."""
-    runs = _runs(records, f)
+    runs = run_index(records, f)
     ra, rb = runs.get((world, a), {}), runs.get((world, b), {})
     seeds = [s for s in ra if s in rb]
     return seeds, np.array([float(ra[s][key]) for s in seeds]), np.array([float(rb[s][key]) for s in seeds])
@@ -159,7 +158,7 @@ def _mean_ci(x: np.ndarray, reps: int, seed: int = 0) -> tuple[float, float, flo
 def world_summary(scored: Sequence[Mapping[str, Any]], reps: int = 2000, f: Fields = F) -> list[dict[str, Any]]:
     """Per world x agent: score, reward, energy ratio (mean [95% CI] over seeds) and the violation share."""
     out = []
-    runs = _runs(scored, f)
+    runs = run_index(scored, f)
     for world in ordered(scored, f.world):
         for who in ordered(scored, f.who):
             sel = list(runs.get((world, who), {}).values())
@@ -210,7 +209,7 @@ def oracle_checks(
     A run whose ``bounded_by`` names another reference (or none) is outside the class the oracle bounds
     (FedRA adapts other layers, hence other costs): it gets ``covered = False`` and no numbers.
     """
-    runs = _runs(scored, f)
+    runs = run_index(scored, f)
     out = []
     for world in ordered(scored, f.world):
         oracle, rand = runs.get((world, high), {}), runs.get((world, low), {})
@@ -250,7 +249,7 @@ def oracle_checks(
 # -- per agent ----------------------------------------------------------------------------------------
 def _matrix(scored: Sequence[Mapping[str, Any]], who: str, worlds: Sequence[Any], key: str, f: Fields) -> np.ndarray:
     """(seeds x worlds) matrix of ``key`` for ``who``, seeds sorted within each world (rliable's layout)."""
-    runs = _runs(scored, f)
+    runs = run_index(scored, f)
     values, strata = [], []
     for w in worlds:
         sel = runs.get((w, who), {})
@@ -327,217 +326,6 @@ def metric_summary(
                 out.append({world: scope, group: g, "metric": key, "mean": mean, "ci_lo": lo, "ci_hi": hi,
                             "iqm": iqm(x), "n": len(x)})
     return out
-
-
-# -- reporting ----------------------------------------------------------------------------------------
-def fmt_ci(mean: float, lo: float, hi: float, spec: str = ".2f") -> str:
-    """``mean [lo, hi]`` (just the mean when the interval is undefined)."""
-    if not math.isfinite(lo) or not math.isfinite(hi):
-        return f"{mean:{spec}}"
-    return f"{mean:{spec}} [{lo:{spec}}, {hi:{spec}}]"
-
-
-SECTIONS = ("ranking", "headroom", "checks", "worlds")
-
-
-def report(
-    scored: Sequence[Mapping[str, Any]], rooms: Sequence[Mapping[str, Any]], agents: Sequence[Mapping[str, Any]],
-    checks: Sequence[Mapping[str, Any]], worlds: Sequence[Mapping[str, Any]], baseline: str = BASELINE,
-    world_label: str = "scenario", describe: Callable[[Any], str] | None = None,
-    references: tuple[str, str] = (REFERENCE_LOW, REFERENCE_HIGH), sections: Sequence[str] = SECTIONS,
-    reference_names: Sequence[str] = (), learnability: Mapping[Any, Mapping[str, float]] | None = None,
-) -> str:
-    """The constraint-aware ranking, headroom, the oracle's check and one table per world, as markdown.
-
-    Agents in ``references`` (and ``reference_names``) are marked as references, not competitors.
-    ``learnability`` (world -> ``benchmarks.learnability`` figures) adds its columns beside the headroom.
-    """
-    buf = io.StringIO()
-    w = buf.write
-    kept = [r["world"] for r in rooms if r["kept"]]
-    dropped = [r["world"] for r in rooms if not r["kept"]]
-    low, high = references
-    marked = {*references, *reference_names}
-
-    def label(agent: Any) -> str:
-        return f"{agent} (reference)" if agent in marked else str(agent)
-
-    if "ranking" in sections:
-        _ranking_section(w, agents, kept, dropped, baseline, world_label, label, low, high)
-    if "headroom" in sections:
-        _headroom_section(w, rooms, world_label, low, high, learnability or {})
-    if "checks" in sections:
-        _checks_section(w, checks, world_label, label, low, high)
-    if "worlds" in sections:
-        _worlds_section(w, worlds, describe, label)
-    return buf.getvalue()
-
-
-def _ranking_section(w: Callable[[str], Any], agents: Sequence[Mapping[str, Any]], kept: list, dropped: list,
-                     baseline: str, world_label: str, label: Callable[[Any], str], low: str, high: str) -> None:
-    w("## Constraint-aware ranking\n\n")
-    w(f"Normalised score: {low} = 0, {high} = 1 on the same {world_label} and seed (paired). IQM over seeds x "
-      f"{world_label}s [95% stratified-bootstrap CI, rliable]; P(> {baseline}): probability of improvement over "
-      f"{baseline} (rliable); Δ: paired difference of scores to {baseline}, same seeds. Energy: episode energy / "
-      f"the fleet's long-run budget, mean [CI]; over budget: share of task-rounds above the task's budget. "
-      f"Ranked: agents with mean energy/budget <= {ENERGY_TOLERANCE} on every {world_label} kept "
-      f"({', '.join(map(str, kept)) or 'none'}).")
-    if dropped:
-        w(f" Left out for lack of headroom: {', '.join(map(str, dropped))}.")
-    w("\n\n")
-    within, over = ranking(agents)
-    w(f"| rank | agent | IQM score | P(> {baseline}) | Δ score vs {baseline} | energy / budget | over budget |\n")
-    w("|---:|---|---:|---:|---:|---:|---:|\n")
-    for i, r in enumerate(within, start=1):
-        w(f"| {i} | {label(r['agent'])} | {fmt_ci(r['iqm'], r['iqm_lo'], r['iqm_hi'])} | {_poi(r)} | {_diff(r)} | "
-          f"{fmt_ci(r['energy_ratio'], r['energy_ratio_lo'], r['energy_ratio_hi'])} | {r['violation']:.2f} |\n")
-    if over:
-        w(f"\nOver budget (mean energy/budget > {ENERGY_TOLERANCE} on some {world_label}), not ranked:\n\n")
-        w(f"| agent | IQM score | P(> {baseline}) | energy / budget | over budget | over-budget {world_label}s |\n")
-        w("|---|---:|---:|---:|---:|---|\n")
-        for r in over:
-            w(f"| {label(r['agent'])} | {fmt_ci(r['iqm'], r['iqm_lo'], r['iqm_hi'])} | {_poi(r)} | "
-              f"{fmt_ci(r['energy_ratio'], r['energy_ratio_lo'], r['energy_ratio_hi'])} | {r['violation']:.2f} | "
-              f"{', '.join(map(str, r['over_budget_worlds']))} |\n")
-
-
-def _headroom_section(w: Callable[[str], Any], rooms: Sequence[Mapping[str, Any]], world_label: str, low: str,
-                      high: str, learnability: Mapping[Any, Mapping[str, float]]) -> None:
-    w("\n## Headroom and learnability\n\n")
-    w(f"{high} minus {low} reward, paired by seed; a {world_label} needs at least {MIN_HEADROOM_SE:.0f} paired "
-      "standard errors to separate agents.")
-    if learnability:
-        w(" Learnability (benchmarks/learnability.py): per vehicle and round under the random policy, the expected "
-          "reward gap between its best and second-best feasible rank over the per-pull noise of its reward, and the "
-          "pulls per rank needed to tell them apart at 2 sigma (8 (noise/gap)^2); medians over task x round cells, "
-          "fast world; *real*: the same measured in real fine-tuning (decision study, `tiny` world).")
-        w(f"\n\n| {world_label} | {high} - {low} (reward) | paired SD | headroom (paired SE) | kept | gap/noise per pull "
-          "| pulls needed | real gap/noise | real pulls |\n|---|---:|---:|---:|---|---:|---:|---:|---:|\n")
-    else:
-        w(f"\n\n| {world_label} | {high} - {low} (reward) | paired SD | headroom (paired SE) | kept |\n"
-          "|---|---:|---:|---:|---|\n")
-    for r in rooms:
-        w(f"| {r['world']} | {fmt_ci(r['gap'], r['gap_lo'], r['gap_hi'], '.1f')} | {r['gap_sd']:.1f} | "
-          f"{r['headroom_se']:.1f} | {'yes' if r['kept'] else '**no: flagged**'} |")
-        if learnability:
-            lr = learnability.get(r["world"], {})
-            w(" " + " | ".join(_learn_cell(lr.get(k, math.nan), k) for k in (
-                "median_gap_per_noise", "median_pulls", "real_median_gap_per_noise", "real_median_pulls")) + " |")
-        w("\n")
-
-
-def _learn_cell(value: float, key: str) -> str:
-    if not math.isfinite(value):
-        return "-" if key.startswith("real_") or math.isnan(value) else "inf"
-    return f"{value:,.0f}" if key.endswith("pulls") else f"{value:.3f}"
-
-
-def _checks_section(w: Callable[[str], Any], checks: Sequence[Mapping[str, Any]], world_label: str,
-                    label: Callable[[Any], str], low: str, high: str) -> None:
-    w("\n## The oracle's bound\n\n")
-    w(f"Per run, paired by seed ({high} and {low} on the same seed): the Lagrangian gap (R - R_{high} - mu (E - "
-      f"E_{high})) / (R_{high} - R_{low}) must not exceed 0 by more than {NOISE_SE:.0f} paired SE, and R must stay "
-      f"below the certified bound UB(E) (agents/oracle.py). Slack: mean (UB(E) - R) / (R_{high} - R_{low}); the "
-      f"{high}'s own slack is how far its plan may still be from the best possible.\n\n")
-    w(f"| {world_label} | agent | Lagrangian gap (mean ± SE) | beyond noise | certified slack | runs above UB |\n")
-    w("|---|---|---:|---|---:|---:|\n")
-    for c in checks:
-        if not c["covered"]:
-            w(f"| {c['world']} | {label(c['agent'])} | outside the class bounded (other env system) | - | - | - |\n")
-            continue
-        w(f"| {c['world']} | {label(c['agent'])} | {c['lagrangian_gap']:+.3f} ± {c['lagrangian_gap_se']:.3f} | "
-          f"{'**yes**' if c['beyond_noise'] else 'no'} | {c['bound_slack']:.3f} | {c['bound_violations']} |\n")
-
-
-def _worlds_section(w: Callable[[str], Any], worlds: Sequence[Mapping[str, Any]], describe: Callable[[Any], str] | None,
-                    label: Callable[[Any], str]) -> None:
-    for world in ordered(worlds, "world"):
-        w(f"\n## {world}\n\n")
-        if describe is not None:
-            w(f"{describe(world)}\n\n")
-        w("| agent | score | reward | energy / budget | over budget | within budget |\n|---|---:|---:|---:|---:|---|\n")
-        rows = sorted((r for r in worlds if r["world"] == world), key=lambda r: -(r["score"] if math.isfinite(r["score"]) else -1e9))
-        for r in rows:
-            w(f"| {label(r['agent'])} | {fmt_ci(r['score'], r['score_lo'], r['score_hi'])} | "
-              f"{fmt_ci(r['reward'], r['reward_lo'], r['reward_hi'], '.1f')} | "
-              f"{fmt_ci(r['energy_ratio'], r['energy_ratio_lo'], r['energy_ratio_hi'])} | {r['violation']:.2f} | "
-              f"{'yes' if r['within_budget'] else 'no'} |\n")
-
-
-def _poi(r: Mapping[str, Any]) -> str:
-    return fmt_ci(r["poi"], r["poi_lo"], r["poi_hi"]) if "poi" in r else "-"
-
-
-def _diff(r: Mapping[str, Any]) -> str:
-    return fmt_ci(r["diff"], r["diff_lo"], r["diff_hi"], "+.2f") if "diff" in r else "-"
-
-
-def plot_return_vs_energy(
-    scored: Sequence[Mapping[str, Any]], worlds: Sequence[Mapping[str, Any]], out: Path,
-    high: str = REFERENCE_HIGH, low: str = REFERENCE_LOW, f: Fields = F, suffix: str = "-return-vs-energy",
-) -> list[Path]:
-    """Per world: normalised score against energy/budget, with the certified bound and the oracle's line."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from iov_env.results import save_figure_atomic
-
-    runs = _runs(scored, f)
-    paths = []
-    for world in ordered(worlds, "world"):
-        rows = [r for r in worlds if r["world"] == world]
-        fig, ax = plt.subplots(figsize=(7, 5))
-        xmax = max([r["energy_ratio_hi"] if math.isfinite(r["energy_ratio_hi"]) else r["energy_ratio"] for r in rows]
-                   + [1.2]) * 1.08
-        grid = np.linspace(0.0, xmax, 200)
-        oracle, rand = runs.get((world, high), {}), runs.get((world, low), {})
-        bound_curves, lines = [], []
-        for seed, o in oracle.items():
-            if seed not in rand:
-                continue
-            span = float(o[f.reward]) - float(rand[seed][f.reward])
-            if not span:
-                continue
-            budget, r_low = float(o[f.budget]), float(rand[seed][f.reward])
-            cert = certificate_of(o)
-            if cert is not None:
-                bound_curves.append([(certified_bound(cert, x * budget) - r_low) / span for x in grid])
-            mu = float(o.get("lagrange_mu") or 0.0)
-            lines.append(1.0 + mu * (grid * budget - float(o[f.energy])) / span)
-        if bound_curves:
-            ax.plot(grid, np.mean(bound_curves, axis=0), color="k", lw=1.2, label="certified bound (mean over seeds)")
-        if lines:
-            ax.plot(grid, np.mean(lines, axis=0), color="k", lw=0.8, ls=":", label="oracle's Lagrangian line")
-        ax.axvline(1.0, color="grey", lw=0.8, ls="--", label="budget")
-        ax.axvline(ENERGY_TOLERANCE, color="grey", lw=0.8, ls="-.", label=f"tolerance {ENERGY_TOLERANCE}")
-        for r in rows:
-            color = "#4c72b0" if r["within_budget"] else "#c44e52"
-            xerr = _err(r, "energy_ratio")
-            yerr = _err(r, "score")
-            ax.errorbar([r["energy_ratio"]], [r["score"]], xerr=xerr, yerr=yerr, fmt="o", color=color, ms=5, capsize=2)
-            ax.annotate(str(r["agent"]), (r["energy_ratio"], r["score"]), fontsize=7, xytext=(4, 3),
-                        textcoords="offset points")
-        finite = [r["score"] for r in rows if math.isfinite(r["score"])]
-        if finite:
-            ax.set_ylim(min(min(finite), 0.0) - 0.15, max(max(finite), 1.0) + 0.25)
-        ax.set_xlim(0.0, xmax)
-        ax.set_xlabel("episode energy / long-run budget")
-        ax.set_ylabel("normalised score (random = 0, oracle = 1)")
-        ax.set_title(f"{world}: return vs energy (mean, 95% CI; red: over budget)", fontsize=9)
-        ax.legend(fontsize=7, loc="lower right")
-        fig.tight_layout()
-        paths.append(save_figure_atomic(out / f"{world}{suffix}.png", fig))
-        plt.close(fig)
-    return paths
-
-
-def _err(r: Mapping[str, Any], name: str) -> np.ndarray | None:
-    lo, hi = r[f"{name}_lo"], r[f"{name}_hi"]
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-        return None
-    return np.array([[max(r[name] - lo, 0.0)], [max(hi - r[name], 0.0)]])
 
 
 def score_all(

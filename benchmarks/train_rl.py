@@ -1,8 +1,8 @@
 """Train the RL agents on the leaderboard's scenarios: learning curves, plateau, checkpoints.
 
-    python -m benchmarks.train_rl --scenarios paper-v1 paper-rank-prior-v1 \\
+    iov train --scenarios paper-v1 paper-rank-prior-v1 \\
         --agents maskable_ppo_shared ppo_lag_shared ppo_shared --seeds 5 --env-steps 20000 --out results/rl
-    python -m benchmarks.leaderboard --checkpoints results/rl --agents ucb_dual maskable_ppo_shared ...
+    iov leaderboard --checkpoints results/rl --agents ucb_dual maskable_ppo_shared ...
 
 Every (scenario, agent, training seed) run trains one shared-parameter policy on the scenario's fast
 world and evaluates it every ``--eval-every`` env steps on fixed validation episodes; it writes
@@ -27,7 +27,6 @@ same validation episodes as references).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -37,9 +36,10 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks import runs
+from benchmarks import plots, runs
+from benchmarks.errors import BenchmarkError
 from benchmarks.scenarios import SCENARIOS, scenario
-from iov_env.results import save_figure_atomic, write_csv_atomic, write_text_atomic
+from iov_env.results import write_csv_atomic, write_text_atomic
 
 TRAIN_SEED_BASE = 1000
 VALIDATION_SEED_BASE = 500
@@ -80,7 +80,7 @@ def trained_policy_path(out: str | Path, scenario_id: str, agent: str, index: in
     done = sorted((d for d in folder.glob("seed*") if (d / "done.json").exists()), key=lambda d: int(d.name[4:]))
     if not done:
         raise FileNotFoundError(f"no finished training run of {agent} on {scenario_id} under {folder}; "
-                                f"train it first: python -m benchmarks.train_rl --scenarios {scenario_id} --agents {agent} --out {out}")
+                                f"train it first: iov train --scenarios {scenario_id} --agents {agent} --out {out}")
     d = done[index % len(done)]
     return d / "policy.json" if (d / "policy.json").exists() else d / "policy"
 
@@ -314,52 +314,35 @@ def plot(curves: Sequence[Mapping[str, Any]], refs: Sequence[Mapping[str, Any]],
             ax.set_title(label, fontsize=10)
             ax.grid(alpha=0.3)
         axes[0].legend(fontsize=7)
-        fig.suptitle(f"{sid}: validation episodes, mean and 95% CI over training seeds")
-        fig.tight_layout()
-        paths.append(save_figure_atomic(out / f"curves_{sid}.png", fig))
-        plt.close(fig)
+        paths.append(plots.finish(fig, out / f"curves_{sid}.png",
+                                  f"{sid}: validation episodes, mean and 95% CI over training seeds"))
     return paths
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """CLI entry point."""
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", type=Path, default=Path("results/rl"))
-    p.add_argument("--scenarios", nargs="+", default=list(DEFAULT_SCENARIOS), help=f"from {sorted(SCENARIOS)}")
-    p.add_argument("--agents", nargs="+", default=list(DEFAULT_AGENTS), help=f"from {list(trained_agents())}")
-    p.add_argument("--seeds", type=int, default=5, help=f"training runs per scenario and agent (seeds {TRAIN_SEED_BASE}+k)")
-    p.add_argument("--first-seed", type=int, default=0,
-                   help="index of the first training run (seed TRAIN_SEED_BASE+index): split one grid across machines")
-    p.add_argument("--env-steps", type=int, default=20_000, help="training budget per run, in federated rounds")
-    p.add_argument("--eval-every", type=int, default=1_000, help="env steps between evaluations")
-    p.add_argument("--eval-episodes", type=int, default=2, help=f"validation episodes per evaluation (seeds {VALIDATION_SEED_BASE}+j)")
-    p.add_argument("--workers", type=int, default=1, help="training runs in parallel (processes)")
-    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS", help="run the training runs as Ray tasks")
-    p.add_argument("--reps", type=int, default=1000, help="bootstrap resamples for the CIs")
-    p.add_argument("--report-only", action="store_true",
-                   help="train nothing: aggregate the curves, plateau and plots of the runs already in --out")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="override a hyperparameter of every agent trained (JSON values), e.g. n_epochs=10")
-    args = p.parse_args(argv)
+def run(args: Any) -> int:
+    """Train the RL agents (resumable), then write their learning curves, references, plateaus and plots.
+
+    ``args`` holds the options of its ``iov`` command, named as its flags (``iov`` builds it).
+    """
     bad = [s for s in args.scenarios if s not in SCENARIOS]
     if bad:
-        p.error(f"unknown scenarios {bad}; allowed: {sorted(SCENARIOS)}")
+        raise BenchmarkError(f"unknown scenarios {bad}; allowed: {sorted(SCENARIOS)}")
     unknown = [a for a in args.agents if a not in trained_agents()]
     if unknown:
-        p.error(f"unknown agents {unknown}; allowed: {list(trained_agents())}")
+        raise BenchmarkError(f"unknown agents {unknown}; allowed: {list(trained_agents())}")
     if args.first_seed < 0:
-        p.error(f"--first-seed={args.first_seed}: at least 0")
+        raise BenchmarkError(f"--first-seed={args.first_seed}: at least 0")
     for name, v in (("--seeds", args.seeds), ("--env-steps", args.env_steps), ("--eval-every", args.eval_every),
                     ("--eval-episodes", args.eval_episodes), ("--workers", args.workers)):
         if v < 1:
-            p.error(f"{name}={v}: at least 1")
+            raise BenchmarkError(f"{name}={v}: at least 1")
     if VALIDATION_SEED_BASE + args.eval_episodes > TRAIN_SEED_BASE:
-        p.error(f"--eval-episodes={args.eval_episodes}: validation seeds would reach the training seeds")
+        raise BenchmarkError(f"--eval-episodes={args.eval_episodes}: validation seeds would reach the training seeds")
     overrides = {}
     for kv in args.set:
         key, sep, value = kv.partition("=")
         if not sep:
-            p.error(f"--set {kv!r}: expected KEY=VALUE")
+            raise BenchmarkError(f"--set {kv!r}: expected KEY=VALUE")
         overrides[key] = json.loads(value) if value[:1] in "[{0123456789-tfn" else value
     eval_seeds = [VALIDATION_SEED_BASE + j for j in range(args.eval_episodes)]
     jobs = [
@@ -385,6 +368,3 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{r['return_final_mean']:.1f}, energy {r['energy_j_final_mean']:.1f} J")
     return 0
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,10 +1,10 @@
 """The main demo: one episode of the ``tiny`` world per policy, a summary table and the final map.
 
-    python -m iov_env.demo --out results/demo                 # fast surrogate, seconds
-    python -m iov_env.demo --fidelity real --rounds 3         # every episode with real LoRA training
-    python -m iov_env.demo --real-rounds 2                    # fast episodes, then 2 real rounds (make demo)
-    python -m iov_env.demo --mobility-model sumo --out results/demo-sumo   # SUMO traffic (the sumo extra)
-    python -m iov_env.demo --video results/demo/episode.gif    # also the random policy's episode, one frame a round
+    iov demo --out results/demo                 # fast surrogate, seconds
+    iov demo --fidelity real --rounds 3         # every episode with real LoRA training
+    iov demo --real-rounds 2                    # fast episodes, then 2 real rounds (make demo)
+    iov demo --mobility-model sumo --out results/demo-sumo   # SUMO traffic (the sumo extra)
+    iov demo --video results/demo/episode.gif   # also the random policy's episode, one frame a round
 """
 
 from __future__ import annotations

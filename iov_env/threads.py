@@ -3,7 +3,7 @@
 Torch, numpy's BLAS and OpenMP each keep a thread pool sized to the machine by default. One env per
 process is fine with that; a process pool or Ray running several real envs side by side is not: W
 workers x all-cores threads each oversubscribe the CPU, and torch's spinning OpenMP threads then
-slow every worker down by an order of magnitude (measured in ``benchmarks/perf_real.py --threads``).
+slow every worker down by an order of magnitude (measured in ``benchmarks/studies/perf_real.py --threads``).
 
 A runner calls :func:`worker_threads` once at the start of every worker::
 

@@ -188,6 +188,7 @@ class IoVParallelEnv(ParallelEnv):
         self._layout = observation_layout(self.config)
         self.last_round: RoundMetrics | None = None
         self._obs_cols: np.ndarray | None = None  # (N, D) features; per-episode columns filled at reset
+        self._round_columns: np.ndarray | None = None  # column of each kernels.ROUND_FEATURES entry, from the layout
 
     # PettingZoo requires the same space object on every call
     def observation_space(self, agent: str) -> spaces.Space:
@@ -270,12 +271,14 @@ class IoVParallelEnv(ParallelEnv):
     # -- formatting ---------------------------------------------------------------------------
     def _observation_matrix(self) -> np.ndarray:
         sim, cfg, st = self.simulator, self.config, self.simulator.state
-        k = cfg.num_tasks
+        uplink = self._layout["uplink_rate"].start
         cols = self._obs_static(sim)
-        np.log10(1.0 + st.uplink_bps, out=cols[:, k])
-        cols[:, k] /= 10.0
+        np.log10(1.0 + st.uplink_bps, out=cols[:, uplink])
+        cols[:, uplink] /= 10.0
+        if self._round_columns is None:
+            self._round_columns = np.array([self._layout[f].start for f in kernels.ROUND_FEATURES], dtype=np.int64)
         out, finite = kernels.observation_rows(
-            cols, k, st.dwell_s, float(cfg.mobility.round_duration_s), sim.energy_remaining_j,
+            cols, self._round_columns, st.dwell_s, float(cfg.mobility.round_duration_s), sim.energy_remaining_j,
             float(cfg.energy.vehicle_energy_j), sim.dual_price, sim.vehicle_task, st.budget_j,
             float(cfg.energy.energy_budget_j_per_vehicle_round), sim.last_accuracy, sim.last_latency_s,
             sim.last_energy_j, sim.last_rank_index, max(cfg.num_ranks - 1, 1), st.active,
@@ -291,13 +294,12 @@ class IoVParallelEnv(ParallelEnv):
     def _obs_static(self, sim: IoVSimulator) -> np.ndarray:
         """The feature matrix, whose per-episode columns (task one-hot, compute, data size) are filled once per reset."""
         if self._obs_cols is None:
-            k = self.config.num_tasks
-            cfg = self.config
+            cfg, at = self.config, self._layout
             n = cfg.num_vehicles
-            cols = np.zeros((n, k + 13), dtype=np.float64)
-            cols[np.arange(n), sim.vehicle_task] = 1.0
-            cols[:, k + 2] = sim.cpu_freq_hz / cfg.compute.cpu_freq_max_hz
-            cols[:, k + 10] = sim.shard_size / cfg.tasks.shard_size_max
+            cols = np.zeros((n, len(self._low)), dtype=np.float64)
+            cols[np.arange(n), at["task_onehot"].start + sim.vehicle_task] = 1.0
+            cols[:, at["compute_capability"].start] = sim.cpu_freq_hz / cfg.compute.cpu_freq_max_hz
+            cols[:, at["data_size"].start] = sim.shard_size / cfg.tasks.shard_size_max
             self._obs_cols = cols
         return self._obs_cols
 

@@ -157,7 +157,7 @@ def passes_by_width(widths: Sequence[int], slack: float = PASS_WIDTH_SLACK) -> l
     """Indices of ``widths`` split into shared passes of similar width, narrowest first.
 
     One pass pads every vehicle's batch to the pass's widest; vehicles of a short-text task padded to
-    a long one's width computed up to twice the tokens they hold (profiled in ``benchmarks/perf_real.py
+    a long one's width computed up to twice the tokens they hold (profiled in ``benchmarks/studies/perf_real.py
     --profile batched``). A batch joins the current pass while it is at most ``slack`` times as wide
     as the pass's narrowest, so padding costs at most ``1 - 1/slack`` of a pass.
     """

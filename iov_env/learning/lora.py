@@ -1,6 +1,6 @@
 """Multi-LoRA on one frozen base: adapter creation, rank-r loading by SVD truncation, read-back.
 
-Design (measured in ``benchmarks/perf_real.py`` and stated in the final report): ONE peft adapter at
+Design (measured in ``benchmarks/studies/perf_real.py`` and stated in the final report): ONE peft adapter at
 the largest rank of ``rank_set`` is attached to ONE frozen base model shared by every vehicle and
 task. A vehicle at rank ``r`` loads its rank-r factors into the first ``r`` rows of ``lora_A`` and
 columns of ``lora_B`` and zeros the rest; a zero row of A paired with a zero column of B gets zero

@@ -163,7 +163,7 @@ class RealBackend:
         for v in np.flatnonzero(plan.training):
             v = int(v)
             steps = max(0, int(round(ln.local_steps * float(plan.train_fraction[v]))))
-            blocks = self._blocks(plan.layer_mask[v]) if plan.layer_mask.size else set(range(self.num_layers))
+            blocks = self.layer_blocks(plan.layer_mask[v]) if plan.layer_mask.size else set(range(self.num_layers))
             jobs.append((v, int(layout.vehicle_task[v]), int(plan.rank[v]), steps, blocks))
         if ln.engine == "batched":
             outs = self._train_batched(jobs, plan.round_index)
@@ -279,7 +279,7 @@ class RealBackend:
     def _vehicle_seed(self, round_index: int, v: int) -> np.random.SeedSequence:
         return np.random.SeedSequence([self.seed, 7919, int(round_index), int(v)])
 
-    def _local_batches(self, v: int, round_index: int, steps: int) -> tuple[int, list[np.ndarray]]:
+    def local_batches(self, v: int, round_index: int, steps: int) -> tuple[int, list[np.ndarray]]:
         """(torch seed, example indices of each local step) of one vehicle's round; both engines use these."""
         ss = self._vehicle_seed(round_index, v)
         torch_seed, np_seed = ss.generate_state(2)
@@ -299,7 +299,7 @@ class RealBackend:
                        round_index: int) -> dict[str, Any]:
         """Sequential engine: load the rank-truncated global, train ``steps`` steps, evaluate locally, read back."""
         ln = self.config.learning
-        torch_seed, batches = self._local_batches(v, round_index, steps)
+        torch_seed, batches = self.local_batches(v, round_index, steps)
         torch.manual_seed(torch_seed)  # dropout: same seed -> identical round
         gen = torch.Generator().manual_seed(torch_seed)
         head = self.heads[k]
@@ -353,7 +353,7 @@ class RealBackend:
             group = specs[first:first + size]
             jobs = []
             for v, k, rank, steps, blocks in group:
-                torch_seed, batches_idx = self._local_batches(v, round_index, steps)
+                torch_seed, batches_idx = self.local_batches(v, round_index, steps)
                 gen = torch.Generator().manual_seed(torch_seed)
                 scaling = lora.lora_scaling(ln.lora_alpha, rank, ln.lora_scaling)
                 start = {layer.name: lora.initial_factors(self.state[k].factors[layer.name], rank, scaling, gen)
@@ -429,7 +429,7 @@ class RealBackend:
         return not final and bool(last) and last.get("n") == float(len(self.dev_idx[k]))
 
     # -- helpers ------------------------------------------------------------------------------
-    def _blocks(self, mask_row: np.ndarray) -> set[int]:
+    def layer_blocks(self, mask_row: np.ndarray) -> set[int]:
         """Map a config-sized layer mask onto the model's blocks (proportionally when sizes differ)."""
         cols = len(mask_row)
         return {i for i in range(self.num_layers) if bool(mask_row[min(cols - 1, i * cols // self.num_layers)])}

@@ -15,8 +15,9 @@ import numpy as np
 
 from iov_env.config import IoVConfig
 from iov_env.lazy import lazy_import
-from iov_env.learning.backend import FleetLayout, LearningBackend, RoundPlan, make_backend
-from iov_env.sim import channel, costs, faults, mobility, scheduler, sumo
+from iov_env.learning.backend import FleetLayout, LearningBackend, RoundPlan, linear_shards, make_backend
+from iov_env.sim import channel, costs, faults, mobility, scheduler, sumo, tdrive
+from iov_env.sim.sumo.mobility import SumoMobility
 
 kernels = lazy_import("iov_env.sim.kernels")  # compiled loops: numba loads with the first round, not with iov_env
 
@@ -110,11 +111,11 @@ class IoVSimulator:
             self.adapted_matrices,
         )
         self._traces: list[np.ndarray] | None = None
-        self.tdrive_report: mobility.TDriveReport | None = None
+        self.tdrive_report: tdrive.TDriveReport | None = None
         if config.mobility.mobility_model == "tdrive":  # at construction: a bad trace folder fails early
             mob = config.mobility
-            self._traces, self.tdrive_report = mobility.read_tdrive(
-                mobility.tdrive_directory(config), mob.round_duration_s, mob.tdrive_max_speed_mps,
+            self._traces, self.tdrive_report = tdrive.read_tdrive(
+                tdrive.tdrive_directory(config), mob.round_duration_s, mob.tdrive_max_speed_mps,
                 max_traces=config.num_vehicles,
             )
         window = config.episode.history_rounds
@@ -137,7 +138,7 @@ class IoVSimulator:
 
         self.home_rsu = np.arange(n) % m
         self.vehicle_task = self.home_rsu % k if cfg.tasks.task_assignment == "by_rsu" else np.arange(n) % k
-        self.shard_size = _linear_shards(self.vehicle_task, k, cfg.tasks.shard_size_min, cfg.tasks.shard_size_max)
+        self.shard_size = linear_shards(self.vehicle_task, k, cfg.tasks.shard_size_min, cfg.tasks.shard_size_max)
         self.cpu_freq_hz = rng_fleet.uniform(cfg.compute.cpu_freq_min_hz, cfg.compute.cpu_freq_max_hz, n)
         self.memory_capacity_mb = rng_fleet.uniform(cfg.compute.memory_min_mb, cfg.compute.memory_max_mb, n)
         start = self._start_positions(rng_fleet)
@@ -433,11 +434,11 @@ class IoVSimulator:
 
     def _make_mobility(
         self, start: np.ndarray, rng: np.random.Generator
-    ) -> mobility.GridMobility | mobility.TraceMobility | mobility.SumoMobility:
+    ) -> mobility.GridMobility | mobility.TraceMobility | SumoMobility:
         cfg, mob = self.config, self.config.mobility
         if mob.mobility_model == "sumo":
             trace = sumo.load_trace(cfg, sumo.traffic_seed(cfg, self.seed, rng))
-            return mobility.SumoMobility(trace, cfg.map.width_m, cfg.map.height_m)
+            return SumoMobility(trace, cfg.map.width_m, cfg.map.height_m)
         if mob.mobility_model == "tdrive":
             assert self._traces is not None  # loaded in __init__
             return mobility.TraceMobility.build(
@@ -470,16 +471,6 @@ def _require_finite(round_index: int, **arrays: np.ndarray) -> None:
 def _unit(x: np.ndarray) -> np.ndarray:
     """``np.clip(x, 0, 1)`` without the Python wrapper around the ufunc (called a dozen times a round)."""
     return np.minimum(np.maximum(x, 0.0), 1.0)
-
-
-def _linear_shards(vehicle_task: np.ndarray, num_tasks: int, lo: int, hi: int) -> np.ndarray:
-    """Within each task, shard sizes grow linearly from ``lo`` to ``hi`` (the authors' 150/300/450)."""
-    sizes = np.zeros(len(vehicle_task), dtype=int)
-    for t in range(num_tasks):
-        idx = np.flatnonzero(vehicle_task == t)
-        if len(idx):
-            sizes[idx] = np.round(np.linspace(lo, hi, len(idx)) if len(idx) > 1 else [(lo + hi) / 2]).astype(int)
-    return sizes
 
 
 def largest_feasible_at_or_below(mask: np.ndarray, requested: np.ndarray) -> np.ndarray:

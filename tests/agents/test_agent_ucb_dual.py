@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from agents.base import AgentContext
 from agents.ucb_dual import UCB1, UCBDual
-from benchmarks.bandit import agent_actions, compare, reward_matrix, ucb1_actions
+from benchmarks.studies.bandit import agent_actions, compare, reward_matrix, ucb1_actions
 
 # five "ranks": reward concave in cost, so the best budget-feasible arm is also the LP optimum at budget 1.0
 MEANS = np.array([0.3, 0.5, 0.7, 0.8, 0.85])

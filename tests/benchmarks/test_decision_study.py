@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from benchmarks import decision_analysis as da
-from benchmarks import decision_fit, scoring
+from benchmarks import decision_fit, report
 from benchmarks.decision_study import _part
 from iov_env.config import preset
 
@@ -97,9 +97,9 @@ def test_the_learnability_columns_sit_beside_the_headroom() -> None:
               "kept": True}]
     learn = {"tiny-v2": {"median_gap_per_noise": 0.05, "median_pulls": 3200.0, "real_median_gap_per_noise": 0.2,
                          "real_median_pulls": 200.0}}
-    md = scoring.report([], rooms, [], [], [], sections=("headroom",), learnability=learn)
+    md = report.scores_markdown([], rooms, [], [], [], sections=("headroom",), learnability=learn)
     assert "| tiny-v2 | 10.0 [8.0, 12.0] | 3.0 | 20.0 | yes | 0.050 | 3,200 | 0.200 | 200 |" in md
-    plain = scoring.report([], rooms, [], [], [], sections=("headroom",))
+    plain = report.scores_markdown([], rooms, [], [], [], sections=("headroom",))
     assert "pulls" not in plain
 
 

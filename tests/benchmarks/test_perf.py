@@ -1,4 +1,4 @@
-"""benchmarks/perf.py: its measurements are well-formed (speed itself is never asserted here)."""
+"""benchmarks/studies/perf.py: its measurements are well-formed (speed itself is never asserted here)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import perf
+from benchmarks.studies import perf
+from iov_env.cli import main as iov
 
 
 def test_throughput_row_is_consistent() -> None:
@@ -26,7 +27,7 @@ def test_import_time_reports_no_torch() -> None:
 def test_cli_writes_json_with_ratios(tmp_path: Path) -> None:
     """The JSON holds one row per size and the ratio to N=100 is 1 for N=100."""
     target = tmp_path / "perf.json"
-    assert perf.main(["--sizes", "10", "100", "--seconds", "0.05", "--out", str(target)]) == 0
+    assert iov(["perf", "fast", "--sizes", "10", "100", "--seconds", "0.05", "--out", str(target)]) == 0
     data = json.loads(target.read_text())
     rows = {r["num_vehicles"]: r for r in data["throughput"]}
     assert set(rows) == {10, 100} and rows[100]["ratio_to_n100"] == 1.0
@@ -36,7 +37,7 @@ def test_sumo_backends_are_compared_side_by_side() -> None:
     """libsumo and traci run the same network and trips, give the same trace, and the ratio is lib / traci."""
     from iov_env.sim import sumo
 
-    reason = sumo.missing_reason() or (None if sumo._importable("libsumo") else "libsumo is not installed")
+    reason = sumo.missing_reason() or (None if sumo.importable("libsumo") else "libsumo is not installed")
     if reason:
         pytest.skip(reason)
     out = perf.sumo_backends(preset="tiny", repeats=1, live_steps=10)
@@ -68,7 +69,7 @@ def _in_git_checkout() -> bool:
 def test_baseline_comparison_runs_both_codes_and_reports_ratios(tmp_path: Path) -> None:
     """Against HEAD: one row per size, both sides measured, ratios are this code over the ref's, on wall and CPU."""
     target = tmp_path / "base.json"
-    assert perf.main(["--baseline", "HEAD", "--sizes", "10", "--seconds", "0.05", "--repeats", "3",
+    assert iov(["perf", "fast", "--baseline", "HEAD", "--sizes", "10", "--seconds", "0.05", "--repeats", "3",
                       "--out", str(target)]) == 0
     (row,) = json.loads(target.read_text())["baseline"]
     assert row["num_vehicles"] == 10 and row["ref"] == "HEAD" and row["pairs"] == 3 and row["window_s"] == 0.05

@@ -9,7 +9,9 @@ import math
 
 import pytest
 
-from benchmarks import calibrate, rank_study
+from benchmarks.studies import calibration as calibrate
+from benchmarks.studies import rank as rank_study
+from iov_env.cli import main as iov
 
 pytest.importorskip("scipy")
 
@@ -81,10 +83,10 @@ def test_report_writes_tables_and_one_plot_per_mode(tmp_path) -> None:
     assert not (out / "rank_study_federated.png").exists()
 
 
-def test_bad_part_is_refused(tmp_path) -> None:
+def test_bad_part_is_refused(tmp_path, capsys) -> None:
     """--part must be I/N with 0 <= I < N."""
-    with pytest.raises(SystemExit, match="allowed I/N"):
-        rank_study.main(["run", "--mode", "centralised", "--part", "2/2", "--csv", str(tmp_path / "x.csv")])
+    assert iov(["study", "rank", "run", "--mode", "centralised", "--part", "2/2", "--csv", str(tmp_path / "x.csv")]) == 1
+    assert "allowed I/N" in capsys.readouterr().err
     assert not (tmp_path / "x.csv").exists()
 
 
@@ -92,12 +94,12 @@ def test_bad_part_is_refused(tmp_path) -> None:
 def test_tiny_real_run_end_to_end(tmp_path, monkeypatch, mode: str) -> None:
     """A real (tiny random BERT, synthetic data) run writes one row per task and round; a rerun resumes."""
     monkeypatch.delenv("IOV_DATA_DIR", raising=False)
-    monkeypatch.setattr("benchmarks.learning_curves.default_data_dir", lambda: None)
+    monkeypatch.setattr("benchmarks.studies.common.default_data_dir", lambda: None)
     out = tmp_path / "s.csv"
     argv = ["run", "--mode", mode, "--model", "tiny-random-bert", "--ranks", "1", "2", "--scalings", "rslora",
             "--targets", "query,value", "--lrs", "1e-3", "--steps", "2", "--seeds", "0", "--rounds", "2",
             "--shard", "32", "--eval-subset", "16", "--rank-set", "1", "2", "--threads", "1", "--csv", str(out)]
-    assert rank_study.main(argv) == 0
+    assert iov(["study", "rank", *argv]) == 0
     rows = rank_study.read_rows([out])
     tasks = {"sst2", "conll2003"}
     assert {r["task"] for r in rows} == tasks and {r["mode"] for r in rows} == {mode}
@@ -105,5 +107,5 @@ def test_tiny_real_run_end_to_end(tmp_path, monkeypatch, mode: str) -> None:
     assert all(0.0 <= float(r["metric"]) <= 1.0 for r in rows)
     assert {float(r["executed_rank"]) for r in rows if r["rank"] == "2"} == {2.0}
     before = out.read_bytes()
-    assert rank_study.main(argv) == 0  # every run already there: nothing redone
+    assert iov(["study", "rank", *argv]) == 0  # every run already there: nothing redone
     assert out.read_bytes() == before

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import rl_report
+from iov_env.cli import main as iov
 from iov_env.results import write_csv_atomic
 
 
@@ -29,7 +30,7 @@ def test_paired_differences_cancel_the_seed_variation(tmp_path: Path) -> None:
     assert table["ppo"]["delta_energy_j"] == pytest.approx((-5.0, -5.0, -5.0))
     lo, hi = table["ppo"]["cumulative_reward"][1:]
     assert hi - lo > 100  # the unpaired interval is wide
-    assert rl_report.main([str(tmp_path), "--reps", "100"]) == 0
+    assert iov(["report", "rl", str(tmp_path), "--reps", "100"]) == 0
     md = (tmp_path / "RL_VS_REFERENCE.md").read_text()
     assert "| ppo | n/a | n/a | 260 [" in md and "+10 [+10, +10]" in md and "0.25 [0.25, 0.25]" in md
 
@@ -56,10 +57,8 @@ def test_scores_and_budget_order_the_table(tmp_path: Path) -> None:
 
 def test_missing_inputs_are_named(tmp_path: Path, capsys) -> None:
     """No runs.csv, or a reference that never ran: argparse errors naming the problem."""
-    with pytest.raises(SystemExit):
-        rl_report.main([str(tmp_path)])
+    assert iov(["report", "rl", str(tmp_path)]) == 1
     assert "no runs.csv" in capsys.readouterr().err
     _write(tmp_path)
-    with pytest.raises(SystemExit):
-        rl_report.main([str(tmp_path), "--reference", "nobody"])
+    assert iov(["report", "rl", str(tmp_path), "--reference", "nobody"]) == 1
     assert "nobody" in capsys.readouterr().err

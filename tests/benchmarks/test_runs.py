@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import leaderboard, runs
+from iov_env.cli import main as iov
 
 # random and oracle are named: the leaderboard always runs them (the score's 0 and 1)
 GRID = ["--scenarios", "tiny-v1", "--agents", "homolora", "random", "oracle", "--seeds", "2", "--reps", "50"]
@@ -75,8 +76,7 @@ def test_leaderboard_resumes_after_a_kill_without_rerunning_or_duplicating(tmp_p
         return real(job)
 
     monkeypatch.setattr(leaderboard, "run_one", dies_on_fourth)
-    with pytest.raises(KeyboardInterrupt):
-        leaderboard.main([*GRID, "--out", str(out), "--no-plots"])
+    assert iov(["leaderboard", *GRID, "--out", str(out), "--no-plots"]) == 130  # click turns the interrupt into 130
     assert len(list((out / "runs").glob("*.json"))) == 3 and not (out / "runs.csv").exists()
 
     def counting(job: dict) -> dict:
@@ -84,21 +84,21 @@ def test_leaderboard_resumes_after_a_kill_without_rerunning_or_duplicating(tmp_p
         return real(job)
 
     monkeypatch.setattr(leaderboard, "run_one", counting)
-    assert leaderboard.main([*GRID, "--out", str(out), "--no-plots"]) == 0
+    assert iov(["leaderboard", *GRID, "--out", str(out), "--no-plots"]) == 0
     assert len(calls) == 6 and len(set(calls)) == 6  # 3 before the kill + the 3 left, none twice
     monkeypatch.setattr(leaderboard, "run_one", real)
-    assert leaderboard.main([*GRID, "--out", str(tmp_path / "clean"), "--no-plots"]) == 0
+    assert iov(["leaderboard", *GRID, "--out", str(tmp_path / "clean"), "--no-plots"]) == 0
     assert _rows(out) == _rows(tmp_path / "clean") and len(_rows(out)) == 6
 
 
 def test_a_new_run_removes_the_earlier_runs_outputs(tmp_path: Path) -> None:
     """No PNG of a scenario that is not in the new run, and no stored runs of the old grid."""
     out = tmp_path / "lb"
-    assert leaderboard.main(["--scenarios", "tiny-v1", "--agents", "homolora", "--seeds", "2", "--reps", "20",
+    assert iov(["leaderboard", "--scenarios", "tiny-v1", "--agents", "homolora", "--seeds", "2", "--reps", "20",
                              "--out", str(out)]) == 0
     assert (out / "tiny-v1.png").exists()
     (out / "notes.txt").write_text("mine")
-    assert leaderboard.main(["--scenarios", "scale-10-v1", "--agents", "random", "--seeds", "2", "--reps", "20",
+    assert iov(["leaderboard", "--scenarios", "scale-10-v1", "--agents", "random", "--seeds", "2", "--reps", "20",
                              "--out", str(out), "--no-plots"]) == 0
     assert not (out / "tiny-v1.png").exists() and not list(out.glob("*.png"))
     assert {r["scenario"] for r in _rows(out)} == {"scale-10-v1"} and len(list((out / "runs").glob("*.json"))) == 4  # random, oracle
@@ -111,16 +111,16 @@ def test_a_new_run_removes_the_earlier_runs_outputs(tmp_path: Path) -> None:
 
 def test_workers_give_the_same_rows_as_one_process(tmp_path: Path) -> None:
     """--workers 2 (a process pool) and --workers 1 write identical runs.csv rows, in the same order."""
-    assert leaderboard.main([*GRID, "--out", str(tmp_path / "w1"), "--no-plots"]) == 0
-    assert leaderboard.main([*GRID, "--out", str(tmp_path / "w2"), "--no-plots", "--workers", "2"]) == 0
+    assert iov(["leaderboard", *GRID, "--out", str(tmp_path / "w1"), "--no-plots"]) == 0
+    assert iov(["leaderboard", *GRID, "--out", str(tmp_path / "w2"), "--no-plots", "--workers", "2"]) == 0
     assert _rows(tmp_path / "w1") == _rows(tmp_path / "w2")
 
 
 @pytest.mark.ray
 def test_ray_gives_the_same_rows_as_one_process(tmp_path: Path, local_ray: object) -> None:
     """--ray (on the session's local Ray) writes the rows --workers 1 writes."""
-    assert leaderboard.main([*GRID, "--out", str(tmp_path / "w1"), "--no-plots"]) == 0
-    assert leaderboard.main([*GRID, "--out", str(tmp_path / "ray"), "--no-plots", "--ray"]) == 0
+    assert iov(["leaderboard", *GRID, "--out", str(tmp_path / "w1"), "--no-plots"]) == 0
+    assert iov(["leaderboard", *GRID, "--out", str(tmp_path / "ray"), "--no-plots", "--ray"]) == 0
     assert _rows(tmp_path / "w1") == _rows(tmp_path / "ray")
 
 
@@ -130,7 +130,7 @@ def test_ray_flag_without_ray_says_how_to_install(tmp_path: Path) -> None:
         import ray  # noqa: F401
     except ImportError:
         with pytest.raises(ImportError, match=r"iov-env\[ray\]"):
-            leaderboard.main([*GRID, "--out", str(tmp_path / "r"), "--no-plots", "--ray"])
+            iov(["leaderboard", *GRID, "--out", str(tmp_path / "r"), "--no-plots", "--ray"])
         assert not (tmp_path / "r" / "runs.csv").exists()
     else:
         pytest.skip("Ray is installed here")

@@ -81,3 +81,21 @@ def test_gym_ids_v0_reproduce_scenario_v0() -> None:
     new = returns(gym.make("iov_env/IoVRank-paper-fast-v1"))
     pinned = returns(gym.make("iov_env/IoVRank-paper-fast-v1", **scenario("paper-v0")))
     assert np.isclose(old, pinned) and not np.isclose(old, new)
+
+
+def test_every_scenario_id_is_a_registered_gym_id_with_the_same_world() -> None:
+    """One registry: each scenario is registered under iov_env/<id> with exactly its keyword arguments."""
+    from benchmarks.scenarios import gym_id
+
+    for sid, kwargs in SCENARIOS.items():
+        assert gym.spec(gym_id(sid)).kwargs == kwargs
+    env = gym.make("iov_env/tiny-v1")
+    obs, _ = env.reset(seed=0)
+    assert env.unwrapped.parallel.config == IoVConfig.from_kwargs(**scenario("tiny-v1"))
+    assert obs.shape == env.observation_space.shape
+    env.close()
+
+
+def test_an_unknown_scenario_names_the_allowed_ids() -> None:
+    with pytest.raises(ValueError, match=r"unknown scenario 'nope-v1'; allowed: \[.*'paper-v1'"):
+        scenario("nope-v1")

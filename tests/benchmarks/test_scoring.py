@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from benchmarks import scoring
+from benchmarks import report, scoring
 
 BUDGET = 1000.0
 
@@ -60,7 +60,7 @@ def test_headroom_flags_worlds_that_cannot_separate_agents() -> None:
     assert not rooms["flat"]["kept"] and rooms["flat"]["headroom_se"] < 10
     out = scoring.score_all(records, reps=60)
     assert all(a["worlds"] == 1 for a in out["agents"])  # the flagged world is left out of the aggregate
-    md = scoring.report(out["scored"], out["headroom"], out["agents"], out["checks"], out["worlds"])
+    md = report.scores_markdown(out["scored"], out["headroom"], out["agents"], out["checks"], out["worlds"])
     assert "**no: flagged**" in md and "Left out for lack of headroom: flat" in md
 
 
@@ -74,7 +74,7 @@ def test_constraint_aware_ranking_lists_overspenders_apart() -> None:
     assert good["iqm_lo"] <= good["iqm"] <= good["iqm_hi"] and good["iqm"] == pytest.approx(0.8, abs=0.02)
     assert good["poi"] == pytest.approx(1.0) and good["diff"] == pytest.approx(0.5, abs=0.02)
     assert "poi" not in next(r for r in out["agents"] if r["agent"] == "ucb_dual")
-    md = scoring.report(out["scored"], out["headroom"], out["agents"], out["checks"], out["worlds"])
+    md = report.scores_markdown(out["scored"], out["headroom"], out["agents"], out["checks"], out["worlds"])
     ranked = md.split("Over budget")[0]
     assert "| 2 | good |" in ranked and "greedy_spender" not in ranked
 

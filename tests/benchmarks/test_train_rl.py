@@ -10,7 +10,8 @@ import pytest
 
 pytest.importorskip("sb3_contrib")
 
-from benchmarks import leaderboard, train_rl  # noqa: E402
+from benchmarks import train_rl  # noqa: E402
+from iov_env.cli import main as iov  # noqa: E402
 
 TINY_RUN = ["--scenarios", "tiny-v1", "--agents", "maskable_ppo_shared", "--seeds", "2", "--eval-every", "40",
             "--eval-episodes", "1", "--reps", "50", "--set", "n_steps=20", "batch_size=60", "n_epochs=1"]
@@ -34,15 +35,14 @@ def test_plateau_step_finds_where_the_curve_settles() -> None:
 def test_training_seeds_are_disjoint_from_validation_and_evaluation_seeds() -> None:
     """Leaderboard seeds 0..n-1 < validation 500.. < training 1000..; a clash is refused."""
     assert train_rl.VALIDATION_SEED_BASE < train_rl.TRAIN_SEED_BASE
-    with pytest.raises(SystemExit):
-        train_rl.main(["--eval-episodes", "600", "--out", "/nonexistent"])
+    assert iov(["train", "--eval-episodes", "600", "--out", "/nonexistent"]) == 1
 
 
-def test_train_then_leaderboard_evaluates_the_checkpoints_without_training(tmp_path: Path, monkeypatch) -> None:
+def test_train_then_leaderboard_evaluates_the_checkpoints_without_training(tmp_path: Path, monkeypatch, capsys) -> None:
     """Two tiny runs -> curves, plateau, PNG, checkpoints; a rerun skips them; a bigger budget continues them;
     the leaderboard then loads (never trains) the policies, evaluation seed i <- training run i."""
     out = tmp_path / "rl"
-    assert train_rl.main([*TINY_RUN, "--env-steps", "80", "--out", str(out)]) == 0
+    assert iov(["train", *TINY_RUN, "--env-steps", "80", "--out", str(out)]) == 0
     run0 = out / "tiny-v1" / "maskable_ppo_shared" / "seed1000"
     curve = _csv(run0 / "curve.csv")
     assert [int(r["env_steps"]) for r in curve] == [0, 40, 80]
@@ -59,13 +59,13 @@ def test_train_then_leaderboard_evaluates_the_checkpoints_without_training(tmp_p
         raise AssertionError(f"retrained {job['dir']}")
 
     monkeypatch.setattr(train_rl, "train_run", no_training)
-    assert train_rl.main([*TINY_RUN, "--env-steps", "80", "--out", str(out)]) == 0
+    assert iov(["train", *TINY_RUN, "--env-steps", "80", "--out", str(out)]) == 0
     monkeypatch.undo()
     # other hyperparameters in the same folder: refused, not silently mixed into the old run
-    with pytest.raises(ValueError, match="other settings"):
-        train_rl.main([*TINY_RUN[:-1], "n_epochs=2", "--seeds", "1", "--env-steps", "120", "--out", str(out)])
+    assert iov(["train", *TINY_RUN[:-1], "n_epochs=2", "--seeds", "1", "--env-steps", "120", "--out", str(out)]) == 1
+    assert "other settings" in capsys.readouterr().err
     # a larger budget resumes from the saved trainer: the first three evaluations stay as they were
-    assert train_rl.main([*TINY_RUN, "--seeds", "1", "--env-steps", "120", "--out", str(out)]) == 0
+    assert iov(["train", *TINY_RUN, "--seeds", "1", "--env-steps", "120", "--out", str(out)]) == 0
     longer = _csv(run0 / "curve.csv")
     assert [int(r["env_steps"]) for r in longer] == [0, 40, 80, 120] and longer[:3] == curve
 
@@ -76,7 +76,7 @@ def test_train_then_leaderboard_evaluates_the_checkpoints_without_training(tmp_p
 
     monkeypatch.setattr(sb3, "train_decentralized", no_sb3_training)
     lb = tmp_path / "lb"
-    assert leaderboard.main(["--scenarios", "tiny-v1", "--agents", "maskable_ppo_shared", "--seeds", "3",
+    assert iov(["leaderboard", "--scenarios", "tiny-v1", "--agents", "maskable_ppo_shared", "--seeds", "3",
                              "--reps", "20", "--no-plots", "--checkpoints", str(out), "--out", str(lb)]) == 0
     jobs = [json.loads(p.read_text())["job"] for p in (lb / "runs").glob("*.json")]
     stored = sorted(j["checkpoint"] for j in jobs if j["agent"] == "maskable_ppo_shared")
@@ -89,13 +89,10 @@ def test_train_then_leaderboard_evaluates_the_checkpoints_without_training(tmp_p
 
 def test_missing_checkpoints_and_unknown_agents_are_clear_errors(tmp_path: Path, capsys) -> None:
     """The leaderboard names the train_rl command to run; train_rl names the agents it knows."""
-    with pytest.raises(SystemExit):
-        leaderboard.main(["--scenarios", "tiny-v1", "--agents", "ppo_lag_shared", "--seeds", "2",
+    assert iov(["leaderboard", "--scenarios", "tiny-v1", "--agents", "ppo_lag_shared", "--seeds", "2",
                           "--checkpoints", str(tmp_path), "--out", str(tmp_path / "lb")])
-    assert "benchmarks.train_rl" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        leaderboard.main(["--agents", "rllib_ppo", "--out", str(tmp_path / "lb")])
+    assert "iov train" in capsys.readouterr().err
+    assert iov(["leaderboard", "--agents", "rllib_ppo", "--out", str(tmp_path / "lb")]) == 1
     assert "--checkpoints" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        train_rl.main(["--agents", "sac_shared", "--out", str(tmp_path / "rl")])
+    assert iov(["train", "--agents", "sac_shared", "--out", str(tmp_path / "rl")]) == 1
     assert "maskable_ppo_shared" in capsys.readouterr().err

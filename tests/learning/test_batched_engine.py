@@ -51,7 +51,7 @@ def _specs(b: RealBackend, plan: RoundPlan):
     out = []
     for v in range(len(plan.rank)):
         steps = int(round(b.config.learning.local_steps * plan.train_fraction[v]))
-        out.append((v, int(b.layout.vehicle_task[v]), int(plan.rank[v]), steps, b._blocks(plan.layer_mask[v])))
+        out.append((v, int(b.layout.vehicle_task[v]), int(plan.rank[v]), steps, b.layer_blocks(plan.layer_mask[v])))
     return out
 
 

@@ -529,7 +529,7 @@ def _expect_names(msg: str, path: Path) -> bool:
 def run_loader_case(kind: str, content: bytes, tmp: Path) -> tuple[str, str]:
     """Read ``content`` with the ``kind`` loader: valid data, or a typed error naming the file and line."""
     from iov_env.learning import tasks
-    from iov_env.sim import mobility
+    from iov_env.sim import tdrive
 
     data_error = getattr(tasks, "DataFormatError", ValueError)
     refusals = refusal_types() + (data_error,)
@@ -556,7 +556,7 @@ def run_loader_case(kind: str, content: bytes, tmp: Path) -> tuple[str, str]:
 
             datasets.Dataset.from_dict(out)  # what load_task does next
         elif kind == "tdrive":
-            traces = mobility.load_tdrive(folder, 30.0, 50.0)
+            traces = tdrive.load_tdrive(folder, 30.0, 50.0)
             for tr in traces:
                 if not np.all(np.isfinite(tr)):
                     return "nonfinite", "trace"

@@ -19,7 +19,7 @@ from iov_env.config import ConfigError, IoVConfig
 from iov_env.files import DataFormatError, MissingDataError
 from iov_env.learning import tasks
 from iov_env.learning.surrogate import load_calibration
-from iov_env.sim import mobility
+from iov_env.sim import tdrive
 
 READERS = {
     "sst2": ("f.tsv", SST2_OK, tasks.read_sst2_tsv),
@@ -43,8 +43,8 @@ def test_non_utf8_bytes_name_the_file_and_line(tmp_path: Path, kind: str) -> Non
 def test_tdrive_and_calibration_non_utf8_name_the_file_and_line(tmp_path: Path) -> None:
     p = tmp_path / "5.txt"
     p.write_bytes(b"5,2008-02-02 15:00:00,116.4,39.9\n5,2008-02-02 15:10:00,116.4\xff,39.9\n")
-    with pytest.raises(mobility.TDriveFormatError, match=rf"{p}:2: byte 0xff"):
-        mobility.parse_tdrive_file(p)
+    with pytest.raises(tdrive.TDriveFormatError, match=rf"{p}:2: byte 0xff"):
+        tdrive.parse_tdrive_file(p)
     c = tmp_path / "cal.json"
     c.write_bytes(CALIBRATION_OK.encode().replace(b"hand-set", b"hand\xffset"))
     with pytest.raises(DataFormatError, match=rf"{c}:3: byte 0xff"):
@@ -52,7 +52,7 @@ def test_tdrive_and_calibration_non_utf8_name_the_file_and_line(tmp_path: Path) 
 
 
 def test_tdrive_format_error_is_a_data_format_error() -> None:
-    assert issubclass(mobility.TDriveFormatError, DataFormatError)
+    assert issubclass(tdrive.TDriveFormatError, DataFormatError)
     assert tasks.DataFormatError is DataFormatError  # one error type for every data file
 
 
@@ -139,8 +139,8 @@ def test_tdrive_nat_timestamp_names_file_and_line(tmp_path: Path) -> None:
     lines = _trace_lines()
     lines[4] = "7,NaT,116.4,39.9"
     p = _write(tmp_path, "7.txt", lines)
-    with pytest.raises(mobility.TDriveFormatError, match=rf"{p}:5: timestamp 'NaT' is not a date"):
-        mobility.read_tdrive(tmp_path, 30.0, 50.0)
+    with pytest.raises(tdrive.TDriveFormatError, match=rf"{p}:5: timestamp 'NaT' is not a date"):
+        tdrive.read_tdrive(tmp_path, 30.0, 50.0)
 
 
 @pytest.mark.parametrize(("stamp", "rule"), [
@@ -152,7 +152,7 @@ def test_tdrive_timestamps_far_from_the_trace_are_dropped_and_reported(tmp_path:
     lines = _trace_lines()
     lines[0] = f"7,{stamp},116.40000,39.90000"
     _write(tmp_path, "7.txt", lines)
-    traces, report = mobility.read_tdrive(tmp_path, 30.0, 50.0)
+    traces, report = tdrive.read_tdrive(tmp_path, 30.0, 50.0)
     assert report.dropped[rule] == 1 and report.fixes_kept == 17
     assert len(traces[0]) == (16 * 600) // 30 + 1  # 15:10 .. 17:50 at 30 s
     assert rule in report.summary()
@@ -172,7 +172,7 @@ def test_one_outlier_fix_is_dropped_and_the_trace_kept(tmp_path: Path, lon: str,
     stamp = lines[where].split(",")[1]
     lines[where] = f"7,{stamp},{lon},{lat}"
     _write(tmp_path, "7.txt", lines)
-    traces, report = mobility.read_tdrive(tmp_path, 30.0, 50.0)
+    traces, report = tdrive.read_tdrive(tmp_path, 30.0, 50.0)
     assert report.dropped[rule] == 1 and report.fixes_kept == 17 and report.fixes_read == 18
     extent = np.ptp(traces[0], axis=0)
     assert extent[0] == pytest.approx(17 * 85.3, rel=0.01) or extent[0] == pytest.approx(16 * 85.3, rel=0.01)
@@ -181,7 +181,7 @@ def test_one_outlier_fix_is_dropped_and_the_trace_kept(tmp_path: Path, lon: str,
 
 def test_tdrive_outlier_rule_keeps_a_clean_trace_whole(tmp_path: Path) -> None:
     _write(tmp_path, "7.txt", _trace_lines())
-    traces, report = mobility.read_tdrive(tmp_path, 600.0, 50.0)
+    traces, report = tdrive.read_tdrive(tmp_path, 600.0, 50.0)
     assert report.fixes_kept == 18 and sum(report.dropped.values()) == 0
     np.testing.assert_allclose(np.diff(traces[0][:, 0]), 85.30, rtol=1e-3)
 
@@ -189,7 +189,7 @@ def test_tdrive_outlier_rule_keeps_a_clean_trace_whole(tmp_path: Path) -> None:
 def test_tdrive_report_lists_skipped_files_and_counts(tmp_path: Path) -> None:
     _write(tmp_path, "1.txt", _trace_lines(taxi=1))
     _write(tmp_path, "2.txt", ["2,2008-02-02 15:00:00,116.4,39.9", "2,2008-02-02 15:00:00,116.4,39.9"])
-    traces, report = mobility.read_tdrive(tmp_path, 30.0, 50.0)
+    traces, report = tdrive.read_tdrive(tmp_path, 30.0, 50.0)
     assert len(traces) == 1 and report.skipped_files == ["2.txt"] and report.dropped["duplicate_time"] == 1
     assert report.files_read == 2 and report.traces_kept == 1
 
@@ -197,13 +197,13 @@ def test_tdrive_report_lists_skipped_files_and_counts(tmp_path: Path) -> None:
 def test_tdrive_resampling_is_bounded(tmp_path: Path) -> None:
     _write(tmp_path, "7.txt", _trace_lines())
     with pytest.raises(ConfigError, match="round_duration_s"):
-        mobility.read_tdrive(tmp_path, 0.001, 50.0)  # 9.6 million rounds for a 3-hour trace
+        tdrive.read_tdrive(tmp_path, 0.001, 50.0)  # 9.6 million rounds for a 3-hour trace
 
 
 def test_tdrive_loads_only_the_traces_vehicles_use(tmp_path: Path) -> None:
     for taxi in range(1, 6):
         _write(tmp_path, f"{taxi}.txt", _trace_lines(taxi=taxi))
-    traces, report = mobility.read_tdrive(tmp_path, 30.0, 50.0, max_traces=2)
+    traces, report = tdrive.read_tdrive(tmp_path, 30.0, 50.0, max_traces=2)
     assert len(traces) == 2 and report.files_read == 2
 
 

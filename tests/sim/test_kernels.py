@@ -6,7 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from iov_env.config import preset
 from iov_env.envs import kernels as env_kernels
+from iov_env.envs.parallel import observation_layout
 from iov_env.learning import surrogate_loops
 from iov_env.sim import faults
 from iov_env.sim import kernels as sim_kernels
@@ -92,9 +94,11 @@ def test_surrogate_round_and_observation_rows_compiled_equal_python() -> None:
     for form in (1, 2):  # both reported-metric models: v1's and v2's
         _same(surrogate_loops.surrogate_round(*args, form), _python(surrogate_loops.surrogate_round)(*args, form))
 
-    d = k + 13
+    layout = observation_layout(preset("paper", tasks=("sst2", "conll2003", "copa")[:k]))
+    d = max(sl.stop for sl in layout.values())
+    at = np.array([layout[f].start for f in env_kernels.ROUND_FEATURES], dtype=np.int64)
     cols = np.zeros((n, d))
-    obs_args = (k, rng.uniform(0, 50, n), 10.0, rng.uniform(0, 1e4, n), 1e4, rng.uniform(0, 3, k), task,
+    obs_args = (at, rng.uniform(0, 50, n), 10.0, rng.uniform(0, 1e4, n), 1e4, rng.uniform(0, 3, k), task,
                 rng.uniform(0, 20, n), 12.0, rng.random(n), rng.uniform(0, 30, n), rng.uniform(0, 40, n),
                 rng.integers(0, 6, n), 5, rng.random(n) < 0.5, 0.3, np.zeros(d, np.float32), np.full(d, 10, np.float32))
     out, finite = env_kernels.observation_rows(cols.copy(), *obs_args)

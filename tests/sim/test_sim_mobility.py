@@ -10,7 +10,7 @@ import pytest
 from conftest import FIXTURES, real_tdrive_dir
 
 from iov_env.config import ConfigError, preset
-from iov_env.sim import mobility
+from iov_env.sim import mobility, tdrive
 
 # -- RSUs ---------------------------------------------------------------------------------------
 
@@ -111,15 +111,15 @@ DY_M = 6_371_000.0 * math.pi / 180.0 * 0.001  # 111.195 m
 
 
 def test_parse_tdrive_file_reads_every_wellformed_line() -> None:
-    t, lon, lat = mobility.parse_tdrive_file(FIXTURES / "tdrive" / "1.txt")
+    t, lon, lat = tdrive.parse_tdrive_file(FIXTURES / "tdrive" / "1.txt")
     assert len(t) == 8  # 9 lines, one blank
     assert t[1] - t[0] == 600.0
     assert lon[5] == 117.0 and lat[6] == 0.0
 
 
 def test_clean_trajectory_drops_duplicates_disorder_jumps_and_null_fixes() -> None:
-    t, lon, lat = mobility.parse_tdrive_file(FIXTURES / "tdrive" / "1.txt")
-    ct, xy = mobility.clean_trajectory(t, lon, lat, max_speed_mps=50.0)
+    t, lon, lat = tdrive.parse_tdrive_file(FIXTURES / "tdrive" / "1.txt")
+    ct, xy = tdrive.clean_trajectory(t, lon, lat, max_speed_mps=50.0)
     np.testing.assert_array_equal(ct - ct[0], [0, 600, 1200, 1800, 2400])
     assert DX_M == pytest.approx(85.305, abs=1e-3)
     np.testing.assert_allclose(np.diff(xy[:, 0]), DX_M, rtol=1e-9)
@@ -130,24 +130,24 @@ def test_clean_trajectory_drops_duplicates_disorder_jumps_and_null_fixes() -> No
 
 def test_tdrive_malformed_line_names_file_and_line() -> None:
     bad = FIXTURES / "tdrive_bad" / "3.txt"
-    with pytest.raises(mobility.TDriveFormatError, match=r"3\.txt:4: expected 4 comma-separated fields, got 3"):
-        mobility.parse_tdrive_file(bad)
+    with pytest.raises(tdrive.TDriveFormatError, match=r"3\.txt:4: expected 4 comma-separated fields, got 3"):
+        tdrive.parse_tdrive_file(bad)
     with pytest.raises(ValueError, match=r"3\.txt:4"):
-        mobility.load_tdrive(bad.parent, 30.0, 50.0)
+        tdrive.load_tdrive(bad.parent, 30.0, 50.0)
 
 
 def test_tdrive_bad_timestamp_names_file_and_line(tmp_path) -> None:
     p = tmp_path / "9.txt"
     p.write_text("9,2008-02-02 15:00:00,116.4,39.9\n9,2008-13-45 99:00:00,116.4,39.9\n", encoding="utf-8")
-    with pytest.raises(mobility.TDriveFormatError, match=r"9\.txt:2"):
-        mobility.parse_tdrive_file(p)
+    with pytest.raises(tdrive.TDriveFormatError, match=r"9\.txt:2"):
+        tdrive.parse_tdrive_file(p)
     p.write_text("9,2008-02-02 15:00:00,east,39.9\n", encoding="utf-8")
-    with pytest.raises(mobility.TDriveFormatError, match=r"9\.txt:1"):
-        mobility.parse_tdrive_file(p)
+    with pytest.raises(tdrive.TDriveFormatError, match=r"9\.txt:1"):
+        tdrive.parse_tdrive_file(p)
 
 
 def test_load_tdrive_fixture_resamples_each_taxi() -> None:
-    traces = mobility.load_tdrive(FIXTURES / "tdrive", dt_s=300.0, max_speed_mps=50.0)
+    traces = tdrive.load_tdrive(FIXTURES / "tdrive", dt_s=300.0, max_speed_mps=50.0)
     assert len(traces) == 2
     one, two = traces
     # 15:00 .. 15:40 every 5 min: 9 points, half a 10-minute step apart
@@ -161,30 +161,30 @@ def test_load_tdrive_fixture_resamples_each_taxi() -> None:
 
 def test_resample_keeps_the_last_fix_at_unix_time_magnitudes() -> None:
     t0 = 1_201_964_400.0  # 2008-02-02 15:00 UTC
-    out = mobility.resample(np.array([t0, t0 + 60.0]), np.array([[0.0, 0.0], [60.0, 0.0]]), dt_s=30.0)
+    out = tdrive.resample(np.array([t0, t0 + 60.0]), np.array([[0.0, 0.0], [60.0, 0.0]]), dt_s=30.0)
     np.testing.assert_allclose(out, [[0, 0], [30, 0], [60, 0]])
 
 
 def test_load_tdrive_errors(tmp_path) -> None:
     with pytest.raises(ConfigError, match="holds no T-Drive"):
-        mobility.load_tdrive(tmp_path, 30.0, 50.0)
+        tdrive.load_tdrive(tmp_path, 30.0, 50.0)
     (tmp_path / "5.txt").write_text("5,2008-02-02 15:00:00,116.4,39.9\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="no trace has two valid points"):
-        mobility.load_tdrive(tmp_path, 30.0, 50.0)
+        tdrive.load_tdrive(tmp_path, 30.0, 50.0)
 
 
 def test_tdrive_directory_resolution(monkeypatch, tmp_path) -> None:
     monkeypatch.delenv("IOV_DATA_DIR", raising=False)
     with pytest.raises(ConfigError, match="IOV_DATA_DIR"):
-        mobility.tdrive_directory(preset("tiny", mobility_model="tdrive"))
+        tdrive.tdrive_directory(preset("tiny", mobility_model="tdrive"))
     monkeypatch.setenv("IOV_DATA_DIR", str(tmp_path))
-    assert mobility.tdrive_directory(preset("tiny", mobility_model="tdrive")) == tmp_path / "tdrive"
+    assert tdrive.tdrive_directory(preset("tiny", mobility_model="tdrive")) == tmp_path / "tdrive"
     explicit = preset("tiny", mobility_model="tdrive", tdrive_dir=str(FIXTURES / "tdrive"))
-    assert mobility.tdrive_directory(explicit) == FIXTURES / "tdrive"
+    assert tdrive.tdrive_directory(explicit) == FIXTURES / "tdrive"
 
 
 def test_trace_mobility_replays_without_teleporting() -> None:
-    traces = mobility.load_tdrive(FIXTURES / "tdrive", dt_s=30.0, max_speed_mps=50.0)
+    traces = tdrive.load_tdrive(FIXTURES / "tdrive", dt_s=30.0, max_speed_mps=50.0)
     start = np.array([[500.0, 300.0], [100.0, 100.0], [900.0, 500.0]])
     scale = 3.0
     tm = mobility.TraceMobility.build(traces, start, 1000.0, 600.0, 30.0, scale, np.random.default_rng(0))
@@ -204,7 +204,7 @@ def test_trace_mobility_replays_without_teleporting() -> None:
 @pytest.mark.skipif(real_tdrive_dir() is None, reason="no T-Drive data: set IOV_DATA_DIR or provide ../shared/data/tdrive")
 def test_load_real_tdrive() -> None:
     folder = real_tdrive_dir()
-    traces, report = mobility.read_tdrive(folder, dt_s=30.0, max_speed_mps=50.0)
+    traces, report = tdrive.read_tdrive(folder, dt_s=30.0, max_speed_mps=50.0)
     assert len(traces) >= 1
     if report.files_read == 2:  # the shared 2-taxi sample (shared/data/tdrive/SOURCE.md): what cleaning drops
         assert (report.fixes_read, report.fixes_kept) == (2262, 2134)
@@ -249,5 +249,5 @@ def test_tdrive_fixture_is_copied_not_mutated(tmp_path) -> None:
     dst = tmp_path / "tdrive"
     shutil.copytree(FIXTURES / "tdrive", dst)
     before = sorted(p.name for p in dst.iterdir())
-    mobility.load_tdrive(dst, 30.0, 50.0)
+    tdrive.load_tdrive(dst, 30.0, 50.0)
     assert sorted(p.name for p in dst.iterdir()) == before

@@ -21,11 +21,12 @@ import pytest
 import iov_env
 from iov_env.config import ConfigError, preset
 from iov_env.sim import mobility, sumo
+from iov_env.sim.sumo.mobility import SumoMobility
 
 MISSING = sumo.missing_reason()
 needs_sumo = pytest.mark.skipif(MISSING is not None, reason=MISSING or "")
 needs_libsumo = pytest.mark.skipif(
-    MISSING is not None or not sumo._importable("libsumo"), reason=MISSING or "libsumo is not installed"
+    MISSING is not None or not sumo.importable("libsumo"), reason=MISSING or "libsumo is not installed"
 )
 SMALL = {"mobility_model": "sumo", "rounds": 6}
 
@@ -104,7 +105,7 @@ def _straight_trace(speed_mps: float, lane_pos_m: float, edge_speed_mps: tuple[f
 def test_dwell_follows_the_route_at_sumo_speeds() -> None:
     # at x = 50, 10 m/s (the edge averages 8): RSU at (100, 0), r = 150 -> leaves at x = 250 on edge 2:
     # 150 m at max(10, 8) = 10 m/s, then 50 m at edge 2's mean 5 m/s -> 15 + 10 = 25 s
-    m = mobility.SumoMobility(_straight_trace(10.0, 50.0, (8.0, 5.0, 20.0)), 1000.0, 1000.0)
+    m = SumoMobility(_straight_trace(10.0, 50.0, (8.0, 5.0, 20.0)), 1000.0, 1000.0)
     assert m.dwell_time_s(np.array([[100.0, 0.0]]), 150.0)[0] == pytest.approx(25.0)
     # a disc holding the whole rest of the route: the vehicle leaves the network at the route's end,
     # 150 m at 10 + 200 m at 5 + 200 m at 20 = 15 + 40 + 10 s
@@ -113,7 +114,7 @@ def test_dwell_follows_the_route_at_sumo_speeds() -> None:
     assert m.dwell_time_s(np.array([[300.0, 300.0]]), 100.0)[0] == 0.0
     # at x = 350 on edge 1; the route turns north at (400, 0): RSU at (400, 0), r = 100 -> leaves at (400, 100):
     # 50 m at max(10, 5) + 100 m at 20 = 5 + 5 = 10 s (a straight line east would say 150 m / 10 = 15 s)
-    m = mobility.SumoMobility(_straight_trace(10.0, 150.0, (8.0, 5.0, 20.0), route_pos=1), 1000.0, 1000.0)
+    m = SumoMobility(_straight_trace(10.0, 150.0, (8.0, 5.0, 20.0), route_pos=1), 1000.0, 1000.0)
     assert m.dwell_time_s(np.array([[400.0, 0.0]]), 100.0)[0] == pytest.approx(10.0)
     straight = mobility.predict_dwell_time_s(m.current_m, m.velocity_mps, np.array([[400.0, 0.0]]), 100.0)
     assert straight[0] == pytest.approx(15.0)
@@ -121,17 +122,17 @@ def test_dwell_follows_the_route_at_sumo_speeds() -> None:
 
 def test_dwell_of_a_stopped_vehicle_uses_the_edge_average() -> None:
     # waiting at a light (own speed 0) on an edge that averaged 4 m/s: 150 m / 4 + 50 m / 5 = 47.5 s
-    m = mobility.SumoMobility(_straight_trace(0.0, 50.0, (4.0, 5.0, 20.0)), 1000.0, 1000.0)
+    m = SumoMobility(_straight_trace(0.0, 50.0, (4.0, 5.0, 20.0)), 1000.0, 1000.0)
     assert m.dwell_time_s(np.array([[100.0, 0.0]]), 150.0)[0] == pytest.approx(47.5)
     # an edge standing still all round: speeds floored at DWELL_MIN_SPEED_MPS keep the time finite
-    m = mobility.SumoMobility(_straight_trace(0.0, 50.0, (0.0, 5.0, 20.0)), 1000.0, 1000.0)
-    assert m.dwell_time_s(np.array([[100.0, 0.0]]), 150.0)[0] == pytest.approx(150.0 / mobility.DWELL_MIN_SPEED_MPS + 10.0)
+    m = SumoMobility(_straight_trace(0.0, 50.0, (0.0, 5.0, 20.0)), 1000.0, 1000.0)
+    assert m.dwell_time_s(np.array([[100.0, 0.0]]), 150.0)[0] == pytest.approx(150.0 / sumo.mobility.DWELL_MIN_SPEED_MPS + 10.0)
 
 
 def test_absent_vehicles_have_no_dwell_and_no_velocity() -> None:
     tr = _straight_trace(10.0, 50.0, (8.0, 5.0, 20.0))
     tr = replace(tr, present=np.array([[False]]), speed_mps=np.array([[0.0]]), route=np.array([[-1]]))
-    m = mobility.SumoMobility(tr, 1000.0, 1000.0)
+    m = SumoMobility(tr, 1000.0, 1000.0)
     assert m.dwell_time_s(np.array([[100.0, 0.0]]), 150.0)[0] == 0.0
     np.testing.assert_array_equal(m.velocity_mps, [[0.0, 0.0]])
 
@@ -139,7 +140,7 @@ def test_absent_vehicles_have_no_dwell_and_no_velocity() -> None:
 def test_velocity_from_sumo_heading() -> None:
     tr = _straight_trace(10.0, 50.0, (8.0, 5.0, 20.0))
     for angle, v in ((90.0, (10.0, 0.0)), (0.0, (0.0, 10.0)), (180.0, (0.0, -10.0)), (270.0, (-10.0, 0.0))):
-        m = mobility.SumoMobility(replace(tr, angle_deg=np.array([[angle]])), 1000.0, 1000.0)
+        m = SumoMobility(replace(tr, angle_deg=np.array([[angle]])), 1000.0, 1000.0)
         np.testing.assert_allclose(m.velocity_mps, [v], atol=1e-9)
 
 
@@ -257,7 +258,7 @@ def _reference_dwell_s(tr: sumo.SumoTrace, t: int, i: int, here: np.ndarray, cen
         shape = tr.edge_xy_m[tr.edge_ptr[e]: tr.edge_ptr[e + 1]]
         geo = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(shape, axis=0), axis=1))])
         length = tr.edge_length_m[e]
-        v = max(tr.edge_speed_mps[t, e], tr.speed_mps[t, i] if pos == j else 0.0, mobility.DWELL_MIN_SPEED_MPS)
+        v = max(tr.edge_speed_mps[t, e], tr.speed_mps[t, i] if pos == j else 0.0, sumo.mobility.DWELL_MIN_SPEED_MPS)
         start = min(tr.lane_pos_m[t, i], length) if pos == j else 0.0
         d = np.append(np.arange(start, length, 0.05), length)
         g = d * geo[-1] / length
@@ -272,7 +273,7 @@ def _reference_dwell_s(tr: sumo.SumoTrace, t: int, i: int, here: np.ndarray, cen
 @needs_sumo
 def test_vectorised_dwell_matches_a_brute_force_walk(small_trace) -> None:
     tr, _ = small_trace
-    m = mobility.SumoMobility(tr, 1000.0, 600.0)
+    m = SumoMobility(tr, 1000.0, 600.0)
     rsus = np.array([[250.0, 300.0], [750.0, 300.0]])
     checked = 0
     for t in range(0, tr.num_rounds, 4):
@@ -283,7 +284,7 @@ def test_vectorised_dwell_matches_a_brute_force_walk(small_trace) -> None:
         for i in np.flatnonzero(tr.present[t]):
             want = _reference_dwell_s(tr, t, i, here[i], rsus[nearest[i]], 350.0)
             # the walk takes a straight line from the vehicle to its lane's next shape point; the table does too
-            assert got[i] == pytest.approx(want, abs=0.06 / mobility.DWELL_MIN_SPEED_MPS + 0.01 * want), (t, i)
+            assert got[i] == pytest.approx(want, abs=0.06 / sumo.mobility.DWELL_MIN_SPEED_MPS + 0.01 * want), (t, i)
             checked += int(want > 0)
     assert checked >= 10
 
@@ -334,7 +335,7 @@ def test_cache_builds_once_then_loads(tmp_path: Path, monkeypatch: pytest.Monkey
     def no_sumo(*args, **kwargs):
         raise AssertionError("SUMO ran although the trace was cached")
 
-    monkeypatch.setattr(sumo, "build_trace", no_sumo)
+    monkeypatch.setattr(sumo.cache, "build_trace", no_sumo)  # load_trace calls it inside the cache module
     second = sumo.load_trace(cfg.replace(rsu_bandwidth_hz=2e6), 1)  # RSUs do not shape traffic: same file
     for f in fields(first):
         np.testing.assert_array_equal(getattr(second, f.name), getattr(first, f.name))
@@ -433,7 +434,7 @@ def test_random_trips_leaves_no_global_state_behind() -> None:
 @needs_libsumo
 def test_a_libsumo_simulation_of_the_user_is_left_alone(tmp_path: Path) -> None:
     """libsumo holds one simulation per process and a second start would replace it: SUMO then runs over traci."""
-    libsumo = sumo._import_libsumo()
+    libsumo = sumo.import_libsumo()
     net = sumo.network_file(preset("tiny", mobility_model="sumo"), tmp_path)
     libsumo.start([sumo.binary("sumo"), "--net-file", str(net), "--no-step-log", "true"])
     try:
@@ -459,16 +460,16 @@ def test_describe_counts_by_hand() -> None:
 
 
 @needs_sumo
-def test_cli_prints_one_row_per_seed(capsys: pytest.CaptureFixture[str]) -> None:
-    assert sumo.main(["--preset", "tiny", "--seeds", "0", "1"]) == 0
-    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 0 |") or line.startswith("| 1 |")]
+def test_traffic_report_has_one_row_per_seed() -> None:
+    lines = list(sumo.traffic_report("tiny", [0, 1]))
+    rows = [line for line in lines if line.startswith("| 0 |") or line.startswith("| 1 |")]
     assert len(rows) == 2
 
 
 @needs_sumo
 @pytest.mark.parametrize("backend", ["libsumo", "traci"])
 def test_sumo_errors_carry_sumos_own_message(tmp_path: Path, backend: str) -> None:
-    if backend == "libsumo" and not sumo._importable("libsumo"):
+    if backend == "libsumo" and not sumo.importable("libsumo"):
         pytest.skip("libsumo is not installed")
     routes = tmp_path / "bad.rou.xml"
     routes.write_text('<routes><vehicle id="x" depart="0"><route edges="NOPE"/></vehicle></routes>', encoding="utf-8")

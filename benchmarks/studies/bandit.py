@@ -1,7 +1,7 @@
 """UCB-DUAL against a textbook UCB1 on stationary bandits, driven directly through the agent contract.
 
-    python -m benchmarks.bandit                       # 7 arms, means 0.1..0.7, T = 2e4, 8 paired seeds
-    python -m benchmarks.bandit --horizon 100000 --seeds 4
+    iov study bandit                       # 7 arms, means 0.1..0.7, T = 2e4, 8 paired seeds
+    iov study bandit --horizon 100000 --seeds 4
 
 Both see the same reward draws on each seed (a (T, K) matrix drawn up front), so the regret ratio is
 paired. Bernoulli rewards, and Gaussian rewards with sigma 0.1 (the reviewer's instance in issue 9).
@@ -10,14 +10,13 @@ UCB-DUAL runs without a cost (its price stays 0), once per reward normalisation.
 
 from __future__ import annotations
 
-import argparse
-import sys
 from collections.abc import Sequence
 
 import numpy as np
 
 from agents.base import Agent
 from agents.ucb_dual import NORMALIZATIONS, UCBDual
+from benchmarks.errors import BenchmarkError
 
 MEANS = np.linspace(0.1, 0.7, 7)
 
@@ -77,24 +76,15 @@ def compare(kind: str, normalization: str, horizon: int, seeds: Sequence[int], m
     return ours, ref
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """CLI: a markdown table of regret ratios."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--horizon", type=int, default=20_000)
-    p.add_argument("--seeds", type=int, default=8)
-    args = p.parse_args(argv)
-    if args.horizon < len(MEANS) or args.seeds < 1:
-        p.error(f"--horizon must be >= {len(MEANS)} and --seeds >= 1")
-    seeds = list(range(args.seeds))
-    print(f"`python -m benchmarks.bandit {' '.join(argv if argv is not None else sys.argv[1:])}`: 7 arms, means "
-          f"0.1..0.7, T = {args.horizon}, seeds {seeds} (paired draws)\n")
-    print("| rewards | normalisation | UCB-DUAL regret | UCB1 regret | ratio |\n|---|---|---:|---:|---:|")
+def regret_table(horizon: int, num_seeds: int, command: str) -> str:
+    """A markdown table of UCB-DUAL's and UCB1's pseudo-regret, per reward kind and normalisation, on paired seeds."""
+    if horizon < len(MEANS) or num_seeds < 1:
+        raise BenchmarkError(f"--horizon must be >= {len(MEANS)} and --seeds >= 1")
+    seeds = list(range(num_seeds))
+    lines = [f"`{command}`: 7 arms, means 0.1..0.7, T = {horizon}, seeds {seeds} (paired draws)\n",
+             "| rewards | normalisation | UCB-DUAL regret | UCB1 regret | ratio |\n|---|---|---:|---:|---:|"]
     for kind in ("bernoulli", "gaussian"):
         for norm in NORMALIZATIONS:
-            ours, ref = compare(kind, norm, args.horizon, seeds)
-            print(f"| {kind} | {norm} | {ours / len(seeds):.1f} | {ref / len(seeds):.1f} | {ours / ref:.2f} |")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+            ours, ref = compare(kind, norm, horizon, seeds)
+            lines.append(f"| {kind} | {norm} | {ours / len(seeds):.1f} | {ref / len(seeds):.1f} | {ours / ref:.2f} |")
+    return "\n".join(lines)

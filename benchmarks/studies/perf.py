@@ -1,10 +1,10 @@
 """Speed and memory benchmarks, measured side by side in one run (never as timed tests).
 
-    python -m benchmarks.perf                 # fast-env throughput for N = 10..10,000 and import time
-    python -m benchmarks.perf --real-rss      # adds MiniLM peak RSS at N = 10 and 50 (minutes)
-    python -m benchmarks.perf --sumo          # adds SUMO steps/s through libsumo against traci (the sumo extra)
-    python -m benchmarks.perf --baseline REF  # this code against the code at git REF: paired windows, as ratios
-    python -m benchmarks.perf --phases --sizes 100 [--baseline REF]  # where a step's time goes (both codes)
+    iov perf fast                 # fast-env throughput for N = 10..10,000 and import time
+    iov perf fast --real-rss      # adds MiniLM peak RSS at N = 10 and 50 (minutes)
+    iov perf fast --sumo          # adds SUMO steps/s through libsumo against traci (the sumo extra)
+    iov perf fast --baseline REF  # this code against the code at git REF: paired windows, as ratios
+    iov perf fast --phases --sizes 100 [--baseline REF]  # where a step's time goes (both codes)
 
 Throughput is reported in agent-steps/s (vehicles x rounds per second) and, to make the
 machine's noise visible, as a ratio to N = 100 measured in the same run.
@@ -12,7 +12,6 @@ machine's noise visible, as a ratio to N = 100 measured in the same run.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import importlib
 import json
@@ -28,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.errors import BenchmarkError
 from iov_env.results import write_text_atomic
 
 DEFAULT_SIZES = (10, 100, 1000, 10000)
@@ -141,7 +141,7 @@ class _ChildStepper:
         self.proc.wait(timeout=60)
 
 
-HERE = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parents[2]
 
 
 @contextlib.contextmanager
@@ -324,7 +324,7 @@ def _sumo_live_steps_per_s(net: Path, routes: Path, seed: int, backend: str, ste
 
     cmd = [sumo.binary("sumo"), "--net-file", str(net), "--route-files", str(routes), "--seed", str(seed),
            "--no-step-log", "true", "--no-warnings", "true", "--xml-validation", "never"]
-    api = sumo._start(backend, cmd)
+    api = sumo.start_sumo(backend, cmd)
     try:
         api.simulationStep(300.0)  # filled roads, as after the env's warm-up
         start = time.perf_counter()
@@ -338,28 +338,17 @@ def _sumo_live_steps_per_s(net: Path, routes: Path, seed: int, backend: str, ste
         api.close()
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the benchmarks and print a markdown table."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int, nargs="+", default=list(DEFAULT_SIZES), help="fleet sizes N")
-    parser.add_argument("--seconds", type=float, default=None,
-                        help="minimum timing window per repeat (default 1.5; 0.25 per window with --baseline)")
-    parser.add_argument("--real-rss", action="store_true", help="also measure the real backend's peak RSS")
-    parser.add_argument("--sumo", action="store_true", help="also measure SUMO steps/s, libsumo against traci")
-    parser.add_argument("--baseline", metavar="REF", default=None,
-                        help="compare with the code at git REF (paired windows, each side in its own process) instead of "
-                             "absolute rates")
-    parser.add_argument("--repeats", type=int, default=None, help="paired windows per size with --baseline (default 30)")
-    parser.add_argument("--phases", action="store_true",
-                        help="where a step's time goes at the first --sizes N (with --baseline: both codes side by side)")
-    parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
-    args = parser.parse_args(argv)
+def run(args: Any) -> int:
+    """Measure the fast fidelity (throughput, import time; or --baseline, --phases, --sumo) and print tables.
+
+    ``args`` holds the options of its ``iov`` command, named as its flags (``iov`` builds it).
+    """
     if any(n < 1 for n in args.sizes):
-        parser.error(f"--sizes must be positive integers, got {args.sizes}")
+        raise BenchmarkError(f"--sizes must be positive integers, got {args.sizes}")
     if args.seconds is not None and not args.seconds > 0:
-        parser.error(f"--seconds must be a positive number, got {args.seconds}")
+        raise BenchmarkError(f"--seconds must be a positive number, got {args.seconds}")
     if args.repeats is not None and args.repeats < 1:
-        parser.error(f"--repeats must be a positive integer, got {args.repeats}")
+        raise BenchmarkError(f"--repeats must be a positive integer, got {args.repeats}")
 
     if args.phases:
         n, rounds = args.sizes[0], 3000 if args.repeats is None else args.repeats
@@ -408,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {r['num_vehicles']} | {r['agent_steps_per_s']:,.0f} | {r['ms_per_round']:.2f} | {r['ratio_to_n100']:.2f} |")
     results["throughput"] = rows
     if args.real_rss:
-        from benchmarks.perf_real import peak_rss_real
+        from benchmarks.studies.perf_real import peak_rss_real
 
         print("\n| model | N | RSS after set-up MiB | peak RSS MiB |\n|---|---:|---:|---:|")
         rss = []
@@ -435,6 +424,3 @@ def main(argv: list[str] | None = None) -> int:
         write_text_atomic(args.out, json.dumps(results, indent=2))
     return 0
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

