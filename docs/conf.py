@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -14,6 +15,9 @@ sys.path.insert(0, str(DOCS / "_ext"))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import iov_env  # noqa: E402 - after the path set-up above
+
+# the API pages are generated afresh by every build: stubs of modules that have since moved must not linger
+shutil.rmtree(DOCS / "api", ignore_errors=True)
 
 project = "iov-env"
 author = "iov-env contributors"
@@ -43,8 +47,10 @@ myst_heading_anchors = 3
 autodoc_mock_imports = [
     "torch", "transformers", "peft", "datasets", "safetensors", "stable_baselines3", "sb3_contrib", "ray",
     "libsumo", "traci", "sumolib", "rliable",
+    "iov_env.cli.__main__",  # runs the command when imported; autosummary's module scan would run it
 ]
-autodoc_default_options = {"members": True, "show-inheritance": True}
+# a package documents what it defines; what it re-exports (``__all__``) is documented where it is defined
+autodoc_default_options = {"members": True, "show-inheritance": True, "ignore-module-all": True}
 autodoc_typehints = "description"
 autodoc_member_order = "bysource"
 autosummary_generate = True

@@ -8,7 +8,7 @@ new config field, scenario, Gym id or agent shows up in the docs at the next ``m
 - ``iov-work-limits``: the bounds on one step's work (the ``MAX_*`` constants, T-Drive, the render canvas);
 - ``iov-presets``: the named presets (``iov_env.config.PRESETS``);
 - ``iov-env-ids``: the registered Gymnasium ids (``iov_env.ENV_IDS``);
-- ``iov-scenarios``: the frozen benchmark scenarios (``benchmarks.scenarios.SCENARIOS``);
+- ``iov-scenarios``: the frozen benchmark scenarios (``iov_env.scenarios.SCENARIOS``);
 - ``iov-agents``: the registered agents (``agents.baselines.AGENTS``, ``agents.sb3.SHARED_AGENTS``);
 - ``iov-cli-reference``: the ``iov`` command's ``--help`` tree (sphinx-click), once ``iov_env.cli`` exists.
 """
@@ -184,11 +184,14 @@ class EnvIds(_TableDirective):
                           rows, "40 12 12 36")
 
 
+SCENARIO_REGISTRY = "iov_env.scenarios"
+
+
 class Scenarios(_TableDirective):
-    """``benchmarks.scenarios.SCENARIOS``: id, preset, fidelity, what differs from the preset (``:filter: v1``)."""
+    """``iov_env.scenarios.SCENARIOS``: id, preset, fidelity, what differs from the preset (``:filter: v1``)."""
 
     def lines(self) -> list[str]:
-        registry = importlib.import_module("benchmarks.scenarios")
+        registry = importlib.import_module(SCENARIO_REGISTRY)
         only = self.options.get("filter")
         rows = []
         for sid, kw in registry.SCENARIOS.items():

@@ -81,6 +81,19 @@ def test_generated_tables_follow_the_code(site: Path) -> None:
         assert f"{name} {cls.__module__}.{cls.__name__}" in agents, name
 
 
+def test_cli_reference_lists_every_command(site: Path) -> None:
+    import click
+
+    cli = pytest.importorskip("iov_env.cli", reason="this checkout has no iov command")
+    group = next(v for v in vars(cli).values() if isinstance(v, click.Group))
+    text = _text(site / "cli.html").replace("[ ", "[").replace(" ]", "]")  # highlighting spaces the brackets
+    assert len(group.commands) >= 9
+    for name, command in group.commands.items():
+        assert f"iov {name} [OPTIONS]" in text, name
+        for sub in getattr(command, "commands", {}):
+            assert f"iov {name} {sub} [OPTIONS]" in text, f"{name} {sub}"
+
+
 def _images(page: Path) -> list[str]:
     return re.findall(r"<img[^>]*\bsrc=\"([^\"]+)\"", page.read_text(encoding="utf-8"))
 
