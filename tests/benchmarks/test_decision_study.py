@@ -17,20 +17,20 @@ def _cell(seed, rnd, vehicle, rank, u_dev, noise=0.0, feasible=True, metric=0.7,
     return da.DecisionCell(seed, rnd, vehicle, task, rank, feasible, u_dev + noise, u_dev, metric, n)
 
 
-def test_gaps_are_paired_within_a_vehicle_and_the_best_rank_is_the_tasks() -> None:
-    # two vehicles, three ranks; rank 4 is best on average, rank 16 infeasible for vehicle 1
-    cells = [_cell(0, 0, 0, 1, 10.0), _cell(0, 0, 0, 4, 14.0), _cell(0, 0, 0, 16, 13.0),
-             _cell(0, 0, 1, 1, 20.0), _cell(0, 0, 1, 4, 23.0), _cell(0, 0, 1, 16, 30.0, feasible=False)]
+def test_gaps_are_paired_within_a_vehicle_and_ordered_by_the_other_vehicles() -> None:
+    # three vehicles, three ranks; rank 16 infeasible for vehicle 2
+    u = {0: (10.0, 14.0, 12.0), 1: (20.0, 25.0, 21.0), 2: (30.0, 33.0, 31.0)}
+    cells = [_cell(0, 0, v, r, u[v][j], feasible=not (v == 2 and r == 16)) for v in u for j, r in enumerate((1, 4, 16))]
     (row,) = da.decision_rows(cells, 1.8, noise={"sst2": (2.0, 1.0, 0.5)})
-    # rank means over the vehicles that could run them: 1 -> 15, 4 -> 18.5, 16 -> 13 (vehicle 0 only)
-    assert row.best_rank == 4 and row.units == 2
-    # the task's order, paired within each vehicle: vehicle 0 4 - 1 = 4, vehicle 1 4 - 1 = 3
-    assert row.gap_second[0] == pytest.approx(3.5)
-    assert row.gap_second[1] == pytest.approx(12.706 * math.sqrt(0.5) / math.sqrt(2))  # t(1) x SD / sqrt(n)
-    # to the feasible mean: 14 - 37/3 and 23 - 21.5
-    assert row.gap_mean[0] == pytest.approx(((14 - 37 / 3) + 1.5) / 2)
+    assert row.best_rank == 4 and row.units == 3
+    # leave one out: vehicle 0 orders by vehicles 1-2 (r1 25, r4 29, r16 21: vehicle 2 cannot run it) -> 4 then 1;
+    # vehicle 1 by 0 and 2 (r1 20, r4 23.5, r16 12) -> 4 then 1; vehicle 2 runs only 1 and 4 -> 4 then 1
+    assert row.gap_second[0] == pytest.approx((4 + 5 + 3) / 3)
+    assert row.gap_second[1] == pytest.approx(4.303 * 1.0 / math.sqrt(3))  # t(2) x SD / sqrt(n)
+    # to the mean of each vehicle's feasible ranks: 14 - 12, 25 - 22, 33 - 31.5
+    assert row.gap_mean[0] == pytest.approx((2 + 3 + 1.5) / 3)
     assert row.noise_rest == pytest.approx(math.sqrt(3.0))
-    assert row.pulls_needed == pytest.approx(8 * (2.0 / 3.5) ** 2) and row.gap_per_noise == pytest.approx(1.75)
+    assert row.pulls_needed == pytest.approx(8 * (2.0 / 4.0) ** 2) and row.gap_per_noise == pytest.approx(2.0)
 
 
 def test_measured_noise_splits_rank_specific_round_and_persistent_parts() -> None:
