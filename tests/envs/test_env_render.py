@@ -152,7 +152,7 @@ def test_matplotlib_loads_only_when_a_frame_is_drawn() -> None:
 
 @pytest.mark.parametrize("mode", ["rgb_array", "ansi"])
 def test_gym_view_renders(mode: str) -> None:
-    env = gym.make("iov_env/IoVRank-tiny-fast-v1", render_mode=mode)
+    env = gym.make("iov_env/IoVRank-tiny-fast-v2", render_mode=mode)
     env.reset(seed=0)
     env.step(env.action_space.sample())
     out = env.render()
