@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -81,6 +82,18 @@ def _literal_command_blocks(app, what, name, obj, options, lines: list[str]) -> 
     lines[:] = out
 
 
+def _index_lists_every_page(app, docname: str, source: list[str]) -> None:  # noqa: ANN001
+    """A page added to docs/ without an entry in the index's tables of contents still gets one, under "More"
+    (otherwise it would be built but unreachable, and -W would fail the build on it)."""
+    if docname != "index":
+        return
+    listed = set(re.findall(r"^([\w-]+)$", source[0], flags=re.M))
+    missing = sorted(p.stem for p in DOCS.glob("*.md") if p.stem != "index" and p.stem not in listed)
+    if missing:
+        source[0] += "\n```{toctree}\n:caption: More\n:maxdepth: 1\n\n" + "\n".join(missing) + "\n```\n"
+
+
 def setup(app) -> None:  # noqa: ANN001 - Sphinx's application
-    """Connect the docstring fix-up above."""
+    """Connect the docstring fix-up and the index completion above."""
     app.connect("autodoc-process-docstring", _literal_command_blocks)
+    app.connect("source-read", _index_lists_every_page)
