@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from iov_env.envs.parallel import largest_feasible_at_or_below
+from iov_env.files import shorten
 
 
 @dataclass
@@ -76,7 +77,7 @@ class Agent:
 
     # -- decisions ------------------------------------------------------------------------------
     def act(self, observation: Any, action_mask: np.ndarray, info: Mapping[str, Any] | None = None) -> Any:
-        """Pick an action index into ``rank_set`` among those with ``action_mask == 1``."""
+        """Pick an action index into ``rank_set`` among those with ``action_mask == 1`` (``None``: all allowed)."""
         raise NotImplementedError
 
     def update(self, action: Any, reward: float, cost: float, info: Mapping[str, Any]) -> None:
@@ -119,17 +120,31 @@ def require_fast_env(context: AgentContext, who: str) -> None:
 
 
 def feasible_indices(action_mask: np.ndarray | None, num_actions: int) -> np.ndarray:
-    """Indices allowed by the mask (all of them when there is no mask); ValueError when it allows none.
+    """Indices allowed by the mask; ValueError for a mask of the wrong length or type, or one that allows none.
 
+    ``action_mask=None`` means every action is allowed: an agent used as a plain bandit, outside the
+    env, has no feasibility to respect (the env itself always passes its mask). A mask must hold one
+    0/1 (or boolean) entry per action: a shorter one used to be read as "the rest are forbidden" and a
+    longer one was cut, so a mask built for another rank set steered the agent silently.
     The env always leaves at least the smallest rank feasible (also for inactive vehicles), so an all-zero
     mask means the caller built it wrongly; returning some index anyway would hide that.
     """
     if action_mask is None:
         return np.arange(num_actions)
-    idx = np.flatnonzero(np.asarray(action_mask)[:num_actions])
+    mask = np.asarray(action_mask)
+    if mask.ndim != 1 or mask.shape[0] != num_actions:
+        raise ValueError(
+            f"action_mask has shape {mask.shape}; allowed: one entry per action, shape ({num_actions},)"
+        )
+    if mask.dtype != bool:
+        if mask.dtype.kind not in "iuf" or not np.all((mask == 0) | (mask == 1)):
+            raise ValueError(
+                f"action_mask {shorten(str(mask.tolist()))} (dtype {mask.dtype}); allowed: booleans or the numbers 0 and 1"
+            )
+    idx = np.flatnonzero(mask)
     if not idx.size:
         raise ValueError(
-            f"action_mask {np.asarray(action_mask).tolist()} allows no action; allowed: at least one of the "
+            f"action_mask {mask.tolist()} allows no action; allowed: at least one of the "
             f"{num_actions} entries set (the env always leaves the smallest rank feasible)"
         )
     return idx

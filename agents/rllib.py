@@ -16,7 +16,8 @@ the package never needs it.
   ``num_env_runners=0`` samples in this process; on a cluster raise it (``ray.init(address=...)``
   first, or ``RLlibTrainer(address=...)``).
 * ``RLlibTrainer`` trains it in resumable chunks; ``RLlibPolicy`` is the trained module as an ``Agent``
-  (saved and loaded through ``agents.checkpoints``: a folder with ``manifest.json`` and the RLModule).
+  (saved and loaded through ``agents.checkpoints``: a folder with ``manifest.json`` and the RLModule, which is
+  pickled, so loading it needs ``trust_pickle=True``).
 """
 
 from __future__ import annotations
@@ -185,28 +186,39 @@ class RLlibPolicy(Agent):
         """Which module, how it decides."""
         return {"name": self.name, "algo": "RLlib PPO (shared policy, masked)", **self.meta}
 
-    def save(self, path: str | Path) -> Path:
-        """A folder with ``manifest.json`` and the RLModule (``RLModule.save_to_path``); returns the manifest."""
+    def save(self, path: str | Path, scenario: str | None = None) -> Path:
+        """A folder with ``manifest.json`` and the RLModule (``RLModule.save_to_path``); returns the manifest.
+
+        RLlib writes the module with pickle: loading it back needs ``trust_pickle=True``.
+        """
+        import iov_env
         from iov_env.results import write_text_atomic
 
         folder = Path(path).with_suffix("")
         folder.mkdir(parents=True, exist_ok=True)
         self.module.save_to_path(str((folder / "module").resolve()))
-        manifest = {"kind": "rllib", "algo": "PPO", "label": self.name, "module": "module",
+        manifest = {"kind": "rllib", "format": "rllib-pickle", "algo": "PPO", "label": self.name, "module": "module",
+                    "package_version": iov_env.__version__, "scenario": scenario or self.meta.get("scenario"),
                     "aggregation": self.aggregation, "env_overrides": dict(self.env_overrides), "meta": self.meta}
         return write_text_atomic(folder / "manifest.json", json.dumps(manifest, indent=1, default=str))
 
     @classmethod
-    def load(cls, path: str | Path) -> RLlibPolicy:
-        """The policy saved by ``save`` (``path``: the folder or its manifest)."""
-        _require_ray()
-        from ray.rllib.core.rl_module.rl_module import RLModule
+    def load(cls, path: str | Path, trust_pickle: bool = False) -> RLlibPolicy:
+        """The policy saved by ``save`` (``path``: the folder or its manifest).
+
+        RLlib's checkpoint is pickled (the module's class and constructor arguments, its state), and
+        unpickling runs code: it loads only with ``trust_pickle=True``, else ``UnsafeCheckpointError``.
+        """
+        from agents.checkpoints import CheckpointError, check_trusted
 
         folder = Path(path)
         folder = folder.parent if folder.name == "manifest.json" else folder
-        manifest = json.loads((folder / "manifest.json").read_text())
+        manifest = check_trusted(folder, trust_pickle)  # before Ray is imported: the refusal needs no Ray
         if manifest.get("kind") != "rllib":
-            raise ValueError(f"{folder} is a {manifest.get('kind')!r} checkpoint, not 'rllib'")
+            raise CheckpointError(f"{folder / 'manifest.json'}: field 'kind' is {manifest.get('kind')!r}; allowed: 'rllib'")
+        _require_ray()
+        from ray.rllib.core.rl_module.rl_module import RLModule
+
         module = RLModule.from_checkpoint(str((folder / manifest["module"]).resolve()))
         pol = cls(module, manifest["label"], manifest.get("meta"))
         pol.aggregation = manifest.get("aggregation")

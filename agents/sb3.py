@@ -21,8 +21,9 @@ Rewards are O(100) (gamma * accuracy in percent); ``normalize_reward=True`` (def
 env in ``VecNormalize(norm_obs=False)`` so value targets stay O(1). Observations are already bounded.
 
 ``SB3Trainer`` trains in resumable chunks (``learn`` continues where it stopped; ``save``/``load`` keep the
-model, the reward normaliser and lambda); ``SB3Policy.save``/``load`` is the agent's checkpoint (the
-model zip plus a JSON manifest, see ``agents.checkpoints``).
+model, the reward normaliser and lambda: its own resume state, pickled by SB3); ``SB3Policy.save``/``load`` is
+the agent's checkpoint, safe to share: safetensors weights plus a JSON manifest, loaded without unpickling
+(see ``agents.checkpoints``).
 """
 
 from __future__ import annotations
@@ -88,10 +89,11 @@ class SB3Policy(Agent):
         self.model = model
         self.centralized = centralized
         self.deterministic = deterministic
-        self.algo = canonical_algo(algo) if algo else type(model).__name__
-        self.masked = type(model).__name__ == "MaskablePPO"
+        self.model_class = getattr(model, "model_class", type(model).__name__)  # MaskablePPO, PPO, ...
+        self.algo = canonical_algo(algo) if algo else self.model_class
+        self.masked = self.model_class == "MaskablePPO"
         self.meta = dict(meta or {})
-        self.name = label or f"{type(model).__name__.lower()}_{'central' if centralized else 'shared'}"
+        self.name = label or f"{self.model_class.lower()}_{'central' if centralized else 'shared'}"
 
     def __deepcopy__(self, memo: dict[int, Any]) -> SB3Policy:
         # per-vehicle copies share the trained network (parameter sharing); only the context differs
@@ -121,37 +123,99 @@ class SB3Policy(Agent):
                 "num_timesteps": int(getattr(self.model, "num_timesteps", 0)), **self.meta}
 
     # -- checkpoints ------------------------------------------------------------------------------
-    def save(self, path: str | Path) -> Path:
-        """Write ``<path>.zip`` (the SB3 model) and ``<path>.json`` (the manifest); returns the manifest path."""
-        from iov_env.results import write_text_atomic
+    def save(self, path: str | Path, scenario: str | None = None) -> Path:
+        """Write ``<path>.safetensors`` (the policy network) and ``<path>.json`` (the manifest); returns the manifest.
+
+        The safe format of ``agents.checkpoints``: loading it never unpickles. ``scenario`` (else
+        ``meta["scenario"]``) records which scenario the policy was trained on.
+        """
+        import hashlib
+
+        import iov_env
+        from agents import checkpoints
+        from iov_env.results import write_bytes_atomic, write_text_atomic
 
         base = Path(path).with_suffix("")
-        base.parent.mkdir(parents=True, exist_ok=True)
-        tmp = base.with_name(f".{base.name}.tmp.zip")  # then renamed: readers never see half a zip
-        self.model.save(str(tmp))
-        tmp.replace(f"{base}.zip")
-        manifest = {"kind": "sb3", "algo": self.algo, "class": type(self.model).__name__, "label": self.name,
-                    "centralized": self.centralized, "deterministic": self.deterministic,
+        policy = self.model.policy
+        weights = checkpoints.weights_to_bytes(policy)
+        write_bytes_atomic(f"{base}.safetensors", weights)
+        manifest = {"kind": "sb3", "format": checkpoints.SAFE_FORMAT, "algo": self.algo, "class": self.model_class,
+                    "policy_class": type(policy).__name__, "architecture": checkpoints.policy_architecture(policy),
+                    "observation_space": checkpoints.space_to_json(policy.observation_space),
+                    "action_space": checkpoints.space_to_json(policy.action_space),
+                    "package_version": iov_env.__version__, "scenario": scenario or self.meta.get("scenario"),
+                    "label": self.name, "centralized": self.centralized, "deterministic": self.deterministic,
                     "aggregation": self.aggregation, "env_overrides": dict(self.env_overrides),
-                    "model": f"{base.name}.zip", "meta": self.meta}
+                    "num_timesteps": int(getattr(self.model, "num_timesteps", 0)),
+                    "weights": f"{base.name}.safetensors", "weights_sha256": hashlib.sha256(weights).hexdigest(),
+                    "meta": self.meta}
+        # the manifest last: a kill before it leaves no manifest, so no half-written checkpoint is ever loaded
         return write_text_atomic(base.with_suffix(".json"), json.dumps(manifest, indent=1, default=str))
 
     @classmethod
-    def load(cls, path: str | Path) -> SB3Policy:
-        """The policy saved by ``save`` (``path`` is the manifest, the zip, or their common stem)."""
-        base = Path(path).with_suffix("")
-        manifest_path = base.with_suffix(".json")
-        if not manifest_path.exists():
-            raise FileNotFoundError(f"no SB3 checkpoint manifest at {manifest_path} (written by SB3Policy.save)")
-        manifest = json.loads(manifest_path.read_text())
-        if manifest.get("kind") != "sb3":
-            raise ValueError(f"{manifest_path} is a {manifest.get('kind')!r} checkpoint, not 'sb3'")
-        model = _algo_class(manifest["algo"]).load(str(base.parent / manifest["model"]), device="cpu")
-        pol = cls(model, manifest["centralized"], manifest["deterministic"], manifest["label"], manifest["algo"],
-                  manifest.get("meta"))
+    def load(cls, path: str | Path, trust_pickle: bool = False) -> SB3Policy:
+        """The policy saved by ``save`` (``path``: the manifest, the weights, or their common stem), never unpickled.
+
+        A legacy checkpoint (an SB3 zip) unpickles and loads only with ``trust_pickle=True``.
+        """
+        from agents import checkpoints
+
+        manifest_file = checkpoints.manifest_path(path)
+        manifest = checkpoints.check_trusted(path, trust_pickle)
+        if manifest["kind"] != "sb3":
+            raise checkpoints.CheckpointError(f"{manifest_file}: field 'kind' is {manifest['kind']!r}; allowed: 'sb3'")
+        where = str(manifest_file)
+        try:
+            algo = canonical_algo(str(manifest["algo"]))
+            if checkpoints.is_pickled(manifest):  # trusted legacy zip
+                model = _algo_class(algo).load(str(checkpoints.part_path(manifest_file, manifest["model"], "model")),
+                                               device="cpu")
+            else:
+                if (manifest.get("class") == "MaskablePPO") != (manifest["policy_class"] == "MaskableActorCriticPolicy"):
+                    raise checkpoints.CheckpointError(
+                        f"{where}: field 'class' is {manifest.get('class')!r} but 'policy_class' is "
+                        f"{manifest['policy_class']!r}; allowed: MaskablePPO with MaskableActorCriticPolicy, "
+                        "other algorithms with their own policy")
+                policy = checkpoints.build_policy(
+                    manifest["policy_class"], manifest["architecture"],
+                    checkpoints.space_from_json(manifest["observation_space"], f"{where}: field 'observation_space'"),
+                    checkpoints.space_from_json(manifest["action_space"], f"{where}: field 'action_space'"), where)
+                checkpoints.load_weights(policy, checkpoints.part_path(manifest_file, manifest["weights"], "weights"),
+                                         manifest.get("weights_sha256"))
+                model = LoadedModel(policy, manifest.get("class") or algo, int(manifest.get("num_timesteps", 0)))
+            pol = cls(model, bool(manifest["centralized"]), bool(manifest["deterministic"]), str(manifest["label"]),
+                      algo, manifest.get("meta"))
+        except KeyError as exc:
+            raise checkpoints.CheckpointError(f"{where}: field {exc.args[0]!r} is missing; allowed: a manifest "
+                                              "written by SB3Policy.save") from None
+        except ValueError as exc:
+            if isinstance(exc, checkpoints.CheckpointError):
+                raise
+            raise checkpoints.CheckpointError(f"{where}: {exc}") from None
         pol.aggregation = manifest.get("aggregation")
         pol.env_overrides = dict(manifest.get("env_overrides") or {})
         return pol
+
+
+class LoadedModel:
+    """A policy network rebuilt from a safe checkpoint, with the ``predict`` the SB3 algorithm would offer.
+
+    ``MaskablePPO.predict`` and ``PPO.predict`` hand over to ``policy.predict`` unchanged, so the
+    decisions equal those of the model that was saved. (DQN's epsilon-greedy exploration at
+    ``deterministic=False`` is a training device, not part of the saved policy.)
+    """
+
+    def __init__(self, policy: Any, model_class: str, num_timesteps: int = 0) -> None:
+        self.policy = policy
+        self.model_class = model_class
+        self.num_timesteps = num_timesteps
+
+    def predict(self, observation: np.ndarray, deterministic: bool = True,
+                action_masks: np.ndarray | None = None) -> tuple[np.ndarray, Any]:
+        """The policy's action for ``observation`` (masked models take ``action_masks``)."""
+        if action_masks is not None:
+            return self.policy.predict(observation, deterministic=deterministic, action_masks=action_masks)
+        return self.policy.predict(observation, deterministic=deterministic)
 
 
 def _seedable_supersuit_vec(parallel_env: Any) -> Any:

@@ -234,14 +234,21 @@ def noise_components(data: TaskData, params: dict[str, float], hetero: float) ->
     }
 
 
-def heldout_episodes(data: TaskData, params: dict[str, float], hetero: float, eval_examples: float) -> dict[str, float]:
-    """The random-policy episodes' task metrics against form 2's 90% predictive interval, and the MAE."""
+def heldout_episodes(data: TaskData, params: dict[str, float], hetero: float, eval_examples: float,
+                     form: int = 2) -> dict[str, float]:
+    """The random-policy episodes' task metrics against the surrogate's 90% predictive interval, and the MAE.
+
+    The interval's SD is form 2's (per-episode offset and binomial noise at the dev subset's size) or form 1's
+    (``noise_std``).
+    """
     from iov_env.learning.surrogate import binomial_sd
 
     if not len(data.t_y):
         return {"coverage_90": None, "mae_points": None, "bias_points": None, "n": 0}
     pred = episode_prediction(data, params, hetero)
-    sd = np.hypot(params["task_persistent_std"], binomial_sd(0.5 * (params["floor"] + params["ceiling"]), eval_examples))
+    mid = 0.5 * (params["floor"] + params["ceiling"])
+    sd = (np.hypot(params["task_persistent_std"], binomial_sd(mid, eval_examples)) if form == 2
+          else np.full(len(pred), params["noise_std"]))
     inside = np.abs(data.t_y - pred) <= Z90 * sd
     return {"coverage_90": float(np.mean(inside)), "mae_points": float(np.mean(np.abs(data.t_y - pred)) * 100),
             "bias_points": float(np.mean(pred - data.t_y) * 100), "n": int(len(data.t_y))}

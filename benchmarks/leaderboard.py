@@ -23,16 +23,20 @@ Trained RL agents (``iov train``) join without retraining through
 ``--checkpoints DIR``: ``maskable_ppo_shared``, ``ppo_lag_shared``, ``rllib_ppo`` (and the other SB3
 names) then load the policy trained on the same scenario, evaluation seed ``i`` using training run ``i``
 (training seeds are disjoint from the evaluation seeds). Without ``--checkpoints`` the SB3 names train
-per scenario and seed first, as before.
+per scenario and seed first, as before. Checkpoints load without unpickling (safetensors weights + a
+JSON manifest, ``agents.checkpoints``); a pickled one (a legacy SB3 zip, RLlib's) is refused before any
+run unless ``--trust-pickle`` is given, because unpickling runs the code a file contains.
 
 Operations (``benchmarks.runs``): each finished run is stored under ``<out>/runs/`` as it ends, so a
 rerun after a kill skips it (``--fresh`` runs everything again); outputs of an earlier run in the same
 folder are removed first; ``--workers N`` or ``--ray [ADDRESS]`` fan the runs out with the same rows.
+One run per ``--out`` at a time: a second one fails at once naming the holder (``runs.lock_folder``).
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import io
 import sys
@@ -71,12 +75,15 @@ METRICS = (
 
 
 def agent_factory(name: str, env_kwargs: dict[str, Any], seed: int, sb3_timesteps: int,
-                  checkpoint: str | None = None) -> Callable[[], Agent]:
-    """A per-vehicle agent factory: a trained checkpoint if given; SB3 agents otherwise train on this scenario and seed."""
+                  checkpoint: str | None = None, trust_pickle: bool = False) -> Callable[[], Agent]:
+    """A per-vehicle agent factory: a trained checkpoint if given; SB3 agents otherwise train on this scenario and seed.
+
+    A pickled checkpoint (legacy SB3 zip, RLlib) is refused unless ``trust_pickle`` (see ``agents.checkpoints``).
+    """
     if checkpoint is not None:
         from agents.checkpoints import load_agent
 
-        policy = load_agent(checkpoint)
+        policy = load_agent(checkpoint, trust_pickle=trust_pickle)
         return lambda: copy.deepcopy(policy)
     if name in CHECKPOINT_AGENTS:
         raise ValueError(f"{name} is evaluated from a trained checkpoint: pass --checkpoints (see benchmarks.train_rl)")
@@ -90,15 +97,20 @@ def agent_factory(name: str, env_kwargs: dict[str, Any], seed: int, sb3_timestep
     return lambda: make_agent(name)
 
 
-def run_one(job: dict[str, Any]) -> dict[str, Any]:
-    """One (scenario, agent, seed) episode as a flat record (module-level: it runs in pool and Ray workers)."""
+def run_one(job: dict[str, Any], trust_pickle: bool = False) -> dict[str, Any]:
+    """One (scenario, agent, seed) episode as a flat record (module-level: it runs in pool and Ray workers).
+
+    ``trust_pickle`` is how the run may load its checkpoint, not what defines the run: it stays out of ``job``
+    (the result store's key).
+    """
     if job["agent"] in RL_AGENTS:
         import torch
 
         torch.set_num_threads(1)  # same arithmetic in every worker layout, and no oversubscribed cores
     kwargs = scenario(job["scenario"])
     t0 = time.perf_counter()
-    factory = agent_factory(job["agent"], kwargs, job["seed"], job.get("sb3_timesteps", 0), job.get("checkpoint"))
+    factory = agent_factory(job["agent"], kwargs, job["seed"], job.get("sb3_timesteps", 0), job.get("checkpoint"),
+                            trust_pickle)
     r = run_decentralized(factory, kwargs, seed=job["seed"])
     # the oracle bounds this run only if it is the oracle's world up to aggregation and allocation
     bounded = covers(r["env_kwargs"], env_config_for(Oracle(), kwargs))
@@ -133,7 +145,7 @@ def jobs_for(scenario_ids: Sequence[str], agent_names: Sequence[str], seeds: Seq
 def run_grid(
     scenario_ids: Sequence[str], agent_names: Sequence[str], seeds: Sequence[int], sb3_timesteps: int,
     progress: Callable[[str], None] = print, *, workers: int = 1, ray_address: str | None = None,
-    store: runs.ResultStore | None = None, checkpoints: str | Path | None = None,
+    store: runs.ResultStore | None = None, checkpoints: str | Path | None = None, trust_pickle: bool = False,
 ) -> list[dict[str, Any]]:
     """Every (scenario, agent, seed) episode as one flat record, in grid order; stored runs are not rerun."""
     jobs = jobs_for(scenario_ids, agent_names, seeds, sb3_timesteps, checkpoints)
@@ -148,7 +160,8 @@ def run_grid(
         if store is not None:
             store.put(jobs[todo[k]], record)
 
-    fresh = runs.execute(run_one, [jobs[i] for i in todo], workers=workers, ray_address=ray_address,
+    fn = functools.partial(run_one, trust_pickle=True) if trust_pickle else run_one
+    fresh = runs.execute(fn, [jobs[i] for i in todo], workers=workers, ray_address=ray_address,
                          desc="leaderboard", on_result=finished)
     for i, record in zip(todo, fresh, strict=True):
         records[i] = record
@@ -257,23 +270,46 @@ def run(args: Any) -> int:
     if not scenario_ids:
         raise BenchmarkError("no runnable scenario left")
     seeds = list(range(args.seeds))
+    command = args.command
+    try:
+        # one writer per --out: taken before anything in the folder is read, cleared or written
+        with runs.lock_folder(args.out, command):
+            md = _run(args, scenario_ids, seeds, command)
+    except runs.FolderLockedError as exc:
+        raise BenchmarkError(str(exc)) from None
+    print(md)
+    return 0
+
+
+def _run(args: Any, scenario_ids: list[str], seeds: list[int],
+         command: str) -> str:
+    """The grid into ``args.out`` (locked by the caller); returns LEADERBOARD.md."""
     t0 = time.perf_counter()
     store = runs.ResultStore(args.out / "runs")
     try:
         jobs = jobs_for(scenario_ids, args.agents, seeds, args.sb3_timesteps, args.checkpoints)
     except FileNotFoundError as exc:
         raise BenchmarkError(str(exc)) from None
+    if args.checkpoints is not None:
+        from agents.checkpoints import CheckpointError, check_trusted, is_pickled, load_agent
+
+        # every checkpoint before any run: a refused or corrupt one fails the command at once, nothing cleared
+        for ckpt in dict.fromkeys(j["checkpoint"] for j in jobs if "checkpoint" in j):
+            try:
+                if not is_pickled(check_trusted(ckpt, args.trust_pickle)):
+                    load_agent(ckpt)  # safe to load here: its weights are checked too (tens of KB)
+            except CheckpointError as exc:
+                raise BenchmarkError(str(exc)) from None
     # an earlier run's tables and plots go first: a kill from here on leaves no stale PNG beside new CSVs
     runs.clear_outputs(args.out, markers=("LEADERBOARD.md", "runs"))
     if args.fresh:
         store.prune([])
     store.prune(jobs)
     records = run_grid(scenario_ids, args.agents, seeds, args.sb3_timesteps, workers=args.workers,
-                       ray_address=args.ray, store=store, checkpoints=args.checkpoints)
+                       ray_address=args.ray, store=store, checkpoints=args.checkpoints, trust_pickle=args.trust_pickle)
     write_csv_atomic(args.out / "runs.csv", records)  # first: the runs survive a failure in the statistics
     summary = summarise(records, args.reps)
     scores = scoring.score_all(records, reps=args.reps)
-    command = args.command
     learn = learnability.learnability_table(scenario_ids, {sid: scenario(sid) for sid in scenario_ids},
                                             learnability.measured_real(scenario_ids))
     md = markdown(summary, scores, seeds, command, time.perf_counter() - t0, learn)
@@ -285,6 +321,5 @@ def run(args: Any) -> int:
     if not args.no_plots:
         plot(records, summary, args.out)
         plots.plot_return_vs_energy(scores["scored"], scores["worlds"], args.out)
-    print(md)
-    return 0
+    return md
 

@@ -10,23 +10,100 @@
   are the same either way. Every worker gets its share of the cores (``iov_env.threads.worker_threads``):
   W workers with all cores' torch/BLAS threads each would oversubscribe the CPU.
 * ``clear_outputs``: a folder an earlier run wrote keeps no stale tables or plots beside new ones.
+* ``lock_folder``: one writer per results folder. An exclusive OS lock (``fcntl.flock``) on
+  ``<out>/.iov-run.lock``, taken before anything in the folder is read or written and held until the
+  command ends; a second command into the same folder fails at once, naming the holder (pid, host,
+  command, start time, written into the lock file). The kernel drops the lock when its holder dies,
+  SIGKILL included, so a stale lock is simply taken over (and said so); there is no PID file to clean up.
 
 The leaderboard and the RL training CLI both use it; neither knows how runs are scheduled.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from iov_env.results import write_text_atomic
 
 OUTPUT_SUFFIXES = (".csv", ".md", ".png", ".json")
+LOCK_NAME = ".iov-run.lock"
+
+
+class FolderLockedError(RuntimeError):
+    """Another live process holds the results folder's lock; the message names it."""
+
+
+@contextlib.contextmanager
+def lock_folder(out: str | os.PathLike[str], command: str, notice: Callable[[str], None] | None = None) -> Iterator[Path]:
+    """Hold an exclusive OS lock on the results folder ``out`` for the ``with`` block; yields the lock file.
+
+    Fails at once with ``FolderLockedError`` naming the holder when another process holds it. A lock file
+    left by a killed run holds no lock (the kernel released it): it is taken over, and ``notice`` (stderr
+    by default) says whose it was.
+    """
+    import fcntl
+    import socket
+    from datetime import datetime, timezone
+
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK_NAME
+    # O_RDWR without O_TRUNC: a process that fails to get the lock must not erase the holder's record
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise FolderLockedError(
+                f"results folder {folder} is in use by another run ({_holder(fd)}); two runs into one folder would "
+                "mix their outputs. Wait for it to finish, or pass another --out"
+            ) from None
+        previous = _read_holder(fd)
+        if previous:
+            (notice or _stderr)(f"taking over {path}: its holder ({_describe(previous)}) is no longer running")
+        record = {"pid": os.getpid(), "host": socket.gethostname(), "command": command,
+                  "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
+        try:
+            yield path
+        finally:
+            os.ftruncate(fd, 0)  # a finished run leaves an empty (unheld) lock file: nothing to take over
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+def _read_holder(fd: int) -> dict[str, Any]:
+    raw = os.pread(fd, 64 * 1024, 0)
+    try:
+        holder = json.loads(raw.decode("utf-8", "replace")) if raw.strip() else {}
+    except ValueError:
+        return {"record": raw[:200].decode("utf-8", "replace")}
+    return holder if isinstance(holder, dict) else {}
+
+
+def _describe(holder: Mapping[str, Any]) -> str:
+    if "pid" not in holder:
+        return "no record of who" if not holder else f"unreadable record {holder.get('record')!r}"
+    return (f"pid {holder.get('pid')} on host {holder.get('host')}, started {holder.get('started')}: "
+            f"{holder.get('command')}")
+
+
+def _holder(fd: int) -> str:
+    # the holder writes its record right after locking: a reader that comes in between sees none yet
+    return _describe(_read_holder(fd))
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
 
 
 def run_key(parts: Mapping[str, Any]) -> str:

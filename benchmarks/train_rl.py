@@ -7,8 +7,9 @@
 Every (scenario, agent, training seed) run trains one shared-parameter policy on the scenario's fast
 world and evaluates it every ``--eval-every`` env steps on fixed validation episodes; it writes
 ``<out>/<scenario>/<agent>/seed<k>/``: ``curve.csv`` (env steps, return, energy, violations, lambda),
-the resumable trainer state, and at the end ``policy.*`` (the agent's checkpoint, a few hundred KB)
-and ``done.json``. A rerun skips finished runs and resumes unfinished ones from their last evaluation;
+the resumable trainer state (SB3's own pickled zip: it is read back only by a rerun into the same
+``--out``, which the folder's lock keeps to one command at a time), and at the end ``policy.json`` +
+``policy.safetensors`` (the agent's checkpoint, tens of KB, loaded without unpickling) and ``done.json``. A rerun skips finished runs and resumes unfinished ones from their last evaluation;
 a larger ``--env-steps`` continues finished runs from where they stopped. Runs fan out with
 ``--workers`` or ``--ray`` (``benchmarks.runs``).
 
@@ -159,7 +160,7 @@ def train_run(job: dict[str, Any]) -> dict[str, Any]:
             write_csv_atomic(curve_path, curve)
         write_csv_atomic(curve_path, curve)
         policy = trainer.policy()
-        policy.save(folder / "policy")
+        policy.save(folder / "policy", scenario=job["scenario"])
     finally:
         trainer.close()
     done = {"scenario": job["scenario"], "agent": job["agent"], "seed": job["seed"], "env_steps": trainer.env_steps,
@@ -351,6 +352,18 @@ def run(args: Any) -> int:
          "dir": str(run_dir(args.out, sid, agent, TRAIN_SEED_BASE + k))}
         for sid in args.scenarios for agent in args.agents for k in range(args.first_seed, args.first_seed + args.seeds)
     ]
+    command = args.command
+    try:
+        # one writer per --out: two trainings into one folder would interleave their runs' states and curves
+        with runs.lock_folder(args.out, command):
+            _train_and_report(args, jobs, eval_seeds)
+    except runs.FolderLockedError as exc:
+        raise BenchmarkError(str(exc)) from None
+    return 0
+
+
+def _train_and_report(args: Any, jobs: list[dict[str, Any]], eval_seeds: list[int]) -> None:
+    """Train what is not done, then write the curves, references, plateau and plots (``args.out`` is locked)."""
     todo = [] if args.report_only else [j for j in jobs if not is_done(j)]
     finished = sum((Path(j["dir"]) / "done.json").exists() for j in jobs) if args.report_only else len(jobs) - len(todo)
     print(f"{finished} of {len(jobs)} training runs finished; training {len(todo)}", file=sys.stderr)
@@ -366,5 +379,4 @@ def run(args: Any) -> int:
         print(f"{r['scenario']:<22} {r['agent']:<20} budget {r['budget_env_steps']:>7} env steps; plateau: return "
               f"{r['return_plateau_env_steps']}, energy {r['energy_j_plateau_env_steps']}; final return "
               f"{r['return_final_mean']:.1f}, energy {r['energy_j_final_mean']:.1f} J")
-    return 0
 

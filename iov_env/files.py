@@ -75,7 +75,7 @@ def decode_utf8(raw: bytes, path: Path, error: type[Exception] = DataFormatError
 
 
 def iter_lines(path: str | os.PathLike[str], error: type[Exception] = DataFormatError) -> Iterator[tuple[int, str]]:
-    """(1-based line number, text without the line ending) for each line of a UTF-8 file, streamed."""
+    """(1-based line number, text without the line ending) for each line of a UTF-8 file, streamed; a NUL byte is an error."""
     p = check_regular_file(path, error)
     try:
         fh = p.open("rb")
@@ -92,13 +92,81 @@ def iter_lines(path: str | os.PathLike[str], error: type[Exception] = DataFormat
                     f"{p}:{lineno}: byte 0x{raw[exc.start]:02x} at column {exc.start + 1} is not UTF-8; "
                     "allowed: UTF-8 text"
                 ) from None
+            if "\x00" in text:  # a NUL is never text: it marks a binary or truncated file, and tokenizers drop it
+                raise error(f"{p}:{lineno}: NUL byte at column {text.index(chr(0)) + 1}; allowed: UTF-8 text "
+                            "without NUL bytes")
             yield lineno, text.rstrip("\r\n")
 
 
-def parse_json(text: str, where: str, error: type[Exception] = DataFormatError, first_line: int = 1) -> Any:
-    """``json.loads`` whose errors (syntax, nesting too deep) name ``where`` and the line."""
+class DuplicateKeyError(ValueError):
+    """A JSON object or YAML mapping gives one key twice; ``line`` is the 1-based line of the repeat, if known."""
+
+    def __init__(self, key: Any, line: int | None = None, first_line: int | None = None) -> None:
+        super().__init__(f"key {key!r} is given twice")
+        self.key, self.line, self.first_line = key, line, first_line
+
+    def describe(self, where: str) -> str:
+        """``where:line: key 'k' is given twice (first on line n); allowed: ...``."""
+        at = f"{where}:{self.line}" if self.line else where
+        first = f" (first on line {self.first_line})" if self.first_line else ""
+        return f"{at}: key {self.key!r} is given twice{first}; allowed: each key once (the last one would win unreported)"
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise DuplicateKeyError(key)
+        out[key] = value
+    return out
+
+
+def loads_json_unique(text: str) -> Any:
+    """``json.loads`` that raises ``DuplicateKeyError`` (with the repeat's line) for a key given twice in one object.
+
+    The standard library keeps the last value silently; a config or data file that says one thing twice
+    is a mistake to report, not to guess about.
+    """
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_unique_pairs)
+    except DuplicateKeyError as exc:
+        # the hook sees no positions: the repeat is the second occurrence of the quoted key in the text
+        hits = [m.start() for m in re.finditer(re.escape(json.dumps(exc.key)) + r"\s*:", text)]
+        if len(hits) >= 2:
+            exc.first_line, exc.line = (text.count("\n", 0, h) + 1 for h in hits[:2])
+        raise
+
+
+def loads_yaml_unique(text: str) -> Any:
+    """``yaml.safe_load`` that raises ``DuplicateKeyError`` (with both lines) for a key given twice in one mapping."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # "<<" merges are YAML's own way to repeat keys
+                    continue
+                key = self.construct_object(key_node, deep=deep)
+                try:
+                    first = seen.setdefault(key, key_node.start_mark.line + 1)
+                except TypeError:  # an unhashable key: SafeLoader's own error says so
+                    continue
+                if first != key_node.start_mark.line + 1:
+                    raise DuplicateKeyError(key, key_node.start_mark.line + 1, first)
+            return super().construct_mapping(node, deep=deep)
+
+    return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+def parse_json(text: str, where: str, error: type[Exception] = DataFormatError, first_line: int = 1) -> Any:
+    """``json.loads`` whose errors (syntax, a key given twice, nesting too deep) name ``where`` and the line."""
+    try:
+        return loads_json_unique(text)
+    except DuplicateKeyError as exc:
+        if exc.line:
+            exc.line, exc.first_line = exc.line + first_line - 1, (exc.first_line or 1) + first_line - 1
+        raise error(exc.describe(where)) from None
     except json.JSONDecodeError as exc:
         raise error(f"{where}:{exc.lineno + first_line - 1}: not valid JSON ({exc.msg}, column {exc.colno})") from None
     except RecursionError:

@@ -193,8 +193,7 @@ def fit(csv_path: Path, json_path: Path, model: str, holdout: list[tuple[int, in
         train = [r for r in mine if (int(r["rank"]), int(r["shard_size"])) not in held]
         test = [r for r in mine if (int(r["rank"]), int(r["shard_size"])) in held]
         y_train = np.array([float(r["metric"]) for r in train])
-        # the prior's fields only: a form-1 fit leaves the form-2 fields (onset, noise parts) at their defaults
-        base = {f.name: float(defaults[task][f.name]) for f in fields(TaskCurve) if f.name in defaults[task]}
+        base = {f.name: float(defaults[task].get(f.name, f.default)) for f in fields(TaskCurve)}  # form-2 fields: defaults
         base["floor"] = FLOOR.get(task, base["floor"])
         base["tokens_per_sample"] = float(mine[0]["tokens_per_sample"])
         lo = np.array([base["floor"], 0.0, 0.1, 20.0, 0.01])

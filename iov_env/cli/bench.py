@@ -58,6 +58,8 @@ def _train_defaults(name: str) -> Any:
 @workers_option()
 @ray_option()
 @click.option("--fresh", is_flag=True, help="ignore runs stored by an earlier, killed invocation")
+@click.option("--trust-pickle", is_flag=True, help="also load pickled checkpoints (legacy SB3 zips, RLlib): unpickling "
+              "runs the code a file contains, so only for checkpoints from a source you trust")
 @reports_errors
 def leaderboard(**params: Any) -> int:
     """Run agents on frozen scenarios over paired seeds and score them (resumable; LEADERBOARD.md)."""

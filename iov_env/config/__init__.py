@@ -52,6 +52,8 @@ from iov_env.config.schema import (
     FIELD_SECTION,
     KNOWN_TASKS,
     LORA_SCALINGS,
+    LORA_TARGET_LEAVES,
+    MODEL_ALIASES,
     PRECISIONS,
     SECTIONS,
     ChannelConfig,
@@ -65,14 +67,15 @@ from iov_env.config.schema import (
     RSUConfig,
     TaskConfig,
 )
+from iov_env.config.validation import is_local_path
 
 __all__ = [
     "AGGREGATIONS", "ALL_LINEAR", "DEFAULT_FLOAT_LIMIT", "DEFAULT_INT_LIMIT", "DEFAULT_LORA_REGIME", "ENGINES",
-    "FIELD_SECTION", "KNOWN_TASKS", "LEGACY_V0_OVERRIDES", "LIMITS", "LORA_REGIMES", "LORA_SCALINGS",
+    "FIELD_SECTION", "KNOWN_TASKS", "LEGACY_V0_OVERRIDES", "LIMITS", "LORA_REGIMES", "LORA_SCALINGS", "LORA_TARGET_LEAVES", "MODEL_ALIASES",
     "MAX_CONFIG_FILE_BYTES", "MAX_ITEMS", "MAX_MOBILITY_SUBSTEPS", "MAX_NESTING", "MAX_PAIRS", "MAX_ROUNDS",
     "MAX_RSUS", "MAX_STR_CHARS", "MAX_SUMO_JUNCTIONS", "MAX_SUMO_STEPS", "MAX_SUMO_VEHICLES", "MAX_TRACE_CELLS",
     "MAX_VEHICLE_SUBSTEPS", "MAX_VEHICLES", "PRECISIONS", "PRESETS", "PRESETS_OVERRIDES", "SECTIONS",
     "ChannelConfig", "ComputeConfig", "ConfigError", "EnergyConfig", "EpisodeConfig", "IoVConfig",
     "LearningConfig", "Limit", "MapConfig", "MobilityConfig", "RSUConfig", "TaskConfig", "lora_regime",
-    "mobility_substeps", "preset",
+    "mobility_substeps", "is_local_path", "preset",
 ]

@@ -10,7 +10,14 @@ from typing import TYPE_CHECKING, Any
 
 from iov_env.config.errors import ConfigError, describe_kind
 from iov_env.config.limits import MAX_CONFIG_FILE_BYTES, MAX_NESTING
-from iov_env.files import check_regular_file, line_of_key, read_text
+from iov_env.files import (
+    DuplicateKeyError,
+    check_regular_file,
+    line_of_key,
+    loads_json_unique,
+    loads_yaml_unique,
+    read_text,
+)
 
 if TYPE_CHECKING:
     from iov_env.config.schema import IoVConfig
@@ -54,7 +61,9 @@ def _parse_config_text(text: str, path: Path, suffix: str) -> Any:
     """The document in a config file; syntax errors name the file and line."""
     if suffix == ".json":
         try:
-            return json.loads(text)
+            return loads_json_unique(text)
+        except DuplicateKeyError as exc:
+            raise ConfigError(f"config file {exc.describe(str(path))}", str(exc.key)) from None
         except json.JSONDecodeError as exc:
             raise ConfigError(f"config file {path}:{exc.lineno}: could not be parsed as JSON: {exc.msg} "
                               f"(column {exc.colno})") from None
@@ -66,7 +75,9 @@ def _parse_config_text(text: str, path: Path, suffix: str) -> Any:
     except ImportError as exc:  # pragma: no cover - pyyaml is a dependency
         raise ConfigError(f"config file {path}: could not be parsed: {exc}") from None
     try:
-        return yaml.safe_load(text)
+        return loads_yaml_unique(text)
+    except DuplicateKeyError as exc:
+        raise ConfigError(f"config file {exc.describe(str(path))}", str(exc.key)) from None
     except yaml.YAMLError as exc:  # not a ValueError: would escape callers that catch ConfigError
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)

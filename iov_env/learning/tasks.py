@@ -100,8 +100,13 @@ def read_sst2_tsv(path: str | os.PathLike[str]) -> dict[str, list[Any]]:
             raise DataFormatError(f"{p}:{lineno}: expected 2 tab-separated columns, got {len(parts)}")
         if parts[1].strip() not in ("0", "1"):
             raise DataFormatError(f"{p}:{lineno}: label must be 0 or 1, got {parts[1]!r:.60}")
+        if not parts[0].strip():
+            raise DataFormatError(f"{p}:{lineno}: field 'sentence' is empty; allowed: a non-empty sentence")
         sentences.append(parts[0].strip())
         labels.append(int(parts[1]))
+    if len(set(labels)) == 1:  # a classifier trained on one class learns nothing, and its accuracy is meaningless
+        raise DataFormatError(f"{p}: field 'label' is {labels[0]} on all {len(labels)} rows; allowed: both labels "
+                              "0 and 1 present")
     return {"sentence": sentences, "label": labels}
 
 
@@ -148,6 +153,8 @@ def read_copa_jsonl(path: str | os.PathLike[str], require_label: bool = True) ->
         for key in ("premise", "choice1", "choice2", "question"):
             if not isinstance(row.get(key), str):
                 raise DataFormatError(f"{p}:{lineno}: field {key!r} missing or not a string")
+            if not row[key].strip():
+                raise DataFormatError(f"{p}:{lineno}: field {key!r} is empty; allowed: a non-empty string")
         if row["question"] not in ("cause", "effect"):
             raise DataFormatError(f"{p}:{lineno}: question must be 'cause' or 'effect', got {row['question']!r:.60}")
         label = row.get("label")
@@ -194,7 +201,8 @@ def hub_reachable(timeout_s: float = 2.0) -> bool:
 def _from_local(name: str, data_dir: Path, origin: str) -> tuple[dict[str, list[Any]], dict[str, list[Any]]]:
     """Both splits from a named data folder; a missing file is an error, never a silent fallback."""
     train_rel, dev_rel, reader = _LOCAL_FILES[name]
-    missing = [rel for rel in (train_rel, dev_rel) if not (data_dir / rel).is_file()]
+    # exists(), not is_file(): a folder (or a link to one) where a file belongs is reported as such by the reader
+    missing = [rel for rel in (train_rel, dev_rel) if not (data_dir / rel).exists()]
     if missing:
         raise MissingDataError(
             f"{origin}={str(data_dir)!r} is set but {missing} are missing (task {name!r}); allowed: the layout "

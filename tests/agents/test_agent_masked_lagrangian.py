@@ -160,17 +160,20 @@ def test_penalised_reward_is_reward_minus_lambda_cost() -> None:
         np.testing.assert_allclose(r_pen, r_ref - 2.0 * cost, rtol=1e-5, atol=1e-3)
 
 
-@pytest.mark.parametrize(("algo", "centralized"), [("MaskablePPO", False), ("PPOLag", False), ("PPO", True)])
+@pytest.mark.parametrize(("algo", "centralized"), [("MaskablePPO", False), ("PPOLag", False), ("PPO", True),
+                                                   ("DQN", False)])
 def test_checkpoint_round_trip_gives_identical_actions(algo: str, centralized: bool, tmp_path: Path) -> None:
-    """save -> load_agent -> the same ranks in every round of an evaluation episode, and the same name."""
+    """save -> load_agent (safetensors, no unpickling) -> the same ranks in every round of an episode, same name."""
     import gymnasium as gym
 
-    trainer = SB3Trainer(algo, {"preset": "tiny"}, centralized=centralized, seed=0, **SMALL_PPO).learn(240)
+    hp = {"learning_starts": 50, "buffer_size": 1000} if algo == "DQN" else SMALL_PPO
+    trainer = SB3Trainer(algo, {"preset": "tiny"}, centralized=centralized, seed=0, **hp).learn(240)
     trainer.close()
     policy = trainer.policy()
     manifest = policy.save(tmp_path / "ckpt")
-    assert read_manifest(manifest)["kind"] == "sb3" and (tmp_path / "ckpt.zip").exists()
-    loaded = load_agent(tmp_path / "ckpt.zip")
+    assert read_manifest(manifest)["format"] == "safetensors" and (tmp_path / "ckpt.safetensors").exists()
+    assert not (tmp_path / "ckpt.zip").exists()
+    loaded = load_agent(tmp_path / "ckpt.safetensors")
     assert isinstance(loaded, SB3Policy) and loaded.name == policy.name == default_label(algo, centralized)
     assert loaded.state()["train_seed"] == 0
     if centralized:

@@ -105,10 +105,14 @@ def test_masked_module_never_samples_a_forbidden_rank(trainer: RLlibTrainer) -> 
 @pytest.mark.ray
 @needs_ray
 def test_checkpoint_round_trip_gives_identical_actions(trainer: RLlibTrainer, tmp_path: Path) -> None:
-    """save -> load_agent (by manifest kind) -> the same ranks in every round."""
+    """save -> load_agent (by manifest kind, trusted: RLlib pickles) -> the same ranks in every round."""
+    from agents.checkpoints import UnsafeCheckpointError
+
     policy = trainer.policy()
-    policy.save(tmp_path / "policy")
-    loaded = load_agent(tmp_path / "policy")
+    policy.save(tmp_path / "policy", scenario="tiny-v1")
+    with pytest.raises(UnsafeCheckpointError, match="is an RLlib checkpoint: refused, because it is stored with pickle"):
+        load_agent(tmp_path / "policy")  # a real RLlib checkpoint too: pickled, so refused unless trusted
+    loaded = load_agent(tmp_path / "policy", trust_pickle=True)
     assert isinstance(loaded, RLlibPolicy) and loaded.name == "rllib_ppo"
     a, b = (run_decentralized(lambda p=p: p, SCARCE, seed=9) for p in (policy, loaded))
     assert a["rank_trace"] == b["rank_trace"] and a["cumulative_reward"] == b["cumulative_reward"]
@@ -129,3 +133,23 @@ def test_trainer_resumes_with_its_counters(trainer: RLlibTrainer, tmp_path: Path
         assert again.env_steps >= trainer.env_steps + 60
     finally:
         again.close()
+
+
+@pytest.mark.ray
+@needs_ray
+def test_leaderboard_loads_an_rllib_checkpoint_only_with_trust_pickle(trainer: RLlibTrainer, tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """--checkpoints with a real RLlib checkpoint: refused (exit 1, saying why) unless --trust-pickle."""
+    import json
+
+    from iov_env.cli import main as iov
+
+    run = tmp_path / "rl" / "tiny-v1" / "rllib_ppo" / "seed1000"
+    trainer.policy().save(run / "policy", scenario="tiny-v1")
+    (run / "done.json").write_text(json.dumps({"env_steps": trainer.env_steps}))
+    argv = ["--scenarios", "tiny-v1", "--agents", "rllib_ppo", "--seeds", "2", "--reps", "20", "--no-plots",
+            "--checkpoints", str(tmp_path / "rl"), "--out", str(tmp_path / "lb")]
+    assert iov(["leaderboard", *argv]) == 1
+    assert "is an RLlib checkpoint: refused" in capsys.readouterr().err
+    assert iov(["leaderboard", *argv, "--trust-pickle"]) == 0
+    assert (tmp_path / "lb" / "runs.csv").read_text().count("rllib_ppo") == 2

@@ -324,3 +324,40 @@ def test_state_reports_the_step_size_in_use() -> None:
     unbound.reset(0)
     unbound.update(0, 1.0, 1.0, {"active": True, "budget": 1.0, "dual_price": 0.3})
     assert unbound.state()["dual_step_size"] is None  # the RSU's step size was never told to the agent
+
+
+# -- issue 22: the mask is checked, not trusted -------------------------------------------------------
+@pytest.mark.parametrize(("mask", "needle"), [
+    ([0, 0, 1], r"shape \(3,\); allowed: one entry per action, shape \(5,\)"),  # used to return arm 2
+    ([1, 1, 1, 1, 1, 1], r"shape \(6,\); allowed: one entry per action, shape \(5,\)"),
+    ([[1, 1, 1, 1, 1]], r"shape \(1, 5\)"),
+    ([0, 2, 1, 0, 1], r"allowed: booleans or the numbers 0 and 1"),
+    (["1", "0", "1", "1", "1"], r"dtype <U1\); allowed: booleans or the numbers 0 and 1"),
+    ([0.0, 0.5, 1.0, 1.0, 1.0], r"allowed: booleans or the numbers 0 and 1"),
+])
+def test_act_refuses_a_mask_of_the_wrong_length_or_type(mask: list, needle: str) -> None:
+    agent = local_agent()
+    agent.reset(seed=0)
+    with pytest.raises(ValueError, match=needle):
+        agent.act(None, np.array(mask))
+
+
+def test_act_accepts_boolean_integer_and_float_masks_alike() -> None:
+    picks = set()
+    for mask in ([False, True, False, False, False], [0, 1, 0, 0, 0], [0.0, 1.0, 0.0, 0.0, 0.0]):
+        agent = local_agent()
+        agent.reset(seed=0)
+        picks.add(agent.act(None, np.array(mask)))
+    assert picks == {1}
+
+
+def test_act_without_a_mask_allows_every_arm() -> None:
+    """``action_mask=None`` is documented as "all allowed" (a bandit outside the env): all five arms get played."""
+    agent = local_agent()
+    agent.reset(seed=3)
+    played = []
+    for _ in range(5):
+        a = agent.act(None, None)
+        played.append(a)
+        agent.update(a, 0.5, 0.1, {"budget": 1.0})
+    assert sorted(played) == [0, 1, 2, 3, 4]

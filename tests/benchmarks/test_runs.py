@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
+import signal
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -134,3 +139,87 @@ def test_ray_flag_without_ray_says_how_to_install(tmp_path: Path) -> None:
         assert not (tmp_path / "r" / "runs.csv").exists()
     else:
         pytest.skip("Ray is installed here")
+
+
+# -- issue 22: one writer per results folder ----------------------------------------------------------------
+REPO = Path(__file__).resolve().parents[2]
+# a leaderboard run that stops after storing its first run, until its stdin closes (or it is killed)
+PAUSING_RUN = """
+import sys
+from benchmarks import runs
+from iov_env.cli import main
+real_put = runs.ResultStore.put
+def put(self, job, result):
+    path = real_put(self, job, result)
+    print("STORED", flush=True)
+    sys.stdin.readline()
+    return path
+runs.ResultStore.put = put
+sys.exit(main(["leaderboard", *sys.argv[1:]]))
+"""
+
+
+def _start_paused_run(out: Path, log: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    child = subprocess.Popen([sys.executable, "-c", PAUSING_RUN, *GRID, "--out", str(out), "--no-plots"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log.open("w"), text=True, env=env,
+                             cwd=REPO)
+    assert child.stdout is not None
+    line = child.stdout.readline()  # blocks until the child holds the lock and has stored one run
+    assert line.strip() == "STORED", f"child did not start: {line!r}; {log.read_text()[-2000:]}"
+    return child
+
+
+def test_a_second_run_into_a_folder_in_use_fails_at_once_naming_the_holder(tmp_path: Path, capsys) -> None:
+    """Two leaderboard runs into one --out: the second exits 1 naming the first (pid, host, command) and writes
+    nothing; the first then finishes with the rows of an uninterrupted run (they used to mix their outputs)."""
+    out = tmp_path / "lb"
+    child = _start_paused_run(out, tmp_path / "child.log")
+    try:
+        assert iov(["leaderboard", *GRID, "--out", str(out), "--no-plots"]) == 1
+        err = capsys.readouterr().err
+        assert f"results folder {out} is in use by another run (pid {child.pid} on host {socket.gethostname()}" in err
+        assert "iov leaderboard --scenarios tiny-v1" in err and "pass another --out" in err
+        assert len(list((out / "runs").glob("*.json"))) == 1 and not (out / "runs.csv").exists()
+    finally:
+        child.communicate("", timeout=600)  # closing stdin lets it finish
+    assert child.returncode == 0
+    assert iov(["leaderboard", *GRID, "--out", str(tmp_path / "clean"), "--no-plots"]) == 0
+    assert _rows(out) == _rows(tmp_path / "clean")
+    assert (out / runs.LOCK_NAME).read_text() == ""  # released and cleared: nothing to take over
+
+
+def test_a_sigkilled_run_leaves_a_lock_that_the_rerun_takes_over_and_resumes(tmp_path: Path, capsys) -> None:
+    """SIGKILL mid-run: the kernel drops the OS lock; the rerun says whose lock it takes over, resumes the stored
+    run and writes the rows of an uninterrupted run."""
+    out = tmp_path / "lb"
+    child = _start_paused_run(out, tmp_path / "child.log")
+    child.send_signal(signal.SIGKILL)
+    child.communicate(timeout=60)
+    assert child.returncode == -signal.SIGKILL
+    assert json.loads((out / runs.LOCK_NAME).read_text())["pid"] == child.pid  # its record survives the kill
+    assert iov(["leaderboard", *GRID, "--out", str(out), "--no-plots"]) == 0
+    printed = capsys.readouterr()
+    assert f"its holder (pid {child.pid} on host {socket.gethostname()}" in printed.err
+    assert "is no longer running" in printed.err
+    assert "resuming: 1 of 6 runs already done" in printed.out
+    assert iov(["leaderboard", *GRID, "--out", str(tmp_path / "clean"), "--no-plots"]) == 0
+    assert _rows(out) == _rows(tmp_path / "clean") and len(_rows(out)) == 6
+
+
+def test_lock_folder_refuses_a_second_holder_in_the_same_process_too(tmp_path: Path) -> None:
+    """flock locks belong to the open file: a second ``lock_folder`` fails even from the holder's own process."""
+    with runs.lock_folder(tmp_path, "first"):
+        with pytest.raises(runs.FolderLockedError, match=rf"pid {os.getpid()} on host .*: first"):
+            with runs.lock_folder(tmp_path, "second"):
+                pass
+    with runs.lock_folder(tmp_path, "third") as lock:
+        assert json.loads(lock.read_text())["command"] == "third"
+
+
+def test_train_rl_takes_the_lock_too(tmp_path: Path, capsys) -> None:
+
+    with runs.lock_folder(tmp_path / "rl", "iov train --out rl"):
+        assert iov(["train", "--scenarios", "tiny-v1", "--agents", "ppo_shared", "--seeds", "1", "--env-steps", "8",
+                    "--report-only", "--out", str(tmp_path / "rl")]) == 1
+    assert "is in use by another run" in capsys.readouterr().err

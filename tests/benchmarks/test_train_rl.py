@@ -47,7 +47,9 @@ def test_train_then_leaderboard_evaluates_the_checkpoints_without_training(tmp_p
     curve = _csv(run0 / "curve.csv")
     assert [int(r["env_steps"]) for r in curve] == [0, 40, 80]
     assert {"return", "energy_j", "violation_rate", "lambda"} <= set(curve[0])
-    assert (run0 / "policy.zip").stat().st_size < 400_000 and json.loads((run0 / "done.json").read_text())["env_steps"] == 80
+    assert (run0 / "policy.safetensors").stat().st_size < 400_000 and not (run0 / "policy.zip").exists()
+    assert json.loads((run0 / "policy.json").read_text())["scenario"] == "tiny-v1"
+    assert json.loads((run0 / "done.json").read_text())["env_steps"] == 80
     assert (out / "curves_tiny-v1.png").read_bytes()[:4] == b"\x89PNG"
     agg = _csv(out / "curves.csv")
     assert len(agg) == 3 and all(r["seeds"] == "2" for r in agg)

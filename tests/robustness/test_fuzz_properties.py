@@ -3,7 +3,7 @@
 The property: an input is either refused with a typed error that names what was wrong and what is
 allowed, or the env runs and every observation, reward, cost and info number is finite. Fields are
 enumerated from the config dataclasses, so a field added later is covered by its type's strategy.
-Hypothesis runs derandomised with a fixed example budget, so CI is reproducible; the whole module
+A ``RuntimeWarning`` from the package's modules is an error here (``pytestmark``). Hypothesis runs derandomised with a fixed example budget, so CI is reproducible; the whole module
 takes well under two minutes. ``fuzz_count.py`` runs the same cases and counts outcomes per class.
 """
 
@@ -21,6 +21,9 @@ GUARD_S = 60  # an endless case fails as "hang" instead of stalling CI; a case t
 PROPERTY = settings(max_examples=150, derandomize=True, deadline=None, database=None,
                     suppress_health_check=list(HealthCheck))
 ACCEPTABLE = ("ok", "refused")
+# a RuntimeWarning (overflow, invalid value) raised in the package's own code is a finding, not noise: inside a
+# case it becomes the outcome "crash:RuntimeWarning" (issue 22)
+pytestmark = pytest.mark.filterwarnings("error::RuntimeWarning:(iov_env|agents|benchmarks)")
 
 
 def _assert_acceptable(label: str, outcome: tuple[str, str]) -> None:

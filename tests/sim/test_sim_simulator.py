@@ -142,3 +142,22 @@ def test_finiteness_check_names_the_bad_quantity_and_passes_huge_finite_values()
     _require_finite(3, energy_j=np.array([1e308, 1e308]), latency_s=np.array([1.0]))  # the sum overflows: fine
     with pytest.raises(NonFiniteError, match=r"round 3: latency_s became non-finite"):
         _require_finite(3, energy_j=np.array([1.0]), latency_s=np.array([0.0, np.nan]))
+
+
+def test_reward_of_huge_terms_within_the_limits_raises_no_overflow_warning() -> None:
+    """Issue 22: ``np.zeros_like(acc_term * lat_term)`` overflowed (RuntimeWarning) at large weights and latency.
+
+    Both weights at their documented maximum (1e6) and a latency that a stalled upload can reach: the
+    reward is finite, the energy term 0, and no warning is raised.
+    """
+    import warnings
+
+    cfg = preset("tiny", accuracy_weight=1e6, latency_weight=1e6)
+    sim = IoVSimulator(cfg)
+    acc, lat = np.array([0.9, 0.5]), np.array([1e296, 2.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        terms, reward = sim._reward(acc, lat, np.zeros(2), np.array([True, True]))
+    np.testing.assert_array_equal(terms["energy"], [0.0, 0.0])
+    np.testing.assert_allclose(reward, [9e7 - 1e302, 5e7 - 2e6], rtol=1e-12)
+    assert np.all(np.isfinite(reward))
