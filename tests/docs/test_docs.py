@@ -20,7 +20,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 PAGES = ("index", "quickstart", "environment", "configuration", "scenarios", "agents", "leaderboard", "results",
-         "studies", "performance", "method", "design", "deviations", "sumo", "robustness", "cli", "api")
+         "studies", "fidelity", "performance", "method", "design", "deviations", "sumo", "robustness", "guarantees", "cli",
+         "api")
 BUILD_TIMEOUT_S = 900
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
