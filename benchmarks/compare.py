@@ -6,8 +6,8 @@
 Protocol (the paper's framing: the mechanisms are part of the proposed system):
 
 * ``UCB-DUAL``            allocation="tri_feedback", fault_tolerance="paper", SVD aggregation.
-* baselines               allocation="static", fault_tolerance="none" (PAPER.md: "baselines without the
-                          mechanism always pay the early-upload cost"), each with its own aggregation.
+* baselines               allocation="static", fault_tolerance="none" (docs/method.md: "baselines without
+                          the mechanism always upload early"), each with its own aggregation.
 * ``UCB-DUAL w/o tri-feedback``      allocation="static",       fault_tolerance="paper".
 * ``UCB-DUAL w/o fault tolerance``   allocation="tri_feedback", fault_tolerance="none".
 * ``UCB-DUAL (agent only)``          allocation="static", fault_tolerance="none": the agent alone, under

@@ -2,7 +2,7 @@
 
 Markdown is in ``benchmarks.report``, figures in ``benchmarks.plots``.
 
-DESIGN.md, "Benchmark scoring". Runs are records (dicts) with a world (scenario or preset), an agent, a
+docs/leaderboard.md and docs/design.md, "Benchmark scoring". Runs are records (dicts) with a world (scenario or preset), an agent, a
 seed, the episode's cumulative reward, energy, long-run budget and share of task-rounds over budget.
 Seed s is the same world for every agent (common random numbers), so every comparison is paired by
 seed.

@@ -4,6 +4,7 @@
     iov demo --fidelity real --rounds 3         # every episode with real LoRA training
     iov demo --real-rounds 2                    # fast episodes, then 2 real rounds (make demo)
     iov demo --mobility-model sumo --out results/demo-sumo   # SUMO traffic (the sumo extra)
+    iov demo --video results/demo/episode.gif   # also the random policy's episode, one frame a round
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ import numpy as np
 
 import iov_env
 from iov_env.envs.parallel import IoVParallelEnv
+from iov_env.render import VIDEO_SUFFIXES, write_video
 from iov_env.results import save_png_atomic
 
 Policy = Callable[[IoVParallelEnv, dict[str, dict[str, Any]], np.random.Generator], dict[str, int]]
+POLICY_KEYS = {"fixed": "fixed rank 8", "random": "random"}  # --video-policy choice -> the demo's policy name
 
 
 def fixed_rank_policy(rank: int) -> Policy:
@@ -39,8 +42,14 @@ def random_policy(env: IoVParallelEnv, infos: dict[str, dict[str, Any]], rng: np
     return {a: int(rng.choice(np.flatnonzero(infos[a]["action_mask"]))) for a in env.agents}
 
 
-def run_episode(env: IoVParallelEnv, policy: Policy, seed: int) -> dict[str, Any]:
-    """Play one episode and return per-task accuracy, latency, energy and budget use."""
+def run_episode(env: IoVParallelEnv, policy: Policy, seed: int, frames: list[np.ndarray] | None = None) -> dict[str, Any]:
+    """Play one episode and return per-task accuracy, latency, energy and budget use.
+
+    With ``frames`` (a list; the env must have ``render_mode="rgb_array"``), the frame rendered after
+    each round is appended to it: one frame per round, as a video of the episode needs.
+    """
+    if frames is not None and env.render_mode != "rgb_array":
+        raise ValueError(f"frames need render_mode='rgb_array'; the env has render_mode={env.render_mode!r}")
     rng = np.random.default_rng(seed)
     _, infos = env.reset(seed=seed)
     latency_s = energy_j = budget_j = reward = 0.0
@@ -49,6 +58,8 @@ def run_episode(env: IoVParallelEnv, policy: Policy, seed: int) -> dict[str, Any
     while env.agents:
         _, rewards, _, _, infos = env.step(policy(env, infos, rng))
         last = env.last_round
+        if frames is not None:
+            frames.append(env.render())
         latency_s += float(last.task_latency_s.max(initial=0.0))
         energy_j += float(last.task_energy_j.sum())
         budget_j += float(last.task_budget_j.sum())
@@ -100,14 +111,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("results/demo"))
     parser.add_argument("--real-rounds", type=int, default=0, help="then run this many rounds of real LoRA training")
+    parser.add_argument("--video", type=Path, default=None,
+                        help="write one policy's episode as a video, one frame per round: a .gif or .mp4 path")
+    parser.add_argument("--video-policy", default="random", choices=tuple(POLICY_KEYS),
+                        help="whose episode the video shows (default: random, whose ranks change every round)")
+    parser.add_argument("--fps", type=float, default=2.0, help="video frames per second (default 2)")
     args = parser.parse_args(argv)
+    if args.video is not None and args.video.suffix.lower() not in VIDEO_SUFFIXES:
+        parser.error(f"--video {args.video}: the suffix must be one of {', '.join(VIDEO_SUFFIXES)}")
+    if not args.fps > 0:
+        parser.error(f"--fps {args.fps}: must be positive")
     overrides: dict[str, Any] = {"preset": args.preset, "fidelity": args.fidelity}
     if args.rounds is not None:
         overrides["rounds"] = args.rounds
     if args.mobility_model is not None:
         overrides["mobility_model"] = args.mobility_model
     env = iov_env.parallel_env(render_mode="rgb_array", **overrides)
-    policies: dict[str, Policy] = {"fixed rank 8": fixed_rank_policy(8), "random": random_policy}
+    policies: dict[str, Policy] = {POLICY_KEYS["fixed"]: fixed_rank_policy(8), POLICY_KEYS["random"]: random_policy}
     print(f"iov-env {iov_env.__version__} demo: preset={args.preset} fidelity={args.fidelity} "
           f"mobility={env.config.mobility.mobility_model} "
           f"vehicles={env.config.num_vehicles} rounds={env.config.episode.rounds} seed={args.seed}")
@@ -115,14 +135,19 @@ def main(argv: list[str] | None = None) -> int:
     tasks = env.config.tasks.tasks
     header = "| policy | " + " | ".join(f"{t} acc" for t in tasks) + " | latency s | energy J | budget use | violations | reward |"
     print("\n" + header + "\n|" + "---|" * (len(tasks) + 6))
+    frames: list[np.ndarray] = []
     for name, policy in policies.items():
-        s = run_episode(env, policy, args.seed)
+        recorded = args.video is not None and name == POLICY_KEYS[args.video_policy]
+        s = run_episode(env, policy, args.seed, frames if recorded else None)
         accs = " | ".join(f"{s['task_accuracy'][t]:.3f}" for t in tasks)
         print(f"| {name} | {accs} | {s['latency_s']:.1f} | {s['energy_j']:.1f} | "
               f"{s['energy_j'] / s['budget_j']:.0%} | {s['violation_rate']:.0%} | {s['reward']:.0f} |")
     png = args.out / "final_map.png"
     save_png_atomic(png, env.render())
     print(f"\nfinal map: {png}")
+    if args.video is not None:
+        write_video(frames, args.video, fps=args.fps)
+        print(f"video: {args.video} ({len(frames)} frames, one per round, {args.video_policy} policy)")
     env.close()
     if args.real_rounds > 0:
         real_rounds(args.preset, args.real_rounds, args.seed)

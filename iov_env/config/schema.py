@@ -1,6 +1,6 @@
 """The config's schema: frozen dataclasses, one per section, and ``IoVConfig`` that holds them.
 
-Defaults follow ``shared/PAPER.md``. Every field name is unique across sections so that a flat
+Defaults follow the paper's setting (docs/method.md; departures in docs/deviations.md). Every field name is unique across sections so that a flat
 keyword such as ``num_vehicles=100`` or ``rsu_bandwidth_hz=2e6`` overrides the right field, the
 same way in ``parallel_env(...)``, ``env(...)`` and ``gym.make(...)``.
 """
@@ -143,8 +143,8 @@ class EnergyConfig:
     difficulty_exponent: float = 2.0
     budget_floor_fraction: float = 0.08
     budget_cap_fraction: float = 0.7
-    # PAPER's mu = 0.01 prices rank violations in rank units (tens); the RSU here normalises the energy
-    # violation by the budget, and 0.1 lets the price act within a 20-40-round episode (see README)
+    # the paper's mu = 0.01 prices rank violations in rank units (tens); the RSU here normalises the energy
+    # violation by the budget, and 0.1 lets the price act within a 20-40-round episode (docs/deviations.md)
     dual_step_size: float = 0.1
 
 

@@ -22,7 +22,7 @@ active               1      1 if the vehicle can train this round, else 0
 round_progress       1      round index / rounds
 ==================== ====== ===========================================================
 
-Rewards, costs and per-agent ``info`` keys follow DESIGN.md ("RL interface"). Timing: after
+Rewards, costs and per-agent ``info`` keys follow docs/design.md ("RL interface"); docs/environment.md lists them. Timing: after
 ``step()``, ``info[a]["active"]``, the reward, ``cost`` and the other metrics describe the round just
 executed, while the observation (its ``active`` entry) and ``info[a]["action_mask"]`` describe the
 next decision. After ``reset()``, ``info[a]["active"]`` describes the first round.

@@ -11,7 +11,7 @@ from gymnasium.utils.env_checker import check_env
 from pettingzoo.test import parallel_api_test
 
 import iov_env
-from iov_env.render import ROAD_COLOUR
+from iov_env.render import ROAD_COLOUR, map_raster, render_figure
 from iov_env.sim import sumo
 
 MISSING = sumo.missing_reason()
@@ -115,10 +115,12 @@ def test_trace_pool_reuses_traffic_across_seeds() -> None:
 def test_rendered_frame_shows_the_road_network_under_rsu_coverage() -> None:
     env = iov_env.parallel_env(preset="tiny", mobility_model="sumo", rounds=3, render_mode="rgb_array")
     env.reset(seed=0)
-    frame = env.render()
+    assert env.render().ndim == 3
+    assert "road (SUMO)" in [t.get_text() for t in render_figure(env.simulator, None).legends[0].get_texts()]
+    frame = map_raster(env.simulator, None)  # the map layer, before the axes, labels and legend go around it
     grid = iov_env.parallel_env(preset="tiny", rounds=3, render_mode="rgb_array")
     grid.reset(seed=0)
-    grid_frame = grid.render()
+    grid_frame = map_raster(grid.simulator, None)
     assert frame.shape == grid_frame.shape == (288, 480, 3) and frame.dtype == np.uint8
     # a road outside every coverage disc is drawn in ROAD_COLOUR; under a disc it is blended with the disc
     under = np.round(0.65 * ROAD_COLOUR.astype(float) + 0.35 * 200).astype(np.uint8)

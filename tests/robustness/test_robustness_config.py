@@ -426,14 +426,18 @@ def test_calls_before_reset_raise_clear_errors() -> None:
 
 
 def test_render_canvas_is_bounded_for_extreme_maps() -> None:
+    from iov_env import render
+
     common = {"num_rsus": 1, "rsu_min_spacing_m": 0.5, "round_duration_s": 1.0}
     for kw in ({"width_m": 1.0, "height_m": 1e6, "road_spacing_m": 0.5}, {"width_m": 1e6, "height_m": 1.0,
                                                                           "road_spacing_m": 1.0}):
         env = iov_env.parallel_env(preset="tiny", render_mode="rgb_array", **common, **kw)
         try:
             env.reset(seed=0)
-            frame = env.render()
-            assert frame.shape[0] <= 1920 and frame.shape[1] <= 480 and frame.shape[2] == 3
+            assert render.map_raster(env.simulator, None).shape[:2] <= (1920, 480)
+            frame = env.render()  # the raster inside a frame of fixed margins (axes, title, side panel)
+            top, side = render.FRAME_TOP_PX + render.FRAME_BOTTOM_PX, render.FRAME_LEFT_PX + render.FRAME_PANEL_PX
+            assert frame.shape[0] <= 1920 + top and frame.shape[1] <= 480 + side and frame.shape[2] == 3
         finally:
             env.close()
 
@@ -449,7 +453,7 @@ def test_render_shades_a_bounded_amount_of_coverage(monkeypatch) -> None:
                                coverage_radius_m=1e7, num_vehicles=50)
     try:
         env.reset(seed=0)
-        assert env.render().shape == (480, 480, 3)
+        assert render.map_scale(env.simulator)[1:] == (480, 480) and env.render().ndim == 3
     finally:
         env.close()
     coverage_discs = sum(r > 100 for r in calls)
