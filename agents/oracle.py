@@ -253,10 +253,7 @@ class _TaskPlanner:
         rows = np.arange(len(r.choices))
         ds = (r.samples[rows, ranks].sum(-1) + r.leave_samples) * r.discount + extra_samples  # (B, C)
         hp = h[:, None] * np.exp(-ds / self.scale)  # (G, C)
-        if self.form == 2:  # each vehicle reports its own local model: h before the round, its own samples
-            progress = self._progress(h[:, None, None] * np.exp(-r.samples[rows, ranks] / self.scale))
-        else:
-            progress = self._progress(hp)[..., None]
+        progress = self._reported_progress(h[:, None, None], r.samples[rows, ranks], hp[..., None])
         acc = np.clip(self.floor + self.gain[ranks] * progress + r.noise, 0.0, 1.0)
         lat, en = r.latency_s[rows, ranks], r.energy_j[rows, ranks]
         reward = self.sim.utility(acc, lat, en).sum(-1)
@@ -264,11 +261,8 @@ class _TaskPlanner:
         if len(r.leave_noise):
             # forced vehicles train at the smallest rank; one that could not train keeps an older accuracy,
             # modelled as the smallest rank's before this round
-            if self.form == 2:
-                after = self.floor + self.gain[0] * self._progress(
-                    h[:, None, None] * np.exp(-r.leave_own_samples / self.scale))
-            else:
-                after = self.floor + self.gain[0] * self._progress(hp)[..., None]
+            after = self.floor + self.gain[0] * self._reported_progress(h[:, None, None], r.leave_own_samples,
+                                                                        hp[..., None])
             before = self.floor + self.gain[0] * self._progress(h)[:, None, None]
             acc_l = np.clip(np.where(r.leave_trained, after, before) + r.leave_noise, 0.0, 1.0)
             reward = reward + self.sim.utility(acc_l, r.leave_latency_s, r.leave_energy_j).sum(-1)
@@ -276,6 +270,13 @@ class _TaskPlanner:
 
     def _progress(self, h: np.ndarray) -> np.ndarray:
         return self.view.progress(self.task, h)
+
+    def _reported_progress(self, h_before: np.ndarray, own_samples: np.ndarray, h_after: np.ndarray) -> np.ndarray:
+        """Progress of the model a vehicle reports: its own local one (form 2: ``h`` before the round times its own
+        samples' factor) or the task's after the round (form 1); the arguments broadcast together."""
+        if self.form == 2:
+            return self._progress(h_before * np.exp(-own_samples / self.scale))
+        return self._progress(h_after)
 
     def _next_value(self, t: int, hp: np.ndarray) -> np.ndarray:
         assert self.values is not None
@@ -347,10 +348,7 @@ class _TaskPlanner:
             reward1, _, hp1 = self.evaluate(r, h, best[:, None, :])
             slope = ((reward2 + self._next_value(t, hp2)) - (reward1 + self._next_value(t, hp1)))[:, 0] / step
             # each vehicle's own reward at every rank given the round's h', plus what its samples are worth
-            if self.form == 2:
-                progress = self._progress(h[:, None, None] * np.exp(-r.samples[None] / self.scale))
-            else:
-                progress = self._progress(hp1)[:, :, None]
+            progress = self._reported_progress(h[:, None, None], r.samples[None], hp1[:, :, None])
             own = np.clip(self.floor + self.gain[None, None, :] * progress + r.noise[None, :, None], 0, 1)
             score = self.sim.utility(own, r.latency_s[None], r.energy_j[None]) - mu * r.energy_j[None]
             score = np.where(feasible[None], score + slope[:, None, None] * r.samples[None] * r.discount, -np.inf)
