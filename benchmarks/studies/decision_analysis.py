@@ -303,22 +303,16 @@ def fast_cells(config: Any, seeds: Sequence[int], branch_rounds: Sequence[int]) 
 
 
 def fast_noise(sim: Any) -> dict[str, tuple[float, float, float]]:
-    """Per task: (per-pull, binomial, persistent) noise SD of the fast world's reward, in utility units."""
-    from iov_env.learning.surrogate import binomial_sd, local_validation_examples
+    """Per task: (per-pull, binomial, persistent) noise SD of the fast world's reward, in utility units.
 
-    backend = sim.backend
+    The surrogate's own noise sizes (``FastBackend.vehicle_noise_sd``), root-mean-square over the task's vehicles.
+    """
+    sd = sim.backend.vehicle_noise_sd()
     weight = sim.config.episode.accuracy_weight * 100.0
     out = {}
-    for k, (task, curve) in enumerate(zip(sim.config.tasks.tasks, backend.curves, strict=True)):
-        if backend.form == 1:  # v0/v1: the fit's whole residual, drawn afresh each vehicle-round
-            out[task] = (weight * curve.noise_std, 0.0, 0.0)
-            continue
-        shards = sim.shard_size[sim.vehicle_task == k]
-        val = local_validation_examples(shards, sim.config.tasks.local_val_fraction)
-        binom = float(np.sqrt(np.mean(binomial_sd(curve.mid_metric, val) ** 2)))
-        # the validation split is fixed for the episode: its binomial error is in the offset, not in each pull
-        out[task] = (weight * curve.round_std, weight * binom,
-                     weight * math.hypot(curve.vehicle_persistent_std, binom))
+    for k, task in enumerate(sim.config.tasks.tasks):
+        mine = sim.vehicle_task == k
+        out[task] = tuple(weight * float(np.sqrt(np.mean(sd[part][mine] ** 2))) for part in ("pull", "binomial", "offset"))
     return out
 
 

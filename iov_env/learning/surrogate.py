@@ -340,21 +340,17 @@ class FastBackend:
         self.vehicle_accuracy = self._p("floor")[layout.vehicle_task].astype(float)
         # fixed for the episode: each vehicle's curve parameters and the fresh samples of a full local round
         self._vehicle_curve = self._task_curve[layout.vehicle_task]
-        self._vehicle_noise_std = self._p("noise_std")[layout.vehicle_task]
         ln = self.config.learning
         self._vehicle_samples = samples_per_round(ln.local_steps, ln.batch_size, layout.vehicle_shard_size)
         self._vehicle_tokens = np.asarray(self.expected_tokens(layout.vehicle_task), dtype=float)
+        self._vehicle_sd = self._vehicle_noise_sd(layout)
         if self.form == 2:
-            # form 2's structured noise: its persistent parts are drawn once, here, from the episode's generator
-            task = layout.vehicle_task
+            # form 2's persistent parts are drawn once, here, from the episode's generator
             mid = np.array([c.mid_metric for c in self.curves])
-            val = local_validation_examples(layout.vehicle_shard_size, self.config.tasks.local_val_fraction)
-            self._vehicle_round_sd = self._p("round_std")[task]
             self._task_round_sd = binomial_sd(mid, self.config.learning.eval_subset_size)
             on = float(bool(self.config.learning.observation_noise))
             self._task_offset = on * self.rng.standard_normal(k) * self._p("task_persistent_std")
-            offset_sd = np.hypot(self._p("vehicle_persistent_std")[task], binomial_sd(mid[task], val))
-            self._vehicle_offset = on * self.rng.standard_normal(len(task)) * offset_sd
+            self._vehicle_offset = on * self.rng.standard_normal(len(layout.vehicle_task)) * self._vehicle_sd["offset"]
 
     def expected_tokens(self, task_index: np.ndarray) -> np.ndarray:
         """Tokens of one full local round: steps x batch x mean tokens per sample of the task."""
@@ -446,7 +442,27 @@ class FastBackend:
             acc = acc - stale[:, None]
         return acc
 
+    def vehicle_noise_sd(self) -> dict[str, np.ndarray]:
+        """(N,) SDs of each vehicle's observation noise this episode: ``pull`` (drawn every round), ``offset``
+        (drawn once per episode) and ``binomial``, the measurement part of a reading at its local validation size
+        (form 2 puts it in the offset; form 1 has no separate part: 0)."""
+        assert self.layout is not None, "reset() before vehicle_noise_sd()"
+        return {k: v.copy() for k, v in self._vehicle_sd.items()}
+
     # -- internals ----------------------------------------------------------------------------
+    def _vehicle_noise_sd(self, layout: FleetLayout) -> dict[str, np.ndarray]:
+        """The noise sizes of ``vehicle_noise_sd`` for a fleet: one formula for the draws and for whoever reads them."""
+        task = layout.vehicle_task
+        if self.form == 1:  # the fit's whole residual, drawn afresh each vehicle-round
+            zeros = np.zeros(len(task))
+            return {"pull": self._p("noise_std")[task], "offset": zeros, "binomial": zeros.copy()}
+        mid = np.array([c.mid_metric for c in self.curves])[task]
+        val = local_validation_examples(layout.vehicle_shard_size, self.config.tasks.local_val_fraction)
+        binomial = binomial_sd(mid, val)
+        # the validation split is one fixed sample for the episode: its binomial error is in the offset
+        return {"pull": self._p("round_std")[task], "binomial": binomial,
+                "offset": np.hypot(self._p("vehicle_persistent_std")[task], binomial)}
+
     def _p(self, name: str) -> np.ndarray:
         return self._param[name]
 
@@ -459,10 +475,10 @@ class FastBackend:
         if self.form == 2:
             # fixed-size draws every round (common random numbers), scaled by sizes that no action changes
             task_noise = self._task_offset + rng.standard_normal(len(self.curves)) * self._task_round_sd
-            return task_noise, self._vehicle_offset + rng.standard_normal(len(task)) * self._vehicle_round_sd
+            return task_noise, self._vehicle_offset + rng.standard_normal(len(task)) * self._vehicle_sd["pull"]
         # normal(0, s) draws s * standard_normal(): the same numbers, without the per-call parameter checks
         task_noise = rng.standard_normal(len(self.curves)) * self._p("noise_std")
-        return task_noise, rng.standard_normal(len(task)) * self._vehicle_noise_std
+        return task_noise, rng.standard_normal(len(task)) * self._vehicle_sd["pull"]
 
     def _accuracy(self, task: np.ndarray, rank: np.ndarray, samples: np.ndarray) -> np.ndarray:
         return _curve({name: p[task] for name, p in self._param.items()}, rank, samples, self.hetero)

@@ -73,7 +73,9 @@ def test_form2_measurement_noise_is_binomial_at_the_local_validation_size_and_fi
     b.reset(0, layout)
     val = local_validation_examples(layout.vehicle_shard_size[:2], cfg.tasks.local_val_fraction)
     np.testing.assert_array_equal(val, [38, 112])  # tasks.partition's rule: n f / (1 - f)
-    np.testing.assert_array_equal(b._vehicle_round_sd, 0.01)  # per pull: the round-to-round part alone
+    sd = b.vehicle_noise_sd()
+    np.testing.assert_array_equal(sd["pull"], 0.01)  # per pull: the round-to-round part alone
+    np.testing.assert_allclose(sd["offset"][:2], np.hypot(0.02, sd["binomial"][:2]), rtol=1e-12)
     mid = b.curves[0].mid_metric
     for parity, n_val in ((0, 38), (1, 112)):  # the validation sample's error is in the per-episode offset
         offsets = b._vehicle_offset[parity::2]
