@@ -194,6 +194,13 @@ def fit_task(data: TaskData, base: dict[str, float], hetero: float) -> tuple[dic
     return params_of(best.x), at_bound
 
 
+def mid_metric(params: dict[str, float]) -> float:
+    """The metric at which form 2 takes its binomial noise: ``TaskCurve.mid_metric`` of these parameters."""
+    from iov_env.learning.surrogate import TaskCurve
+
+    return TaskCurve(**{f.name: params[f.name] for f in fields(TaskCurve)}).mid_metric
+
+
 def noise_components(data: TaskData, params: dict[str, float], hetero: float) -> dict[str, float]:
     """Form 2's noise, read off the local readings' residuals (metric units) and the grid's runs."""
     from iov_env.learning.surrogate import binomial_sd
@@ -211,7 +218,7 @@ def noise_components(data: TaskData, params: dict[str, float], hetero: float) ->
         dof += len(values) - 1
         cells += len(values)
     pull_var = sq / max(dof, 1)
-    binom = binomial_sd(0.5 * (params["floor"] + params["ceiling"]), data.c_local_n)
+    binom = binomial_sd(mid_metric(params), data.c_local_n)
     binom_var = float(np.mean(binom ** 2))
     per_unit = cells / max(len(unit_means), 1)
     persistent_var = max(float(np.var(unit_means, ddof=1)) - pull_var / per_unit, 0.0) if len(unit_means) > 1 else 0.0
@@ -221,7 +228,7 @@ def noise_components(data: TaskData, params: dict[str, float], hetero: float) ->
     for key, e in zip(data.g_run, (data.g_y - g_pred).tolist(), strict=True):
         runs[key].append(e)
     run_means = [float(np.mean(v)) for v in runs.values()]
-    g_binom_var = float(np.mean(binomial_sd(0.5 * (params["floor"] + params["ceiling"]), data.g_n) ** 2))
+    g_binom_var = float(np.mean(binomial_sd(mid_metric(params), data.g_n) ** 2))
     per_run = len(data.g_y) / max(len(run_means), 1)
     task_persistent_var = max(float(np.var(run_means, ddof=1)) - g_binom_var / per_run, 0.0) if len(run_means) > 1 else 0.0
     return {
@@ -246,7 +253,7 @@ def heldout_episodes(data: TaskData, params: dict[str, float], hetero: float, ev
     if not len(data.t_y):
         return {"coverage_90": None, "mae_points": None, "bias_points": None, "n": 0}
     pred = episode_prediction(data, params, hetero)
-    mid = 0.5 * (params["floor"] + params["ceiling"])
+    mid = mid_metric(params)
     sd = (np.hypot(params["task_persistent_std"], binomial_sd(mid, eval_examples)) if form == 2
           else np.full(len(pred), params["noise_std"]))
     inside = np.abs(data.t_y - pred) <= Z90 * sd
@@ -301,4 +308,4 @@ def refit(grid_rows: Sequence[dict[str, str]], study_rows: Sequence[dict[str, st
 
 
 __all__ = ["FITTED", "Fleet", "TaskData", "counterfactual_prediction", "episode_prediction", "fit_task", "fleets",
-           "heldout_episodes", "noise_components", "predict", "refit"]
+           "heldout_episodes", "mid_metric", "noise_components", "predict", "refit"]
