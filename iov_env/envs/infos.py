@@ -27,11 +27,12 @@ from collections.abc import Iterator, Sequence
 from typing import Any, NoReturn
 
 import numpy as np
+from pettingzoo.utils.wrappers import BaseParallelWrapper
 
 from iov_env.sim.faults import FAULT_NAMES
 from iov_env.sim.simulator import RoundMetrics
 
-__all__ = ["ReadOnlyDict", "read_only", "reset_infos", "step_infos"]
+__all__ = ["ReadOnlyDict", "WritableInfos", "read_only", "reset_infos", "step_infos"]
 
 
 class ReadOnlyDict(dict):
@@ -120,7 +121,13 @@ class _LazyInfo(ReadOnlyDict):
 
     __slots__ = ()
 
-    def __init__(self, round_infos: _RoundInfos, index: int) -> None:  # noqa: D107 - the class says it
+    def __init__(self, round_infos: _RoundInfos, index: int, active: bool) -> None:
+        """Agent ``index`` of ``round_infos``; ``active`` is its first key's value, held from the start."""
+        if dict.__len__(self):  # called again on a live info
+            self._refuse()
+        # C code may ask a dict's storage whether it is empty without calling any method (json's encoder
+        # does, then calls items()): with its first key in place an unread info never looks empty
+        dict.__setitem__(self, "active", active)
         self._source = round_infos
         self._index = index
 
@@ -208,9 +215,9 @@ def read_only(array: np.ndarray) -> np.ndarray:
     return array
 
 
-def _lazy(agents: Sequence[str], source: _RoundInfos) -> dict[str, dict[str, Any]]:
+def _lazy(agents: Sequence[str], source: _RoundInfos, active: np.ndarray) -> dict[str, dict[str, Any]]:
     n = len(agents)
-    return dict(zip(agents, map(_LazyInfo, [source] * n, range(n)), strict=True))
+    return dict(zip(agents, map(_LazyInfo, [source] * n, range(n), active.tolist()), strict=True))
 
 
 def reset_infos(agents: Sequence[str], masks: np.ndarray, tasks: Sequence[str], vehicle_task: np.ndarray,
@@ -218,7 +225,7 @@ def reset_infos(agents: Sequence[str], masks: np.ndarray, tasks: Sequence[str], 
     """The infos ``reset()`` returns: agent -> lazy read-only dict. The arrays are read on first access, so the
     caller passes ones that nothing changes in place later (the simulator replaces its arrays, it does not
     overwrite them)."""
-    return _lazy(agents, _RoundInfos(masks, tasks, (vehicle_task, active, budget_j, dual_price), None))
+    return _lazy(agents, _RoundInfos(masks, tasks, (vehicle_task, active, budget_j, dual_price), None), active)
 
 
 def step_infos(agents: Sequence[str], masks: np.ndarray, tasks: Sequence[str], vehicle_task: np.ndarray,
@@ -228,4 +235,23 @@ def step_infos(agents: Sequence[str], masks: np.ndarray, tasks: Sequence[str], v
     arrays = (vehicle_task, m.active, m.rank, m.action_corrected, m.accuracy, m.latency_s, m.energy_j, m.budget_j,
               terms["accuracy"], terms["latency"], terms["energy"], m.fault, m.vehicle_rsu, m.task_energy_j,
               m.task_budget_j, m.dual_price, m.fault_energy_saved_j, m.reward, m.task_accuracy, m.task_latency_s)
-    return _lazy(agents, _RoundInfos(masks, tasks, arrays, m.round_index))
+    return _lazy(agents, _RoundInfos(masks, tasks, arrays, m.round_index), m.active)
+
+
+class WritableInfos(BaseParallelWrapper):
+    """A parallel env whose ``reset``/``step`` hand out each agent's info as a plain, mutable ``dict`` copy.
+
+    For tools that write into the infos they are given: SuperSuit's ``pettingzoo_env_to_vec_env_v1`` stores
+    ``terminal_observation`` in the last step's infos. It costs what the eager infos cost (every info is
+    filled and copied), so use it only in front of such a tool.
+    """
+
+    def reset(self, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict, dict]:
+        """The wrapped env's ``reset``, infos copied into plain dicts."""
+        obs, infos = self.env.reset(seed=seed, options=options)
+        return obs, {a: dict(i) for a, i in infos.items()}
+
+    def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
+        """The wrapped env's ``step``, infos copied into plain dicts."""
+        obs, rewards, terms, truncs, infos = self.env.step(actions)
+        return obs, rewards, terms, truncs, {a: dict(i) for a, i in infos.items()}
