@@ -167,6 +167,7 @@ PHASES = (
     ("grid mobility", "iov_env.sim.mobility", "GridMobility", "step"),
     ("next-round preparation", "iov_env.sim.simulator", "IoVSimulator", "_prepare_round"),
     ("observation matrix", "iov_env.envs.parallel", "IoVParallelEnv", "_observation_matrix"),
+    ("per-agent observations", "iov_env.envs.parallel", "IoVParallelEnv", "_per_agent_obs"),
     ("per-agent infos", "iov_env.envs.parallel", "IoVParallelEnv", "_infos"),
 )
 

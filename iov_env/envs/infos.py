@@ -1,29 +1,37 @@
-"""Per-agent infos as read-only dicts, each built on first access from one round's shared columns.
+"""Per-agent infos as read-only dicts built on first read from one round's shared columns.
 
-``step()`` used to build N dicts of 23 keys in Python every round, read or not: 26% of a step at N=100
-and most of it at N=10,000. Now a round's columns (its ``RoundMetrics`` arrays, the next decision's
-masks) are held once by a ``_RoundInfos`` and each agent gets a ``_LazyInfo``: a ``dict`` subclass that
-holds only (round, index) until something reads it. The first read fills it with exactly the values the
-eager code gave (the same keys in the same order, the same Python types: ``tolist()`` scalars, the task
-and fault names, a read-only ``int8`` mask row, a read-only ``rewards`` dict) and turns it into a plain
-``ReadOnlyDict``, whose reads are dict's own C methods from then on.
+``step()`` used to build N dicts of 22 keys in Python every round, read or not: 26% of a step at N=100
+and, with the garbage collector's passes over them, most of it at N=10,000. Now a round's columns (its
+``RoundMetrics`` arrays, the next decision's masks) are held once by a ``_RoundInfos``; ``step()`` returns
+an ``AgentDict`` (agent -> info) that creates the N per-agent infos on its first read, and each per-agent
+info holds only (round, index) until it is read itself. The first read of an info fills it with exactly the
+values the eager code gave (the same keys in the same order, the same Python types: ``tolist()`` scalars,
+the task and fault names, a read-only ``int8`` mask row, a read-only ``rewards`` dict) and turns it into a
+plain ``ReadOnlyDict``, whose reads are dict's own C methods from then on. The outer ``AgentDict`` stays
+mutable, as the plain dict it replaces was.
 
-Why a ``dict`` subclass rather than a ``Mapping``: PettingZoo's ``api_test`` requires each agent's info to
-be a ``dict``, SuperSuit and RLlib merge them with ``{**info}``, and ``gymnasium``'s ``data_equivalence``
-compares them as dicts. Why read-only: the same object is handed to every consumer of the step (the
-AEC view's ``last()`` and ``infos``, the runner, the agents); a change by one would be seen by the
-others. ``dict(info)`` gives a mutable copy.
+Why ``dict`` subclasses rather than ``Mapping``: PettingZoo's ``api_test`` requires each agent's info to be
+a ``dict`` (and ``parallel_api_test`` the infos), SuperSuit and RLlib merge them with ``{**info}``, and
+``gymnasium``'s ``data_equivalence`` compares them as dicts. Why read-only: the same info object is handed
+to every consumer of the step (the AEC view's ``last()`` and ``infos``, the runner, the agents); a change by
+one would be seen by the others. ``dict(info)`` gives a mutable copy; ``WritableInfos`` gives every
+consumer behind it mutable copies, for tools that write into infos (SuperSuit).
 
-A lazy info overrides every read that could otherwise see its still-empty storage (item, ``get``,
-``in``, ``len``, iteration, ``keys``/``values``/``items``, ``==``, ``repr``, ``copy``, ``|``, pickling);
-``dict(info)``, ``{**info}`` and ``f(**info)`` take CPython's generic path for a dict subclass that
-overrides ``__iter__`` and so call ``keys()`` first. Pickling, ``copy`` and ``deepcopy`` give a filled
-``ReadOnlyDict`` equal to it.
+Before its first read a lazy dict's own storage holds only its first key (that keeps C code which only
+asks whether a dict is empty, as json's encoder does before calling ``items()``, from taking it for an
+empty one). Every Python-level read and write is overridden to fill it first: item, ``get``, ``in``,
+``len``, iteration, ``keys``/``values``/``items``, ``==``, ``repr``, ``copy``, ``|``, pickling, and
+``dict(d)``, ``{**d}`` and ``f(**d)``, which for a dict subclass that overrides ``__iter__`` take
+CPython's generic path through ``keys()``. Only C code that reads a dict subclass's storage directly
+without calling any of its methods (``PyDict_Next``: orjson, msgpack outside strict mode) would see the
+unread dict partly filled; read it once, or pass ``dict(d)``. Pickling, ``copy`` and ``deepcopy`` give
+filled dicts equal to it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
+from itertools import islice
 from typing import Any, NoReturn
 
 import numpy as np
@@ -32,7 +40,7 @@ from pettingzoo.utils.wrappers import BaseParallelWrapper
 from iov_env.sim.faults import FAULT_NAMES
 from iov_env.sim.simulator import RoundMetrics
 
-__all__ = ["ReadOnlyDict", "WritableInfos", "read_only", "reset_infos", "step_infos"]
+__all__ = ["AgentDict", "ReadOnlyDict", "WritableInfos", "read_only", "reset_infos", "step_infos"]
 
 
 class ReadOnlyDict(dict):
@@ -70,7 +78,7 @@ class _RoundInfos:
                  round_index: int | None) -> None:
         self._masks = masks
         self._tasks = tasks
-        self._arrays = arrays  # reset: RESET_COLUMNS; step: STEP_COLUMNS, in that order
+        self._arrays = arrays  # (vehicle_task, active, ...): reset_infos's and step_infos's orders
         self._round_index = round_index  # None after reset
         self._columns: tuple[list[Any], ...] | None = None
 
@@ -79,6 +87,14 @@ class _RoundInfos:
         if self._columns is None:
             self._columns = tuple(a.tolist() for a in self._arrays)
         return self._columns
+
+    def active(self, i: int) -> bool:
+        """Agent ``i``'s ``"active"`` (the first key of every info), without converting the other columns."""
+        return self._arrays[1][i].item()
+
+    def active_list(self) -> list[bool]:
+        """Every agent's ``"active"``."""
+        return self._columns[1] if self._columns is not None else self._arrays[1].tolist()
 
     def info(self, i: int) -> dict[str, Any]:
         """Agent ``i``'s info, with the keys, order and types of the eager code."""
@@ -116,7 +132,62 @@ class _RoundInfos:
         }
 
 
-class _LazyInfo(ReadOnlyDict):
+def _after_fill(name: str) -> Any:
+    """A dict method that fills a lazy dict first (any lazy argument too), then runs the filled class's own."""
+
+    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        self._fill()
+        for arg in args:  # == and | against another lazy dict read its storage directly
+            if isinstance(arg, _FillOnRead):
+                arg._fill()
+        return getattr(self, name)(*args, **kwargs)  # the filled class: dict's C method, or a refusal
+
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = getattr(dict, name).__doc__
+    return method
+
+
+class _FillOnRead:
+    """Mixin for a lazy dict subclass: every dict method fills it first and switches it to its filled class.
+
+    Each method runs once per object at most: ``_fill`` assigns the filled class, whose methods are dict's.
+    """
+
+    __slots__ = ()
+
+    def _fill(self) -> None:
+        raise NotImplementedError
+
+    __getitem__ = _after_fill("__getitem__")
+    __contains__ = _after_fill("__contains__")
+    __len__ = _after_fill("__len__")
+    __iter__ = _after_fill("__iter__")
+    __reversed__ = _after_fill("__reversed__")
+    __eq__ = _after_fill("__eq__")
+    __ne__ = _after_fill("__ne__")
+    __or__ = _after_fill("__or__")
+    __ror__ = _after_fill("__ror__")
+    __repr__ = _after_fill("__repr__")
+    __reduce__ = _after_fill("__reduce__")
+    __reduce_ex__ = _after_fill("__reduce_ex__")
+    get = _after_fill("get")
+    keys = _after_fill("keys")
+    values = _after_fill("values")
+    items = _after_fill("items")
+    copy = _after_fill("copy")
+    # writes too: the outer dict then takes them, a per-agent info (a ReadOnlyDict once filled) refuses them
+    __setitem__ = _after_fill("__setitem__")
+    __delitem__ = _after_fill("__delitem__")
+    __ior__ = _after_fill("__ior__")
+    clear = _after_fill("clear")
+    pop = _after_fill("pop")
+    popitem = _after_fill("popitem")
+    setdefault = _after_fill("setdefault")
+    update = _after_fill("update")
+    __hash__ = None  # type: ignore[assignment] - unhashable, as dict
+
+
+class _LazyInfo(_FillOnRead, ReadOnlyDict):
     """Agent ``index``'s info of one round, filled on its first read (then it is a ``ReadOnlyDict``)."""
 
     __slots__ = ()
@@ -125,8 +196,6 @@ class _LazyInfo(ReadOnlyDict):
         """Agent ``index`` of ``round_infos``; ``active`` is its first key's value, held from the start."""
         if dict.__len__(self):  # called again on a live info
             self._refuse()
-        # C code may ask a dict's storage whether it is empty without calling any method (json's encoder
-        # does, then calls items()): with its first key in place an unread info never looks empty
         dict.__setitem__(self, "active", active)
         self._source = round_infos
         self._index = index
@@ -136,77 +205,45 @@ class _LazyInfo(ReadOnlyDict):
         if source is None:  # filled by another thread between its read and ours
             return
         dict.update(self, source.info(self._index))
-        self.__class__ = ReadOnlyDict  # from now on reads are dict's own
+        self.__class__ = ReadOnlyDict
         self._source = None
 
-    # every read fills first; after that the object is a ReadOnlyDict and none of these run again
-    def __getitem__(self, key: Any) -> Any:
-        self._fill()
-        return dict.__getitem__(self, key)
 
-    def get(self, key: Any, default: Any = None) -> Any:  # noqa: D102 - dict's
-        self._fill()
-        return dict.get(self, key, default)
+class AgentDict(dict):
+    """The infos of one ``reset()`` or ``step()``: agent -> per-agent info; a mutable ``dict`` like the one it replaces."""
 
-    def __contains__(self, key: Any) -> bool:
-        self._fill()
-        return dict.__contains__(self, key)
-
-    def __len__(self) -> int:
-        self._fill()
-        return dict.__len__(self)
-
-    def __iter__(self) -> Iterator[Any]:
-        self._fill()
-        return dict.__iter__(self)
-
-    def __reversed__(self) -> Iterator[Any]:
-        self._fill()
-        return dict.__reversed__(self)
-
-    def keys(self) -> Any:  # noqa: D102 - dict's
-        self._fill()
-        return dict.keys(self)
-
-    def values(self) -> Any:  # noqa: D102 - dict's
-        self._fill()
-        return dict.values(self)
-
-    def items(self) -> Any:  # noqa: D102 - dict's
-        self._fill()
-        return dict.items(self)
-
-    def copy(self) -> dict[str, Any]:  # noqa: D102 - dict's: a plain, mutable dict
-        self._fill()
-        return dict(dict.items(self))
-
-    def __eq__(self, other: object) -> bool:
-        self._fill()
-        if isinstance(other, _LazyInfo):
-            other._fill()
-        return dict.__eq__(self, other)
-
-    def __ne__(self, other: object) -> bool:
-        eq = self.__eq__(other)
-        return eq if eq is NotImplemented else not eq
-
-    __hash__ = None  # type: ignore[assignment] - defining __eq__ would otherwise leave dict's (None) implicit
-
-    def __or__(self, other: Any) -> Any:
-        self._fill()
-        return dict.__or__(self, other)
-
-    def __ror__(self, other: Any) -> Any:
-        self._fill()
-        return dict.__ror__(self, other)
-
-    def __repr__(self) -> str:
-        self._fill()
-        return dict.__repr__(self)
+    # the lazy subclass's state, declared here so that a filled one can become an AgentDict (same layout)
+    __slots__ = ("_source", "_agents")
 
     def __reduce__(self) -> tuple[type, tuple[dict[str, Any]]]:
-        self._fill()
-        return ReadOnlyDict, (dict(dict.items(self)),)
+        return dict, (dict(self),)  # a plain dict of the infos: nothing to rebuild lazily on the other side
+
+
+class _LazyAgentDict(_FillOnRead, AgentDict):
+    """``AgentDict`` that creates its per-agent infos on its first read (then it is an ``AgentDict``)."""
+
+    __slots__ = ()
+
+    def __init__(self, agents: Sequence[str], source: _RoundInfos) -> None:
+        """The infos of ``agents`` (a list nothing changes in place) over ``source``; holds the first one already."""
+        if dict.__len__(self):
+            raise TypeError("a lazy AgentDict is initialised once, by the env")
+        if agents:
+            dict.__setitem__(self, agents[0], _LazyInfo(source, 0, source.active(0)))
+        self._source = source
+        self._agents = agents
+
+    def _fill(self) -> None:
+        source = self._source
+        if source is None:
+            return
+        agents = self._agents
+        n = len(agents)
+        # the first agent's info is already in place: the rest follow it, in the agents' order
+        dict.update(self, zip(islice(agents, 1, None),
+                              map(_LazyInfo, [source] * (n - 1), range(1, n), islice(source.active_list(), 1, None)), strict=True))
+        self.__class__ = AgentDict
+        self._source = self._agents = None
 
 
 def read_only(array: np.ndarray) -> np.ndarray:
@@ -215,27 +252,22 @@ def read_only(array: np.ndarray) -> np.ndarray:
     return array
 
 
-def _lazy(agents: Sequence[str], source: _RoundInfos, active: np.ndarray) -> dict[str, dict[str, Any]]:
-    n = len(agents)
-    return dict(zip(agents, map(_LazyInfo, [source] * n, range(n), active.tolist()), strict=True))
-
-
 def reset_infos(agents: Sequence[str], masks: np.ndarray, tasks: Sequence[str], vehicle_task: np.ndarray,
-                active: np.ndarray, budget_j: np.ndarray, dual_price: np.ndarray) -> dict[str, dict[str, Any]]:
+                active: np.ndarray, budget_j: np.ndarray, dual_price: np.ndarray) -> AgentDict:
     """The infos ``reset()`` returns: agent -> lazy read-only dict. The arrays are read on first access, so the
     caller passes ones that nothing changes in place later (the simulator replaces its arrays, it does not
     overwrite them)."""
-    return _lazy(agents, _RoundInfos(masks, tasks, (vehicle_task, active, budget_j, dual_price), None), active)
+    return _LazyAgentDict(agents, _RoundInfos(masks, tasks, (vehicle_task, active, budget_j, dual_price), None))
 
 
 def step_infos(agents: Sequence[str], masks: np.ndarray, tasks: Sequence[str], vehicle_task: np.ndarray,
-               m: RoundMetrics) -> dict[str, dict[str, Any]]:
+               m: RoundMetrics) -> AgentDict:
     """The infos ``step()`` returns for the round ``m`` describes (same rule on the arrays as ``reset_infos``)."""
     terms = m.reward_terms
     arrays = (vehicle_task, m.active, m.rank, m.action_corrected, m.accuracy, m.latency_s, m.energy_j, m.budget_j,
               terms["accuracy"], terms["latency"], terms["energy"], m.fault, m.vehicle_rsu, m.task_energy_j,
               m.task_budget_j, m.dual_price, m.fault_energy_saved_j, m.reward, m.task_accuracy, m.task_latency_s)
-    return _lazy(agents, _RoundInfos(masks, tasks, arrays, m.round_index), m.active)
+    return _LazyAgentDict(agents, _RoundInfos(masks, tasks, arrays, m.round_index))
 
 
 class WritableInfos(BaseParallelWrapper):

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import iov_env
-from iov_env.envs.infos import ReadOnlyDict, WritableInfos, _LazyInfo
+from iov_env.envs.infos import AgentDict, ReadOnlyDict, WritableInfos, _LazyAgentDict, _LazyInfo
 from iov_env.sim.faults import FAULT_NAMES
 
 CASES = {
@@ -216,6 +216,93 @@ def test_infos_refuse_every_change(mutation: str, filled: bool) -> None:
     plain = dict(info)  # the documented way to a mutable copy
     plain["cost"] = -1.0
     assert info["cost"] == ref["cost"]
+
+
+def _fresh_infos() -> tuple[Any, dict[str, dict[str, Any]], list[str]]:
+    """One step's infos of a tiny env before any read, their eager reference and the agents."""
+    env = iov_env.parallel_env(preset="tiny", num_vehicles=7)
+    env.reset(seed=5)
+    _, _, _, _, infos = env.step(dict.fromkeys(env.agents, 4))
+    ref, agents = _reference_infos(env, after_reset=False), list(env.possible_agents)
+    env.close()
+    assert type(infos) is _LazyAgentDict
+    return infos, ref, agents
+
+
+OUTER_READS = {
+    "getitem_last": lambda d, r, a: _mask_free(d[a[-1]]) == _mask_free(r[a[-1]]),
+    "get": lambda d, r, a: d.get(a[3])["rank"] == r[a[3]]["rank"] and d.get("nobody") is None,
+    "contains": lambda d, r, a: a[-1] in d and "nobody" not in d,
+    "len": lambda d, r, a: len(d) == len(a),
+    "iter": lambda d, r, a: list(d) == a,
+    "reversed": lambda d, r, a: list(reversed(d)) == a[::-1],
+    "keys": lambda d, r, a: list(d.keys()) == a,
+    "values": lambda d, r, a: [i["round"] for i in d.values()] == [r[x]["round"] for x in a],
+    "items": lambda d, r, a: [k for k, _ in d.items()] == a,
+    "dict": lambda d, r, a: list(dict(d)) == a,
+    "unpack": lambda d, r, a: list({**d}) == a,
+    "copy": lambda d, r, a: type(d.copy()) is dict and list(d.copy()) == a,
+    "or": lambda d, r, a: list(d | {"x": 1}) == [*a, "x"],
+    "ror": lambda d, r, a: list({"x": 1} | d) == ["x", *a],
+    "repr": lambda d, r, a: repr(d).startswith("{'vehicle_0': {'active': "),
+    "json": lambda d, r, a: list(json.loads(json.dumps(d, default=np.ndarray.tolist))) == a,
+    "pickle": lambda d, r, a: list(pickle.loads(pickle.dumps(d))) == a,
+    "eq": lambda d, r, a: d != {} and not (d == {"x": 1}),
+}
+
+
+@pytest.mark.parametrize("read", sorted(OUTER_READS))
+def test_every_first_read_of_the_infos_sees_every_agent_in_order(read: str) -> None:
+    infos, ref, agents = _fresh_infos()
+    assert OUTER_READS[read](infos, ref, agents)
+    assert type(infos) is AgentDict and list(infos) == agents
+    for a in agents:
+        assert infos[a] is infos[a]  # one object per agent, kept
+        _assert_same(infos[a], ref[a])
+
+
+@pytest.mark.parametrize("write", ["setitem", "delitem", "pop", "update", "setdefault", "clear", "ior"])
+def test_the_infos_dict_itself_stays_mutable_as_before(write: str) -> None:
+    infos, ref, agents = _fresh_infos()
+    extra = {"note": 1}
+    if write == "setitem":
+        infos["common"] = extra
+    elif write == "delitem":
+        del infos[agents[2]]
+    elif write == "pop":
+        assert infos.pop(agents[2])["rank"] == ref[agents[2]]["rank"]
+    elif write == "update":
+        infos.update(common=extra)
+    elif write == "setdefault":
+        assert infos.setdefault("common", extra) is extra
+    elif write == "clear":
+        infos.clear()
+        assert infos == {}
+        return
+    else:
+        infos |= {"common": extra}
+    want = [a for a in agents if a != agents[2]] if write in ("delitem", "pop") else [*agents, "common"]
+    assert list(infos) == want
+    for a in want:
+        if a != "common":
+            _assert_same(infos[a], ref[a])
+
+
+def test_two_lazy_infos_dicts_compare_entry_by_entry() -> None:
+    first, _, agents = _fresh_infos()
+    second, _, _ = _fresh_infos()
+    # dict == compares the masks (arrays) too, ambiguous for any dict holding arrays: compare what gymnasium does
+    from gymnasium.utils.env_checker import data_equivalence
+
+    assert type(first) is type(second) is _LazyAgentDict
+    assert data_equivalence(first, second)
+    assert list(first) == list(second) == agents
+
+
+def test_infos_dict_refuses_a_second_initialisation() -> None:
+    infos, _, agents = _fresh_infos()
+    with pytest.raises(TypeError, match="initialised once"):
+        infos.__init__(agents, None)
 
 
 @pytest.mark.parametrize("how", ["pickle", "copy", "deepcopy", "cloudpickle"])
