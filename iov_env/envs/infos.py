@@ -44,19 +44,16 @@ __all__ = ["AgentDict", "ReadOnlyDict", "WritableInfos", "read_only", "reset_inf
 
 
 class ReadOnlyDict(dict):
-    """A ``dict`` that refuses every change (``TypeError``); ``dict(d)`` is a mutable copy.
+    """A ``dict`` that refuses every change through its methods (``TypeError``); ``dict(d)`` is a mutable copy.
 
     The env's per-agent infos, their ``"rewards"`` entry and dict observations are of this type.
-    Pickles, copies and compares as the dict it holds.
+    Pickles, copies and compares as the dict it holds. (dict's own unbound methods, such as
+    ``dict.__setitem__(d, k, v)`` or ``d.__init__(...)``, still write into it: Python has no way to forbid
+    them on a ``dict`` subclass, and a Python ``__init__`` guarding the latter would slow every info down.)
     """
 
     # the lazy subclass's state: declared here so that a filled one can become a ReadOnlyDict (same layout)
     __slots__ = ("_source", "_index")
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        if dict.__len__(self):  # __init__ called again on a filled dict would merge into it
-            self._refuse()
-        dict.__init__(self, *args, **kwargs)
 
     def _refuse(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise TypeError(f"{type(self).__name__} is read-only: this is the env's own per-agent data, shared with every "
@@ -65,71 +62,69 @@ class ReadOnlyDict(dict):
     __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = __ior__ = _refuse
 
     def __reduce__(self) -> tuple[type, tuple[dict[str, Any]]]:
-        # rebuilt through __init__ from a plain copy: dict's default pickling would refill it item by item
+        # rebuilt in one call from a plain copy: dict's default pickling would refill it item by item
         return ReadOnlyDict, (dict(self),)
 
 
+# fault code -> name as one array, to gather every agent's at once (codes are small non-negative ints)
+_FAULT_NAMES = np.array([FAULT_NAMES.get(code) for code in range(max(FAULT_NAMES) + 1)], dtype=object)
+
+
 class _RoundInfos:
-    """One round's columns, shared by its N lazy infos; turned into Python lists on the first read."""
+    """One round's columns, shared by its N infos; every agent's info is built, once, when the first is read."""
 
-    __slots__ = ("_masks", "_tasks", "_arrays", "_round_index", "_columns")
+    __slots__ = ("_masks", "_tasks", "_vehicle_task", "_metrics", "_reset", "_built")
 
-    def __init__(self, masks: np.ndarray, tasks: Sequence[str], arrays: tuple[np.ndarray, ...],
-                 round_index: int | None) -> None:
+    def __init__(self, masks: np.ndarray, tasks: Sequence[str], vehicle_task: np.ndarray,
+                 metrics: RoundMetrics | None = None, reset: tuple[np.ndarray, ...] = ()) -> None:
         self._masks = masks
         self._tasks = tasks
-        self._arrays = arrays  # (vehicle_task, active, ...): reset_infos's and step_infos's orders
-        self._round_index = round_index  # None after reset
-        self._columns: tuple[list[Any], ...] | None = None
-
-    def _lists(self) -> tuple[list[Any], ...]:
-        # one tolist() per column for all N agents: Python scalars, as the eager code gave
-        if self._columns is None:
-            self._columns = tuple(a.tolist() for a in self._arrays)
-        return self._columns
+        self._vehicle_task = vehicle_task
+        self._metrics = metrics  # the round just run, or None after reset
+        self._reset = reset  # after reset: (active, budget_j, dual_price)
+        self._built: list[ReadOnlyDict] | None = None
 
     def active(self, i: int) -> bool:
-        """Agent ``i``'s ``"active"`` (the first key of every info), without converting the other columns."""
-        return self._arrays[1][i].item()
+        """Agent ``i``'s ``"active"`` (the first key of every info), without building any info."""
+        return (self._reset[0] if self._metrics is None else self._metrics.active)[i].item()
 
-    def active_list(self) -> list[bool]:
-        """Every agent's ``"active"``."""
-        return self._columns[1] if self._columns is not None else self._arrays[1].tolist()
+    def infos(self) -> list[ReadOnlyDict]:
+        """Every agent's info, in agent order, with the keys, order and types of the eager code it replaces.
 
-    def info(self, i: int) -> dict[str, Any]:
-        """Agent ``i``'s info, with the keys, order and types of the eager code."""
-        if self._round_index is None:
-            task_of, active, budget, price = self._lists()
-            t = task_of[i]
-            return {"active": active[i], "action_mask": self._masks[i], "task": self._tasks[t], "task_index": t,
-                    "round": 0, "budget": budget[i], "dual_price": price[t]}
-        (task_of, active, rank, corr, acc, lat, en, bud, r_acc, r_lat, r_en, fault, rsu, t_used, t_budget, price,
-         saved, reward, t_acc, t_lat) = self._lists()
-        t = task_of[i]
-        return {
-            "active": active[i],
-            "action_mask": self._masks[i],
-            "action_corrected": corr[i],
-            "rank": rank[i],
-            "cost": en[i],
-            "budget": bud[i],
-            "reward": reward[i],
-            "rewards": ReadOnlyDict(accuracy=r_acc[i], latency=r_lat[i], energy=r_en[i]),
-            "accuracy": acc[i],
-            "latency_s": lat[i],
-            "energy_j": en[i],
-            "task": self._tasks[t],
-            "task_index": t,
-            "rsu": rsu[i],
-            "dual_price": price[t],
-            "task_energy_used_j": t_used[t],
-            "task_budget_j": t_budget[t],
-            "task_accuracy": t_acc[t],
-            "task_latency_s": t_lat[t],
-            "fault": FAULT_NAMES[fault[i]],
-            "fault_energy_saved_j": saved[i],
-            "round": self._round_index,
-        }
+        Each column is converted once for all agents (``tolist()``: Python scalars; per-task values gathered
+        per agent first), so the loop below only packs values into dicts.
+        """
+        if self._built is not None:
+            return self._built
+        vt, ro = self._vehicle_task, ReadOnlyDict
+        task_of, names, masks = vt.tolist(), np.array(self._tasks, dtype=object)[vt].tolist(), list(self._masks)
+        m = self._metrics
+        if m is None:  # after reset: nothing executed yet
+            active, budget, price = self._reset
+            self._built = [
+                ro({"active": a, "action_mask": k, "task": n, "task_index": t, "round": 0, "budget": b, "dual_price": p})
+                for a, k, n, t, b, p in zip(active.tolist(), masks, names, task_of, budget.tolist(), price[vt].tolist(),
+                                            strict=True)
+            ]
+            return self._built
+        terms, r = m.reward_terms, m.round_index
+        columns = (
+            m.active.tolist(), masks, m.action_corrected.tolist(), m.rank.tolist(), m.energy_j.tolist(),
+            m.budget_j.tolist(), m.reward.tolist(), terms["accuracy"].tolist(), terms["latency"].tolist(),
+            terms["energy"].tolist(), m.accuracy.tolist(), m.latency_s.tolist(), names, task_of,
+            m.vehicle_rsu.tolist(), m.dual_price[vt].tolist(), m.task_energy_j[vt].tolist(),
+            m.task_budget_j[vt].tolist(), m.task_accuracy[vt].tolist(), m.task_latency_s[vt].tolist(),
+            _FAULT_NAMES[m.fault].tolist(), m.fault_energy_saved_j.tolist(),
+        )
+        self._built = [
+            ro({"active": a, "action_mask": k, "action_corrected": c, "rank": rk, "cost": e, "budget": b, "reward": rw,
+                "rewards": ro({"accuracy": ra, "latency": rl, "energy": re}), "accuracy": ac, "latency_s": la,
+                "energy_j": e, "task": n, "task_index": t, "rsu": rsu, "dual_price": p, "task_energy_used_j": tu,
+                "task_budget_j": tb, "task_accuracy": ta, "task_latency_s": tl, "fault": f,
+                "fault_energy_saved_j": sv, "round": r})
+            for a, k, c, rk, e, b, rw, ra, rl, re, ac, la, n, t, rsu, p, tu, tb, ta, tl, f, sv in zip(*columns, strict=True)
+        ]
+        return self._built
 
 
 def _after_fill(name: str) -> Any:
@@ -194,8 +189,6 @@ class _LazyInfo(_FillOnRead, ReadOnlyDict):
 
     def __init__(self, round_infos: _RoundInfos, index: int, active: bool) -> None:
         """Agent ``index`` of ``round_infos``; ``active`` is its first key's value, held from the start."""
-        if dict.__len__(self):  # called again on a live info
-            self._refuse()
         dict.__setitem__(self, "active", active)
         self._source = round_infos
         self._index = index
@@ -204,7 +197,7 @@ class _LazyInfo(_FillOnRead, ReadOnlyDict):
         source = self._source
         if source is None:  # filled by another thread between its read and ours
             return
-        dict.update(self, source.info(self._index))
+        dict.update(self, source.infos()[self._index])
         self.__class__ = ReadOnlyDict
         self._source = None
 
@@ -237,11 +230,10 @@ class _LazyAgentDict(_FillOnRead, AgentDict):
         source = self._source
         if source is None:
             return
-        agents = self._agents
-        n = len(agents)
-        # the first agent's info is already in place: the rest follow it, in the agents' order
-        dict.update(self, zip(islice(agents, 1, None),
-                              map(_LazyInfo, [source] * (n - 1), range(1, n), islice(source.active_list(), 1, None)), strict=True))
+        agents, infos = self._agents, source.infos()
+        if agents:
+            dict.__getitem__(self, agents[0])._fill()  # the first agent's info, held already, takes its values
+        dict.update(self, zip(islice(agents, 1, None), islice(infos, 1, None), strict=True))
         self.__class__ = AgentDict
         self._source = self._agents = None
 
@@ -254,20 +246,16 @@ def read_only(array: np.ndarray) -> np.ndarray:
 
 def reset_infos(agents: Sequence[str], masks: np.ndarray, tasks: Sequence[str], vehicle_task: np.ndarray,
                 active: np.ndarray, budget_j: np.ndarray, dual_price: np.ndarray) -> AgentDict:
-    """The infos ``reset()`` returns: agent -> lazy read-only dict. The arrays are read on first access, so the
-    caller passes ones that nothing changes in place later (the simulator replaces its arrays, it does not
-    overwrite them)."""
-    return _LazyAgentDict(agents, _RoundInfos(masks, tasks, (vehicle_task, active, budget_j, dual_price), None))
+    """The infos ``reset()`` returns (agent -> read-only dict), built on first read. The arrays are read then,
+    so the caller passes ones that nothing changes in place later (the simulator replaces its arrays, it does
+    not overwrite them)."""
+    return _LazyAgentDict(agents, _RoundInfos(masks, tasks, vehicle_task, reset=(active, budget_j, dual_price)))
 
 
 def step_infos(agents: Sequence[str], masks: np.ndarray, tasks: Sequence[str], vehicle_task: np.ndarray,
                m: RoundMetrics) -> AgentDict:
     """The infos ``step()`` returns for the round ``m`` describes (same rule on the arrays as ``reset_infos``)."""
-    terms = m.reward_terms
-    arrays = (vehicle_task, m.active, m.rank, m.action_corrected, m.accuracy, m.latency_s, m.energy_j, m.budget_j,
-              terms["accuracy"], terms["latency"], terms["energy"], m.fault, m.vehicle_rsu, m.task_energy_j,
-              m.task_budget_j, m.dual_price, m.fault_energy_saved_j, m.reward, m.task_accuracy, m.task_latency_s)
-    return _LazyAgentDict(agents, _RoundInfos(masks, tasks, arrays, m.round_index))
+    return _LazyAgentDict(agents, _RoundInfos(masks, tasks, vehicle_task, metrics=m))
 
 
 class WritableInfos(BaseParallelWrapper):
