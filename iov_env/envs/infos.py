@@ -1,14 +1,15 @@
-"""Per-agent infos as read-only dicts built on first read from one round's shared columns.
+"""Per-agent infos as read-only dicts, built when first read from one round's shared columns.
 
 ``step()`` used to build N dicts of 22 keys in Python every round, read or not: 26% of a step at N=100
 and, with the garbage collector's passes over them, most of it at N=10,000. Now a round's columns (its
-``RoundMetrics`` arrays, the next decision's masks) are held once by a ``_RoundInfos``; ``step()`` returns
-an ``AgentDict`` (agent -> info) that creates the N per-agent infos on its first read, and each per-agent
-info holds only (round, index) until it is read itself. The first read of an info fills it with exactly the
-values the eager code gave (the same keys in the same order, the same Python types: ``tolist()`` scalars,
-the task and fault names, a read-only ``int8`` mask row, a read-only ``rewards`` dict) and turns it into a
-plain ``ReadOnlyDict``, whose reads are dict's own C methods from then on. The outer ``AgentDict`` stays
-mutable, as the plain dict it replaces was.
+``RoundMetrics`` arrays, the next decision's masks) are held once by a ``_RoundInfos``, and ``step()``
+returns an ``AgentDict`` (agent -> info) that builds every agent's info on its own first read, in one loop
+over columns converted once for all agents. A caller that never reads the infos pays for none; one that
+reads them pays about what the eager dicts cost (a little more: a dict subclass is allocated without the
+plain dict's free list). Each info holds exactly what the eager code gave: the same keys in the same order,
+the same Python types (``tolist()`` scalars, the task and fault names, a read-only ``int8`` mask row, a
+read-only ``rewards`` dict). The ``AgentDict`` stays mutable, as the plain dict it replaces was; the infos
+in it are ``ReadOnlyDict``.
 
 Why ``dict`` subclasses rather than ``Mapping``: PettingZoo's ``api_test`` requires each agent's info to be
 a ``dict`` (and ``parallel_api_test`` the infos), SuperSuit and RLlib merge them with ``{**info}``, and
@@ -17,9 +18,9 @@ to every consumer of the step (the AEC view's ``last()`` and ``infos``, the runn
 one would be seen by the others. ``dict(info)`` gives a mutable copy; ``WritableInfos`` gives every
 consumer behind it mutable copies, for tools that write into infos (SuperSuit).
 
-Before its first read a lazy dict's own storage holds only its first key (that keeps C code which only
-asks whether a dict is empty, as json's encoder does before calling ``items()``, from taking it for an
-empty one). Every Python-level read and write is overridden to fill it first: item, ``get``, ``in``,
+Before its first read the lazy ``AgentDict``'s own storage holds only its first agent, whose info is a
+placeholder (``_LazyInfo``) holding its first key: that keeps C code which only asks whether a dict is
+empty, as json's encoder does before calling ``items()``, from taking either for an empty one. Every Python-level read and write is overridden to fill it first: item, ``get``, ``in``,
 ``len``, iteration, ``keys``/``values``/``items``, ``==``, ``repr``, ``copy``, ``|``, pickling, and
 ``dict(d)``, ``{**d}`` and ``f(**d)``, which for a dict subclass that overrides ``__iter__`` take
 CPython's generic path through ``keys()``. Only C code that reads a dict subclass's storage directly
@@ -183,7 +184,8 @@ class _FillOnRead:
 
 
 class _LazyInfo(_FillOnRead, ReadOnlyDict):
-    """Agent ``index``'s info of one round, filled on its first read (then it is a ``ReadOnlyDict``)."""
+    """The first agent's info, held by an unread infos dict: filled with the others, or on its own first read
+    (then it is a ``ReadOnlyDict``)."""
 
     __slots__ = ()
 
@@ -231,8 +233,9 @@ class _LazyAgentDict(_FillOnRead, AgentDict):
         if source is None:
             return
         agents, infos = self._agents, source.infos()
-        if agents:
-            dict.__getitem__(self, agents[0])._fill()  # the first agent's info, held already, takes its values
+        first = dict.get(self, agents[0]) if agents else None
+        if type(first) is _LazyInfo:  # held already: it takes its values (unless something read it past us)
+            first._fill()
         dict.update(self, zip(islice(agents, 1, None), islice(infos, 1, None), strict=True))
         self.__class__ = AgentDict
         self._source = self._agents = None

@@ -345,3 +345,13 @@ def test_writable_infos_hands_plain_dicts_and_forwards_the_env() -> None:
             info["terminal_observation"] = obs[a]  # what SuperSuit writes at the end of an episode
     assert env.action_masks().shape == (5, env.config.num_ranks)
     env.close()
+
+
+def test_infos_dict_fills_after_its_first_info_was_read_past_it() -> None:
+    """C code can take the held first info without the dict's methods; reading it first must not break the dict."""
+    infos, ref, agents = _fresh_infos()
+    first = dict.__getitem__(infos, agents[0])
+    assert first["rank"] == ref[agents[0]]["rank"] and type(first) is ReadOnlyDict
+    assert list(infos) == agents and infos[agents[0]] is first
+    for a in agents:
+        _assert_same(infos[a], ref[a])
