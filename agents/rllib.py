@@ -175,7 +175,8 @@ class RLlibPolicy(Agent):
 
         vec = observation["observation"] if isinstance(observation, Mapping) else observation
         mask = np.asarray(action_mask, dtype=np.float32)
-        batch = {Columns.OBS: {"observations": torch.as_tensor(np.asarray(vec, dtype=np.float32))[None],
+        # a copy: the env's observation rows are read-only, and torch refuses to share those (it warns)
+        batch = {Columns.OBS: {"observations": torch.as_tensor(np.array(vec, dtype=np.float32))[None],
                                "action_mask": torch.as_tensor(mask)[None]}}
         with torch.no_grad():
             logits = self.module.forward_inference(batch)[Columns.ACTION_DIST_INPUTS][0].numpy()

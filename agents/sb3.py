@@ -252,7 +252,10 @@ def _seedable_supersuit_vec(parallel_env: Any) -> Any:
             rows = list(self.par_env.action_masks().astype(bool))
             return rows if indices is None else [rows[i] for i in self._get_indices(indices)]
 
-    markov = ss.pettingzoo_env_to_vec_env_v1(parallel_env)
+    from iov_env.envs.infos import WritableInfos
+
+    # SuperSuit writes terminal_observation into the last step's infos, which the env hands out read-only
+    markov = ss.pettingzoo_env_to_vec_env_v1(WritableInfos(parallel_env))
     concat = ss.concat_vec_envs_v1(markov, 1, num_cpus=0, base_class="gymnasium")
     # SuperSuit builds its own copy of the env (cloudpickle): ask that copy, the one being stepped
     return SeededSB3VecEnv(concat, concat.vec_envs[0].par_env)

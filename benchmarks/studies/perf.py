@@ -5,6 +5,7 @@
     iov perf fast --sumo          # adds SUMO steps/s through libsumo against traci (the sumo extra)
     iov perf fast --baseline REF  # this code against the code at git REF: paired windows, as ratios
     iov perf fast --phases --sizes 100 [--baseline REF]  # where a step's time goes (both codes)
+    iov perf fast --read-infos ...  # the caller reads every agent's info each step, as a runner does
 
 Throughput is reported in agent-steps/s (vehicles x rounds per second) and, to make the
 machine's noise visible, as a ratio to N = 100 measured in the same run.
@@ -36,10 +37,11 @@ DEFAULT_SIZES = (10, 100, 1000, 10000)
 class _Stepper:
     """A fast parallel env at N vehicles stepped with random valid actions, warmed up, timed in windows."""
 
-    def __init__(self, num_vehicles: int, seed: int = 0) -> None:
+    def __init__(self, num_vehicles: int, seed: int = 0, read_infos: bool = False) -> None:
         import iov_env
 
         self.num_vehicles = num_vehicles
+        self.read_infos = read_infos
         self.env = iov_env.parallel_env(preset="tiny", num_vehicles=num_vehicles, rounds=1_000_000)
         self.env.reset(seed=seed)
         rng = np.random.default_rng(seed)
@@ -51,7 +53,10 @@ class _Stepper:
             self._step()
 
     def _step(self) -> None:
-        self.env.step(self.actions[self.steps % len(self.actions)])
+        infos = self.env.step(self.actions[self.steps % len(self.actions)])[4]
+        if self.read_infos:  # one key of every agent's info: what a runner or an agent's update() reads first
+            for info in infos.values():
+                info["cost"]
         self.steps += 1
 
     def window(self, min_seconds: float) -> dict[str, float]:
@@ -67,16 +72,19 @@ class _Stepper:
                 "agent_steps_per_cpu_s": steps * self.num_vehicles / max(time.process_time() - cpu_start, 1e-9)}
 
 
-def env_throughput(num_vehicles: int, min_seconds: float = 1.5, repeats: int = 3, seed: int = 0) -> dict[str, float]:
+def env_throughput(num_vehicles: int, min_seconds: float = 1.5, repeats: int = 3, seed: int = 0,
+                   read_infos: bool = False) -> dict[str, float]:
     """Agent-steps per second of the fast parallel env with random valid actions (median of repeats).
 
     Also per second of this process's CPU time, which other jobs on a loaded machine disturb far less.
+    ``read_infos``: the caller reads every agent's info after each step (see ``_Stepper``).
     """
-    stepper = _Stepper(num_vehicles, seed)
+    stepper = _Stepper(num_vehicles, seed, read_infos)
     windows = [stepper.window(min_seconds) for _ in range(repeats)]
     stepper.env.close()
     rate = statistics.median(w["agent_steps_per_s"] for w in windows)
-    return {"num_vehicles": num_vehicles, "agent_steps_per_s": rate, "ms_per_round": 1e3 * num_vehicles / rate,
+    return {"num_vehicles": num_vehicles, "read_infos": read_infos, "agent_steps_per_s": rate,
+            "ms_per_round": 1e3 * num_vehicles / rate,
             "agent_steps_per_cpu_s": statistics.median(w["agent_steps_per_cpu_s"] for w in windows)}
 
 
@@ -84,7 +92,7 @@ def env_throughput(num_vehicles: int, min_seconds: float = 1.5, repeats: int = 3
 # one answer per stdin line ("window SECONDS" or "phases ROUNDS")
 _CHILD = """
 import importlib.util, json, sys
-root, perf_file, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+root, perf_file, n, read_infos = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1"
 sys.path.insert(0, root)
 import iov_env
 if not iov_env.__file__.startswith(root):
@@ -92,7 +100,7 @@ if not iov_env.__file__.startswith(root):
 spec = importlib.util.spec_from_file_location("perf_timer", perf_file)
 timer = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(timer)
-stepper = timer._Stepper(n)
+stepper = timer._Stepper(n, read_infos=read_infos)
 print("ready", flush=True)
 for line in sys.stdin:
     command, arg = line.split()
@@ -104,10 +112,11 @@ for line in sys.stdin:
 class _ChildStepper:
     """The code under ``root`` stepping in its own interpreter, answering one timing window per request."""
 
-    def __init__(self, root: Path, num_vehicles: int) -> None:
+    def __init__(self, root: Path, num_vehicles: int, read_infos: bool = False) -> None:
         self.root = root
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", _CHILD, str(root.resolve()), str(Path(__file__).resolve()), str(num_vehicles)],
+            [sys.executable, "-c", _CHILD, str(root.resolve()), str(Path(__file__).resolve()), str(num_vehicles),
+             "1" if read_infos else "0"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env={**os.environ, "PYTHONPATH": str(root)}, cwd=root,
         )
@@ -167,6 +176,7 @@ PHASES = (
     ("grid mobility", "iov_env.sim.mobility", "GridMobility", "step"),
     ("next-round preparation", "iov_env.sim.simulator", "IoVSimulator", "_prepare_round"),
     ("observation matrix", "iov_env.envs.parallel", "IoVParallelEnv", "_observation_matrix"),
+    ("per-agent observations", "iov_env.envs.parallel", "IoVParallelEnv", "_per_agent_obs"),
     ("per-agent infos", "iov_env.envs.parallel", "IoVParallelEnv", "_infos"),
 )
 
@@ -202,21 +212,24 @@ def phase_times(stepper: _Stepper, rounds: int = 3000) -> dict[str, Any]:
             for label, v in spent.items()}
 
 
-def compare_phases(ref: str, num_vehicles: int = 100, rounds: int = 3000) -> dict[str, dict[str, Any]]:
+def compare_phases(ref: str, num_vehicles: int = 100, rounds: int = 3000,
+                   read_infos: bool = False) -> dict[str, dict[str, Any]]:
     """``phase_times`` of the code at git ``ref`` and of this checkout, each in its own warmed-up interpreter."""
     with _ref_tree(ref) as (base_root, sha):
         out: dict[str, dict[str, Any]] = {}
         for side, root in (("base", base_root), ("new", HERE)):
-            child = _ChildStepper(root, num_vehicles)
+            child = _ChildStepper(root, num_vehicles, read_infos)
             try:
                 out[side] = child.phases(rounds)
             finally:
                 child.close()
-        out["ref"] = {"ref": ref, "sha": sha[:10], "num_vehicles": num_vehicles, "rounds": rounds}
+        out["ref"] = {"ref": ref, "sha": sha[:10], "num_vehicles": num_vehicles, "rounds": rounds,
+                      "read_infos": read_infos}
     return out
 
 
-def compare_with_ref(ref: str, sizes: list[int], seconds: float, repeats: int = 30) -> list[dict[str, float]]:
+def compare_with_ref(ref: str, sizes: list[int], seconds: float, repeats: int = 30,
+                     read_infos: bool = False) -> list[dict[str, float]]:
     """This checkout against the code at git ``ref``: paired short windows, alternating; medians of the ratios.
 
     Each side steps in its own long-lived interpreter (warmed up once). A pair is one window of each, taken
@@ -226,7 +239,7 @@ def compare_with_ref(ref: str, sizes: list[int], seconds: float, repeats: int = 
     rows = []
     with _ref_tree(ref) as (base_root, sha):
         for n in sizes:
-            sides = {"base": _ChildStepper(base_root, n), "new": _ChildStepper(HERE, n)}
+            sides = {"base": _ChildStepper(base_root, n, read_infos), "new": _ChildStepper(HERE, n, read_infos)}
             try:
                 runs: dict[str, list[dict[str, float]]] = {"base": [], "new": []}
                 for i in range(repeats):  # swap who goes first, so a trend within a pair favours neither side
@@ -236,7 +249,7 @@ def compare_with_ref(ref: str, sizes: list[int], seconds: float, repeats: int = 
                 for child in sides.values():
                     child.close()
             row: dict[str, float | str] = {"num_vehicles": n, "ref": ref, "ref_sha": sha[:10],
-                                           "pairs": repeats, "window_s": seconds}
+                                           "pairs": repeats, "window_s": seconds, "read_infos": read_infos}
             for key, label in (("agent_steps_per_s", "wall"), ("agent_steps_per_cpu_s", "cpu")):
                 base = [r[key] for r in runs["base"]]
                 new = [r[key] for r in runs["new"]]
@@ -350,15 +363,17 @@ def run(args: Any) -> int:
     if args.repeats is not None and args.repeats < 1:
         raise BenchmarkError(f"--repeats must be a positive integer, got {args.repeats}")
 
+    read_infos = bool(args.read_infos)
+    reading = ", every agent's info read after each step" if read_infos else ""
     if args.phases:
         n, rounds = args.sizes[0], 3000 if args.repeats is None else args.repeats
         if args.baseline is not None:
-            phases = compare_phases(args.baseline, n, rounds)
+            phases = compare_phases(args.baseline, n, rounds, read_infos)
         else:
-            stepper = _Stepper(n)
+            stepper = _Stepper(n, read_infos=read_infos)
             phases = {"new": phase_times(stepper, rounds)}
             stepper.env.close()
-        print(f"where a step's time goes, N={n}, {rounds} rounds after warm-up, load {os.getloadavg()[0]:.2f}; "
+        print(f"where a step's time goes, N={n}, {rounds} rounds after warm-up{reading}, load {os.getloadavg()[0]:.2f}; "
               "nested phases are inside their parents' time; shares are of the env step\n")
         sides = [side for side in ("base", "new") if side in phases]
         heads = {"base": f"{args.baseline} us (share)", "new": "this checkout us (share)"}
@@ -372,9 +387,10 @@ def run(args: Any) -> int:
         return 0
     if args.baseline is not None:
         seconds = 0.25 if args.seconds is None else args.seconds
-        rows = compare_with_ref(args.baseline, args.sizes, seconds, 30 if args.repeats is None else args.repeats)
+        rows = compare_with_ref(args.baseline, args.sizes, seconds, 30 if args.repeats is None else args.repeats,
+                                read_infos)
         print(f"fast env, this checkout against {args.baseline} ({rows[0]['ref_sha']}): median of {rows[0]['pairs']} "
-              f"paired ratios of {seconds:g} s windows, each side in one warmed-up process; "
+              f"paired ratios of {seconds:g} s windows, each side in one warmed-up process{reading}; "
               f"load: {os.getloadavg()[0]:.2f} (1-min average at the end)")
         print("\n| N vehicles | agent-steps/s base -> this | ratio, wall [IQR] (min - max) "
               "| ratio, CPU [IQR] (min - max) |\n|---:|---:|---:|---:|")
@@ -388,7 +404,7 @@ def run(args: Any) -> int:
             write_text_atomic(args.out, json.dumps({"baseline": rows}, indent=2))
         return 0
     results: dict[str, object] = {"import": import_time_s()}
-    rows = [env_throughput(n, 1.5 if args.seconds is None else args.seconds) for n in args.sizes]
+    rows = [env_throughput(n, 1.5 if args.seconds is None else args.seconds, read_infos=read_infos) for n in args.sizes]
     ref = next((r["agent_steps_per_s"] for r in rows if r["num_vehicles"] == 100), rows[0]["agent_steps_per_s"])
     print(f"import iov_env: {results['import']['import_s']:.3f} s (torch imported: {results['import']['torch_imported']})")
     print("\n| N vehicles | agent-steps/s | ms per round | ratio to N=100 |\n|---:|---:|---:|---:|")

@@ -242,6 +242,8 @@ def _perf_sizes() -> list[int]:
 @click.option("--repeats", type=int, default=None, help="paired windows per size with --baseline (default 30)")
 @click.option("--phases", is_flag=True,
               help="where a step's time goes at the first --sizes N (with --baseline: both codes side by side)")
+@click.option("--read-infos", is_flag=True,
+              help="read every agent's info after each step, as a runner does (infos are built when first read)")
 @out_option(help="write the results as JSON here")
 @reports_errors
 def perf_fast(**params: Any) -> int:

@@ -39,8 +39,9 @@ from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
 from iov_env.config import ConfigError, IoVConfig
+from iov_env.envs import infos as _infos
+from iov_env.envs.infos import ReadOnlyDict
 from iov_env.lazy import lazy_import
-from iov_env.sim.faults import FAULT_NAMES
 from iov_env.sim.simulator import (
     IoVSimulator,
     NonFiniteError,
@@ -54,7 +55,7 @@ kernels = lazy_import("iov_env.envs.kernels")  # compiled loops: numba loads on 
 
 # the action-correction rule is part of the API: agents mirror it to know what the env will execute
 __all__ = [
-    "IoVParallelEnv", "NonFiniteError", "ResetNeeded", "largest_feasible_at_or_below", "observation_bounds",
+    "IoVParallelEnv", "NonFiniteError", "ReadOnlyDict", "ResetNeeded", "largest_feasible_at_or_below", "observation_bounds",
     "observation_features", "observation_layout", "parallel_env", "resolve_config", "validate_actions",
 ]
 
@@ -215,7 +216,8 @@ class IoVParallelEnv(ParallelEnv):
         self.agents = list(self.possible_agents)
         self.last_round = None
         obs_matrix = self._observation_matrix()
-        return self._per_agent_obs(obs_matrix), self._infos(None)
+        masks = self._masks()
+        return self._per_agent_obs(obs_matrix, masks), self._infos(None, masks)
 
     def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
         """One federated round: every live agent's rank index in, per-agent utilities and infos out."""
@@ -231,8 +233,9 @@ class IoVParallelEnv(ParallelEnv):
         rewards = dict(zip(agents, m.reward.tolist(), strict=True))
         terms = dict.fromkeys(agents, False)
         truncs = dict.fromkeys(agents, truncated)
-        obs = self._per_agent_obs(obs_matrix)
-        infos = self._infos(m)
+        masks = self._masks()
+        obs = self._per_agent_obs(obs_matrix, masks)
+        infos = self._infos(m, masks)
         if truncated:
             self.agents = []
         return obs, rewards, terms, truncs, infos
@@ -303,62 +306,25 @@ class IoVParallelEnv(ParallelEnv):
             self._obs_cols = cols
         return self._obs_cols
 
-    def _per_agent_obs(self, obs_matrix: np.ndarray) -> dict[str, Any]:
+    def _masks(self) -> np.ndarray:
+        """The next decision's masks as one read-only int8 array, shared by the infos and dict observations."""
+        return _infos.read_only(self.simulator.state.mask.astype(np.int8))
+
+    def _per_agent_obs(self, obs_matrix: np.ndarray, masks: np.ndarray) -> dict[str, Any]:
+        # read-only rows of one fresh matrix: cheap to hand out, and no reader can change another's
+        rows = _infos.read_only(obs_matrix)
         agents = self.agents
         if self.obs_type == "dict":
-            masks = self.simulator.state.mask.astype(np.int8)
-            return {a: {"observation": o, "action_mask": m} for a, o, m in zip(agents, obs_matrix, masks, strict=True)}
-        return dict(zip(agents, obs_matrix, strict=True))
+            return {a: ReadOnlyDict(observation=o, action_mask=k) for a, o, k in zip(agents, rows, masks, strict=True)}
+        return dict(zip(agents, rows, strict=True))
 
-    def _infos(self, m: RoundMetrics | None) -> dict[str, dict[str, Any]]:
-        sim, st = self.simulator, self.simulator.state
-        masks = st.mask.astype(np.int8)
-        tasks = self.config.tasks.tasks
-        task_of = sim.vehicle_task.tolist()
+    def _infos(self, m: RoundMetrics | None, masks: np.ndarray) -> dict[str, dict[str, Any]]:
+        """Per-agent infos of the round ``m`` (``None``: after reset), each a lazy read-only dict (``envs.infos``)."""
+        sim, tasks = self.simulator, self.config.tasks.tasks
         if m is None:  # after reset: nothing executed yet
-            active = st.active.tolist()
-            return {
-                a: {
-                    "active": active[i], "action_mask": masks[i], "task": tasks[task_of[i]], "task_index": task_of[i],
-                    "round": 0, "budget": float(st.budget_j[i]), "dual_price": float(sim.dual_price[task_of[i]]),
-                }
-                for i, a in enumerate(self.agents)
-            }
-        active, rank, corr = m.active.tolist(), m.rank.tolist(), m.action_corrected.tolist()
-        acc, lat, en, bud = m.accuracy.tolist(), m.latency_s.tolist(), m.energy_j.tolist(), m.budget_j.tolist()
-        r_acc, r_lat, r_en = (m.reward_terms[t].tolist() for t in ("accuracy", "latency", "energy"))
-        fault, rsu = m.fault.tolist(), m.vehicle_rsu.tolist()
-        t_used, t_budget, price = m.task_energy_j.tolist(), m.task_budget_j.tolist(), m.dual_price.tolist()
-        saved = m.fault_energy_saved_j.tolist()
-        reward, t_acc, t_lat = m.reward.tolist(), m.task_accuracy.tolist(), m.task_latency_s.tolist()
-        out = {}
-        for i, a in enumerate(self.agents):
-            t = task_of[i]
-            out[a] = {
-                "active": active[i],
-                "action_mask": masks[i],
-                "action_corrected": corr[i],
-                "rank": rank[i],
-                "cost": en[i],
-                "budget": bud[i],
-                "reward": reward[i],
-                "rewards": {"accuracy": r_acc[i], "latency": r_lat[i], "energy": r_en[i]},
-                "accuracy": acc[i],
-                "latency_s": lat[i],
-                "energy_j": en[i],
-                "task": tasks[t],
-                "task_index": t,
-                "rsu": rsu[i],
-                "dual_price": price[t],
-                "task_energy_used_j": t_used[t],
-                "task_budget_j": t_budget[t],
-                "task_accuracy": t_acc[t],
-                "task_latency_s": t_lat[t],
-                "fault": FAULT_NAMES[fault[i]],
-                "fault_energy_saved_j": saved[i],
-                "round": m.round_index,
-            }
-        return out
+            return _infos.reset_infos(self.agents, masks, tasks, sim.vehicle_task, sim.state.active, sim.state.budget_j,
+                                      sim.dual_price)
+        return _infos.step_infos(self.agents, masks, tasks, sim.vehicle_task, m)
 
 
 def parallel_env(**kwargs: Any) -> IoVParallelEnv:

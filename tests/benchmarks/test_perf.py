@@ -101,3 +101,27 @@ def test_phase_times_nest_inside_the_env_step_and_restore_the_code() -> None:
         assert phases[label]["us_per_round"] < phases["simulator step"]["us_per_round"], label
     # the wrappers are gone afterwards
     assert (parallel.validate_actions, simulator.IoVSimulator.step, parallel.IoVParallelEnv._infos) == before
+
+
+def test_read_infos_makes_the_stepper_fill_every_info(tmp_path: Path) -> None:
+    """--read-infos: after each step the caller has read every agent's info (the lazy infos got built)."""
+    from iov_env.envs.infos import ReadOnlyDict
+
+    stepper = perf._Stepper(12, read_infos=True)
+    seen = []
+    step = stepper.env.step
+
+    def keep(actions: dict) -> tuple:
+        out = step(actions)
+        seen.append(out[4])
+        return out
+
+    stepper.env.step = keep
+    stepper._step()
+    stepper.env.close()
+    (infos,) = seen
+    assert len(dict.values(infos)) == 12 and all(type(i) is ReadOnlyDict for i in dict.values(infos))
+    target = tmp_path / "perf.json"
+    assert iov(["perf", "fast", "--sizes", "10", "--seconds", "0.05", "--read-infos", "--out", str(target)]) == 0
+    (row,) = json.loads(target.read_text())["throughput"]
+    assert row["read_infos"] is True and row["agent_steps_per_s"] > 0
