@@ -583,3 +583,70 @@ class UCB1(UCBDual):
     def __init__(self, exploration: float = 1.0, **kwargs: Any) -> None:
         kwargs["use_dual"] = False
         super().__init__(exploration=exploration, **kwargs)
+
+
+WARMUP_EPISODES = 20  # the deployed scheduler's history before it is evaluated
+WARMUP_SEED_BASE = 1000  # training seeds (benchmarks.train_rl.TRAIN_SEED_BASE): disjoint from evaluation seeds 0..99
+
+
+def warm_up(env_kwargs: Mapping[str, Any], agent_kwargs: Mapping[str, Any] | None = None,
+            episodes: int = WARMUP_EPISODES, seed_base: int = WARMUP_SEED_BASE,
+            agent_class: type[UCBDual] | None = None) -> TaskMemory:
+    """The memory a deployed UCB-DUAL holds after ``episodes`` episodes on seeds ``seed_base ..``: deterministic.
+
+    Every vehicle of every episode shares one ``TaskMemory`` (the roadside units' per-task tables); the episodes run
+    one after another, each starting from what the previous ones left.
+    """
+    from agents.runner import env_config_for, run_decentralized
+    from iov_env.envs.parallel import resolve_config
+
+    if episodes < 0:
+        raise ValueError(f"episodes={episodes!r}; allowed: >= 0")
+    cls = agent_class or UCBDual
+    kwargs = {**dict(agent_kwargs or {}), "persist": True}
+    cfg_kwargs = env_config_for(cls(**kwargs), env_kwargs)
+    memory = TaskMemory(len(resolve_config(None, **cfg_kwargs).learning.rank_set))
+    for k in range(episodes):
+        run_decentralized(lambda: cls(**{**kwargs, "memory": memory}), env_kwargs, seed=seed_base + k)
+    return memory
+
+
+# The presets' settings are the ones `iov study ucb-tuning` selected on training seeds
+# (benchmarks/data/tuning/ucb_tuning_choice.json; tests/agents/test_agent_ucb_presets.py keeps them equal).
+TUNED_SETTING: dict[str, Any] = {}
+DEPLOYED_SETTING: dict[str, Any] = {}
+
+
+class UCBDualTuned(UCBDual):
+    """UCB-DUAL with the options the tuning study chose on training seeds (``TUNED_SETTING``); forgets at reset."""
+
+    name = "ucb_dual_tuned"
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**{**TUNED_SETTING, **kwargs})
+
+
+class UCBDualDeployed(UCBDual):
+    """The deployed scheduler: per-task statistics kept across episodes (``persist=True``), tuned (``DEPLOYED_SETTING``).
+
+    Evaluated after ``warmup_episodes`` episodes on the training seeds ``warmup_seed_base ..`` (``warmed_memory``):
+    every evaluation episode starts from a copy of the same warmed memory, so evaluation seeds stay independent
+    and the warm-up never sees them.
+    """
+
+    name = "ucb_dual_deployed"
+    warmup_episodes = WARMUP_EPISODES
+    warmup_seed_base = WARMUP_SEED_BASE
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**{**DEPLOYED_SETTING, "persist": True, **kwargs})
+
+    @classmethod
+    def warmup_label(cls) -> str:
+        """The warm-up as a short label (part of a leaderboard run's key)."""
+        return f"{cls.warmup_episodes} episodes from seed {cls.warmup_seed_base}"
+
+    @classmethod
+    def warmed_memory(cls, env_kwargs: Mapping[str, Any]) -> TaskMemory:
+        """The memory after the stated warm-up on the world ``env_kwargs``."""
+        return warm_up(env_kwargs, episodes=cls.warmup_episodes, seed_base=cls.warmup_seed_base, agent_class=cls)
