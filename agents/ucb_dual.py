@@ -69,6 +69,8 @@ deployed presets in ``agents.baselines`` switch them on):
   its most optimistic priced index, the top of the reward band plus the bonus of one pull minus the price
   times the largest mean cost seen at a smaller rank, cannot beat the best played rank. The paper's sweep
   forces every rank once whatever the price: the first 7 rounds of ``paper-tight-v1`` spent 1.57x the budget.
+  ``sweep="skip"`` applies the same test but tries the remaining unplayed ranks in random order: accuracy rises
+  within an episode, and the ascending order credits the large ranks with the later, higher accuracies.
 * ``dual_source="local"`` with ``dual_step_size`` mu: the agent runs the RSU's own update on the task's
   spending (``info["task_energy_used_j"]`` / ``info["task_budget_j"]``) with its own step, so a step size can
   be tuned per agent without changing the env every agent is compared in. The task's spending is reported to
@@ -99,7 +101,8 @@ ROBUST_SPREAD_SD = 2.0  # half-width of each arm's reward band, in standard devi
 
 
 COUNTS = ("all", "sleeping")
-SWEEPS = ("random", "price")
+REWARD_SIGNALS = ("reward", "improvement", "detrended")
+SWEEPS = ("random", "price", "skip")
 
 
 class ArmStats:
@@ -198,8 +201,8 @@ class UCBDual(Agent):
             raise ValueError("normalization='fixed' needs reward_scale > 0 (e.g. accuracy_weight * 100)")
         if not 0.0 < discount <= 1.0:
             raise ValueError(f"discount={discount!r}; allowed: 0 < discount <= 1")
-        if reward_signal not in ("reward", "improvement"):
-            raise ValueError(f"reward_signal={reward_signal!r}; allowed: 'reward' or 'improvement'")
+        if reward_signal not in REWARD_SIGNALS:
+            raise ValueError(f"reward_signal={reward_signal!r}; allowed: {', '.join(map(repr, REWARD_SIGNALS))}")
         if rank_budget is not None and rank_budget <= 0:
             raise ValueError(f"rank_budget={rank_budget!r}; allowed: > 0")
         if counts not in COUNTS:
@@ -268,6 +271,7 @@ class UCBDual(Agent):
         self.last_index: np.ndarray | None = None
         self.last_accuracy_term: float | None = None
         self.last_feasible: np.ndarray | None = None
+        self.accuracy_weight: float | None = None
 
     # -- the statistics of the vehicle's task (one private table unless ``persist``) ----------------
     @property
@@ -355,14 +359,16 @@ class UCBDual(Agent):
         unplayed arm r stays a candidate only while its most optimistic priced index, 1 (the top of the
         normalised reward band) + the bonus of one pull - lambda * (the largest mean normalised cost seen at
         a smaller rank: energy does not fall with rank), reaches the best played feasible arm's index; the
-        candidates are returned cheapest (smallest rank) first.
+        candidates are returned cheapest (smallest rank) first. Skip sweep: the same test, the candidates tried in
+        random order (the ascending order credits large ranks with the later, higher accuracies).
         """
         unplayed = feas[np.isinf(u[feas])]
         if self.sweep == "random" or not unplayed.size:
             return unplayed
         played = feas[~np.isinf(u[feas])]
         if not played.size:
-            return unplayed[:1]  # nothing to beat yet: the cheapest rank first
+            # nothing to beat yet: the cheapest rank first (price), any unplayed rank (skip)
+            return unplayed[:1] if self.sweep == "price" else unplayed
         n = self.counts
         seen = n > _EPS
         means = np.divide(self.cost_sums, n, out=np.zeros_like(n), where=seen)
@@ -375,7 +381,7 @@ class UCBDual(Agent):
             optimistic = 1.0 + float(one_pull[r]) - (self.lam * cost_lb if self.use_dual else 0.0)
             if optimistic >= best:
                 keep.append(int(r))
-        return np.asarray(keep[:1], dtype=int)
+        return np.asarray(keep[:1] if self.sweep == "price" else keep, dtype=int)
 
     def reward_band(self) -> tuple[float, float]:
         """(lo, hi) of the rewards that set the normalisation scale (see ``normalization``)."""
@@ -443,6 +449,8 @@ class UCBDual(Agent):
             # the round's accuracy gain plus its latency/energy terms; nothing to difference on the first
             # active round, so that arm stays unplayed and is tried again
             r = None if previous is None else r - previous
+        elif self.reward_signal == "detrended":
+            r = self._detrended(float(reward), info)
         if r is not None:
             st = self.stats
             if self.discount < 1.0:
@@ -466,6 +474,23 @@ class UCBDual(Agent):
                 used = float(info.get("task_energy_used_j", spent))
                 allowed = float(info.get("task_budget_j", budget) or budget)
             self._dual_step(used, allowed)
+
+    def _detrended(self, reward: float, info: Mapping[str, Any]) -> float:
+        """The reward less the task model's accuracy of the round, in reward units: what the rank adds, not the round.
+
+        Accuracy rises through an episode for every rank alike, so raw rewards credit a rank with the round it
+        was played in; statistics kept across episodes (the deployed scheduler) compare a rank sampled late with
+        one sampled early. The env's accuracy weight is read from the info (accuracy term / accuracy); a round
+        that reports no accuracy keeps the last weight seen (none seen: the raw reward).
+        """
+        terms = info.get("rewards") or {}
+        acc, term = info.get("accuracy"), terms.get("accuracy")
+        if acc is not None and term is not None and float(acc) > 0:
+            self.accuracy_weight = float(term) / float(acc)
+        task_acc = info.get("task_accuracy")
+        if task_acc is None or self.accuracy_weight is None:
+            return reward
+        return reward - self.accuracy_weight * float(task_acc)
 
     def _check_update(self, action: Any, reward: float, cost: float, info: Mapping[str, Any]) -> int:
         """The action as an arm index; ValueError naming any non-finite number or out-of-range action."""
@@ -613,8 +638,9 @@ def warm_up(env_kwargs: Mapping[str, Any], agent_kwargs: Mapping[str, Any] | Non
 
 # The presets' settings are the ones `iov study ucb-tuning` selected on training seeds
 # (benchmarks/data/tuning/ucb_tuning_choice.json; tests/agents/test_agent_ucb_presets.py keeps them equal).
-TUNED_SETTING: dict[str, Any] = {}
-DEPLOYED_SETTING: dict[str, Any] = {}
+TUNED_SETTING: dict[str, Any] = {"exploration": 0.0, "counts": "all", "sweep": "random", "discount": 1.0, "dual_source": "rsu"}
+DEPLOYED_SETTING: dict[str, Any] = {"exploration": 0.5, "counts": "all", "sweep": "price", "dual_source": "rsu",
+                                    "reward_signal": "detrended"}
 
 
 class UCBDualTuned(UCBDual):

@@ -9,7 +9,8 @@ Two grids of ``agents.ucb_dual.UCBDual`` options, each setting played on every t
   (the env's RSU price at the scenario's ``dual_step_size``, or the agent's own price at mu).
 * **deployed** (``ucb_dual_deployed``): per-task statistics kept across episodes, evaluated after
   ``WARMUP_EPISODES`` episodes on the training seeds ``WARMUP_SEED_BASE ..`` (the leaderboard's warm-up). Grid:
-  c, sleeping counts and the price. No sweep or discount axis: after the warm-up every rank has been tried,
+  c, sleeping counts, the price and the reward signal (raw, or detrended: less the task model's accuracy of
+  the round, so that ranks sampled in different rounds and episodes compare fairly). No sweep or discount axis: after the warm-up every rank has been tried,
   and discounting would throw the warm-up away.
 
 Seeds: every setting is scored on the tuning seeds ``TUNING_SEED_BASE ..`` (2000+), disjoint from the
@@ -23,7 +24,8 @@ also lists the best setting per world, to show what a per-world choice would add
 
 Resumable: each (grid, world, setting) is one job in a result store (``--store``, default
 ``results/ucb-tuning-runs``, git-ignored); a rerun skips the jobs already stored. Outputs, written atomically:
-``ucb_tuning_runs.csv`` (every run), ``ucb_tuning_settings.csv`` (per setting and world), ``ucb_tuning.md``
+``ucb_tuning_runs.csv`` (every run, in the store's folder: hundreds of KB), and in ``--out``
+``ucb_tuning_settings.csv`` (per setting and world), ``ucb_tuning.md``
 (the summary) and ``ucb_tuning_choice.json`` (the two settings chosen, which the presets in
 ``agents.baselines`` must equal: ``tests/agents/test_agent_ucb_presets.py`` checks it).
 """
@@ -54,7 +56,7 @@ def episodic_grid() -> list[dict[str, Any]]:
     """Every episodic setting: c x counts x sweep x discount x price."""
     out = []
     for c, counts, sweep, discount, (src, mu) in itertools.product(
-            EXPLORATION, ("all", "sleeping"), ("random", "price"), (1.0, 0.95), DUALS):
+            EXPLORATION, ("all", "sleeping"), ("random", "price", "skip"), (1.0, 0.95), DUALS):
         kw: dict[str, Any] = {"exploration": c, "counts": counts, "sweep": sweep, "discount": discount,
                               "dual_source": src}
         if mu is not None:
@@ -64,24 +66,29 @@ def episodic_grid() -> list[dict[str, Any]]:
 
 
 def deployed_grid() -> list[dict[str, Any]]:
-    """Every deployed setting: c x counts x price (price-aware warm-up sweep, no discount)."""
+    """Every deployed setting: c x counts x price x reward signal (price-aware warm-up sweep, no discount)."""
     out = []
-    for c, counts, (src, mu) in itertools.product(DEPLOYED_EXPLORATION, ("all", "sleeping"), DUALS):
+    for c, counts, (src, mu), signal in itertools.product(DEPLOYED_EXPLORATION, ("all", "sleeping"), DUALS,
+                                                          ("reward", "detrended")):
         kw: dict[str, Any] = {"exploration": c, "counts": counts, "sweep": "price", "dual_source": src}
+        if signal != "reward":
+            kw["reward_signal"] = signal
         if mu is not None:
             kw["dual_step_size"] = mu
         out.append(kw)
     return out
 
 
-OPTION_KEYS = ("exploration", "counts", "sweep", "discount", "dual_source", "dual_step_size")
+OPTION_KEYS = ("exploration", "counts", "sweep", "discount", "dual_source", "dual_step_size", "reward_signal")
 GRIDS: dict[str, Callable[[], list[dict[str, Any]]]] = {"episodic": episodic_grid, "deployed": deployed_grid}
 
 
 def setting_id(kw: Mapping[str, Any]) -> str:
     """A short stable name of a setting (``c0.1-sleeping-price-d1-local0.3``)."""
     mu = f"local{kw['dual_step_size']:g}" if kw.get("dual_source") == "local" else "rsu"
-    return f"c{kw['exploration']:g}-{kw.get('counts', 'all')}-{kw.get('sweep', 'random')}-d{kw.get('discount', 1.0):g}-{mu}"
+    signal = "" if kw.get("reward_signal", "reward") == "reward" else f"-{kw['reward_signal']}"
+    return (f"c{kw['exploration']:g}-{kw.get('counts', 'all')}-{kw.get('sweep', 'random')}-d{kw.get('discount', 1.0):g}-"
+            f"{mu}{signal}")
 
 
 def run_job(job: Mapping[str, Any]) -> dict[str, Any]:
@@ -273,6 +280,11 @@ def markdown(settings: Sequence[Mapping[str, Any]], choice: Mapping[str, Any], w
     return "\n".join(lines)
 
 
+def _rounded(row: Mapping[str, Any]) -> dict[str, Any]:
+    """Floats to 4 significant digits (the seeds' spread is far wider): a small evidence file."""
+    return {k: float(f"{v:.4g}") if isinstance(v, float) and math.isfinite(v) else v for k, v in row.items()}
+
+
 def run(worlds: Sequence[str], seeds: int, out: Path, workers: int, command: str, store_dir: Path | None = None,
         progress: Callable[[str], None] = print) -> dict[str, Any]:
     """The search into ``out``: runs CSV, per-setting CSV, Markdown summary, the chosen settings as JSON."""
@@ -280,8 +292,10 @@ def run(worlds: Sequence[str], seeds: int, out: Path, workers: int, command: str
     settings = per_setting(rows)
     choice = {g: select(settings, g) for g in GRIDS}
     out.mkdir(parents=True, exist_ok=True)
-    write_csv_atomic(out / "ucb_tuning_runs.csv", rows)
-    write_csv_atomic(out / "ucb_tuning_settings.csv", settings)
+    # every run (hundreds of KB) beside the store, not in the evidence folder; the per-setting table goes there
+    runs_csv = (store_dir if store_dir is not None else out) / "ucb_tuning_runs.csv"
+    write_csv_atomic(runs_csv, [{k: v for k, v in r.items() if not k.startswith("opt_")} for r in rows])
+    write_csv_atomic(out / "ucb_tuning_settings.csv", [_rounded(r) for r in settings])
     write_text_atomic(out / "ucb_tuning.md", markdown(settings, choice, worlds, seeds, command))
     write_text_atomic(out / "ucb_tuning_choice.json", json.dumps(
         {"tuning_seeds": [TUNING_SEED_BASE, TUNING_SEED_BASE + seeds - 1], "worlds": list(worlds),

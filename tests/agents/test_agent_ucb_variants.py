@@ -85,6 +85,30 @@ def test_price_aware_sweep_goes_cheapest_first_and_skips_a_rank_that_cannot_win_
     # the sweep respects the mask: the cheapest *feasible* rank
     fresh = plain(sweep="price")
     assert fresh.act(None, np.array([0, 1, 1], dtype=np.int8)) == 1
+    # the skip sweep: the same test, unplayed ranks in random order
+    skip = plain(sweep="skip", exploration=0.0, dual_step_size=0.0)
+    skip.update(0, 0.5, 0.2, FREE)
+    skip.update(1, 0.6, 0.8, FREE)
+    skip.lambdas[0] = 1.0
+    assert skip.act(None, ALL) == 0
+    orders = set()
+    for seed in range(12):
+        agent = UCBDual(sweep="skip", num_actions=3)
+        agent.reset(seed)
+        orders.add(agent.act(None, ALL))
+    assert orders == {0, 1, 2}  # not cheapest-first
+
+
+def test_detrended_reward_removes_the_task_models_accuracy_by_hand() -> None:
+    """reward - (accuracy term / accuracy) * task accuracy: the rank's own part of the round's reward."""
+    agent = UCBDual(reward_signal="detrended", dual_source="local", num_actions=3)
+    agent.reset(0)
+    info = {**FREE, "accuracy": 0.7, "rewards": {"accuracy": 126.0, "latency": -1.0}, "task_accuracy": 0.69}
+    agent.update(1, 125.0, 0.0, info)
+    assert agent.state()["reward_means"][1] == pytest.approx(125.0 - 180.0 * 0.69)
+    # a round without accuracy (the vehicle did not train) keeps the weight seen last
+    agent.update(2, 10.0, 0.0, {**FREE, "accuracy": 0.0, "rewards": {"accuracy": 0.0}, "task_accuracy": 0.5})
+    assert agent.state()["reward_means"][2] == pytest.approx(10.0 - 180.0 * 0.5)
 
 
 def test_state_persists_across_reset_only_in_the_deployed_variant() -> None:
@@ -142,6 +166,8 @@ def test_bad_options_are_refused() -> None:
         UCBDual(counts="often")
     with pytest.raises(ValueError, match="sweep='up'.*'price'"):
         UCBDual(sweep="up")
+    with pytest.raises(ValueError, match="reward_signal='x'.*'detrended'"):
+        UCBDual(reward_signal="x")
 
 
 def test_presets_are_the_settings_the_tuning_study_chose() -> None:
