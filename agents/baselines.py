@@ -10,6 +10,12 @@
 * ``FedRA``          a random subset of layers per vehicle each round (``layer_fraction`` < 1), fixed rank.
 * ``RandomRank``     a uniformly random feasible rank each round.
 * ``UCB1``           UCB-DUAL without the price (re-exported from ``agents.ucb_dual``).
+* ``ucb_dual_tuned``  UCB-DUAL with the options ``iov study ucb-tuning`` chose on training seeds; ``ucb_dual``
+                     stays the paper's rule.
+* ``ucb_dual_deployed`` the deployed scheduler: per-task statistics kept across episodes, evaluated after a
+                     warm-up on training seeds.
+* ``BestFixed``      the hindsight-best fixed rank per task on the evaluation episode (``agents.oracle``; a
+                     reference, fast fidelity only).
 * ``Greedy``         reads the simulator's expected utility and energy of every rank for the coming round
                      and picks the best rank within the vehicle's energy budget: a myopic heuristic with
                      privileged information (fast fidelity only), not a bound. The bound is
@@ -34,8 +40,8 @@ from agents.base import (
     nearest_rank_index,
     require_fast_env,
 )
-from agents.oracle import Oracle
-from agents.ucb_dual import UCB1, UCBDual
+from agents.oracle import BestFixed, Oracle
+from agents.ucb_dual import UCB1, UCBDual, UCBDualDeployed, UCBDualTuned
 
 __all__ = [
     "FixedRank",
@@ -46,6 +52,9 @@ __all__ = [
     "RandomRank",
     "UCB1",
     "UCBDual",
+    "UCBDualTuned",
+    "UCBDualDeployed",
+    "BestFixed",
     "Greedy",
     "Oracle",
     "make_agent",
@@ -263,6 +272,8 @@ class Greedy(Agent):
 
 AGENTS: dict[str, type[Agent]] = {
     "ucb_dual": UCBDual,
+    "ucb_dual_tuned": UCBDualTuned,
+    "ucb_dual_deployed": UCBDualDeployed,
     "ucb1": UCB1,
     "homolora": HomoLoRA,
     "hetlora": HetLoRA,
@@ -271,8 +282,11 @@ AGENTS: dict[str, type[Agent]] = {
     "random": RandomRank,
     "fixed": FixedRank,
     "greedy": Greedy,
+    "best_fixed": BestFixed,
     "oracle": Oracle,
 }
+# privileged policies that read the simulator: listed as references, never ranked among the learners
+REFERENCE_AGENTS = ("oracle", "best_fixed", "greedy", "random")
 
 
 def make_agent(name: str, **kwargs: Any) -> Agent:

@@ -130,8 +130,7 @@ class Forecast:
 
 def forecast(sim: Any) -> Forecast:
     """Play a copy of the simulator to the end with the smallest ranks and record what is exogenous."""
-    # the copy shares the (read-only) taxi traces and starts with an empty history
-    fc = copy.deepcopy(sim, memo={id(sim._traces): sim._traces, id(sim.history): []})
+    fc = _copy_simulator(sim)
     n = sim.config.num_vehicles
     keys = ("active", "mask", "latency_s", "energy_j", "download_s", "download_energy_j", "dwell_s", "leaving",
             "leave_latency_s", "leave_energy_j", "leave_contribution", "leave_trained", "noise", "budget_j")
@@ -585,5 +584,127 @@ class Oracle(Agent):
         sim = self.context.env.unwrapped.simulator if self.context is not None and self.context.env is not None else None
         plan = _PLANNERS.get(sim, {}).get((self.budget_ratio,)) if sim is not None else None
         if plan is not None:
+            out.update(plan.summary())
+        return out
+
+
+def _copy_simulator(sim: Any) -> Any:
+    """A copy of the simulator that plays on from its current round (shares the read-only taxi traces)."""
+    return copy.deepcopy(sim, memo={id(sim._traces): sim._traces, id(sim.history): []})
+
+
+class FixedRankPlan:
+    """The hindsight-best fixed rank per task on the simulator's episode (see ``BestFixed``)."""
+
+    def __init__(self, sim: Any) -> None:
+        self.sim = sim
+        self.history = sim.history
+        k, n_ranks = sim.config.num_tasks, len(sim.rank_set)
+        task = np.asarray(sim.vehicle_task)
+        self.task_reward = np.zeros((k, n_ranks))  # (task, rank index): the task's episode reward at that rank
+        self.task_energy_j = np.zeros((k, n_ranks))
+        budget = None
+        for j in range(n_ranks):
+            reward, energy, budget_j = self._play(np.full(sim.config.num_vehicles, j, dtype=int))
+            np.add.at(self.task_reward[:, j], task, reward)
+            self.task_energy_j[:, j] = energy
+            budget = budget_j if budget is None else budget
+        # past rounds count for every schedule alike; the long-run budget is the fleet's (the cloud moves budget
+        # between tasks but keeps the sum), as the oracle's
+        self.budget_j = float(budget) + float(sum(m.task_budget_j.sum() for m in sim.history))
+        spent = float(sum(m.task_energy_j.sum() for m in sim.history))
+        combos = np.array(list(itertools.product(range(n_ranks), repeat=k)), dtype=int)
+        rows = np.arange(k)
+        rewards = self.task_reward[rows, combos].sum(axis=1)
+        energies = self.task_energy_j[rows, combos].sum(axis=1) + spent
+        fits = energies <= self.budget_j
+        best = int(np.flatnonzero(fits)[np.argmax(rewards[fits])]) if fits.any() else int(np.argmin(energies))
+        self.ranks = combos[best]  # rank index per task
+        self.within_budget = bool(fits.any())
+        self.planned_reward = float(rewards[best])  # the sum of the per-task parts (tasks assumed independent)
+        # the chosen combination played as one episode: what the tasks' coupling (shared RSUs, the cloud's
+        # re-allocation) changes against the sum of the parts
+        reward, energy, _ = self._play(self.ranks[task])
+        self.played_reward = float(reward.sum())
+        self.played_energy_j = float(energy.sum()) + spent
+
+    def _play(self, requested: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        """Per-vehicle reward, per-task energy (J) and the fleet budget (J) of the rest of the episode at ``requested``."""
+        fc = _copy_simulator(self.sim)
+        reward = np.zeros(fc.config.num_vehicles)
+        energy = np.zeros(fc.config.num_tasks)
+        budget = 0.0
+        while not fc.done:
+            m = fc.step(requested)  # the simulator runs the largest feasible rank at or below the request
+            reward += m.reward
+            energy += m.task_energy_j
+            budget += float(np.sum(m.task_budget_j))
+        return reward, energy, budget
+
+    def summary(self) -> dict[str, Any]:
+        """The chosen ranks and what they were chosen from, as plain data."""
+        rank_set = list(self.sim.rank_set)
+        return {
+            "task_ranks": [int(rank_set[j]) for j in self.ranks],
+            "within_budget": self.within_budget,
+            "budget_j": self.budget_j,
+            "planned_reward": self.planned_reward,
+            "played_reward": self.played_reward,
+            "played_energy_j": self.played_energy_j,
+            "task_reward": self.task_reward.tolist(),
+            "task_energy_j": self.task_energy_j.tolist(),
+        }
+
+
+_FIXED_PLANS: weakref.WeakKeyDictionary[Any, FixedRankPlan] = weakref.WeakKeyDictionary()
+
+
+class BestFixed(Agent):
+    """Reference: the best fixed rank per task in hindsight, on the evaluation episode itself (fast fidelity only).
+
+    How "hindsight" is computed: at the first round of the episode, copies of the simulator play the whole
+    episode once per rank of the rank set with every vehicle requesting that rank (the simulator runs the
+    largest feasible rank at or below it, as a fixed-rank policy under the mask does). By common random
+    numbers those copies meet exactly the mobility, channel and noise of the real episode. Each task's reward
+    and energy are read off per rank, and the per-task combination with the largest summed reward whose
+    summed energy fits the fleet's long-run budget (the oracle's budget) is chosen by enumeration (7^3 = 343
+    combinations in ``paper``); with no combination within budget, the cheapest one.
+
+    Tasks interact only through what they share (RSU bandwidth, the cloud's budget re-allocation, which moves
+    prices, not rewards): the sum of the per-task parts is the plan, and the chosen combination is played
+    once more as a whole to measure the coupling (``state()["played_reward"]`` against ``planned_reward``).
+    Aggregation is SVD (the oracle's system, so its bound covers this reference). It reads the simulator, so it is
+    a reference beside ``oracle`` and ``greedy``, not a competitor.
+    """
+
+    name = "best_fixed"
+    aggregation = "svd"
+
+    def bind(self, context: AgentContext) -> None:
+        """Needs the env (it reads the simulator) and the fast fidelity, checked up front."""
+        super().bind(context)
+        require_fast_env(context, "BestFixed")
+
+    def plan(self) -> FixedRankPlan:
+        """The episode's shared plan (built on the first use after each reset)."""
+        sim = self.context.env.unwrapped.simulator  # type: ignore[union-attr]
+        plan = _FIXED_PLANS.get(sim)
+        if plan is None or plan.history is not sim.history:
+            plan = FixedRankPlan(sim)
+            _FIXED_PLANS[sim] = plan
+        return plan
+
+    def act(self, observation: Any, action_mask: np.ndarray, info: Mapping[str, Any] | None = None) -> int:
+        """The task's chosen rank, or the largest feasible rank below it."""
+        plan = self.plan()
+        task = int(plan.sim.vehicle_task[self.context.index])  # type: ignore[union-attr]
+        return largest_feasible_at_most(int(plan.ranks[task]), action_mask, len(self.rank_set))
+
+    def state(self) -> dict[str, Any]:
+        """The chosen ranks per task and the plan's figures."""
+        out: dict[str, Any] = {"name": self.name}
+        sim = self.context.env.unwrapped.simulator if self.context is not None and self.context.env is not None else None
+        plan = _FIXED_PLANS.get(sim) if sim is not None else None
+        if plan is not None and plan.history is sim.history:
             out.update(plan.summary())
         return out

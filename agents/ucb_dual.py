@@ -56,10 +56,35 @@ Choices made, and why:
   1.0 is the paper's stationary rule.
 
 ``UCB1`` (``use_dual=False``) is the ablation: the same index without the price.
+
+Options beyond the paper's rule (all off by default, so ``UCBDual()`` is the paper's agent; the tuned and
+deployed presets in ``agents.baselines`` switch them on):
+
+* ``counts="sleeping"``: the bonus of rank r uses t_r = the rounds in which the mask allowed r (sleeping
+  bandits, Kleinberg, Niculescu-Mizil & Sharma 2010) instead of t = all rounds. With t = all rounds a rank
+  the mask rarely allows keeps a large bonus exactly because it is rarely allowed, so it is over-played
+  whenever it is (rank 64 at 7.1% of the rounds against random's 2.1% in ``paper-v1``).
+* ``sweep="price"``: unplayed ranks are tried cheapest first (smallest rank first: a round's energy grows
+  with the rank, payload and compute both being linear in r), and an unplayed rank is skipped while even
+  its most optimistic priced index, the top of the reward band plus the bonus of one pull minus the price
+  times the largest mean cost seen at a smaller rank, cannot beat the best played rank. The paper's sweep
+  forces every rank once whatever the price: the first 7 rounds of ``paper-tight-v1`` spent 1.57x the budget.
+  ``sweep="skip"`` applies the same test but tries the remaining unplayed ranks in random order: accuracy rises
+  within an episode, and the ascending order credits the large ranks with the later, higher accuracies.
+* ``dual_source="local"`` with ``dual_step_size`` mu: the agent runs the RSU's own update on the task's
+  spending (``info["task_energy_used_j"]`` / ``info["task_budget_j"]``) with its own step, so a step size can
+  be tuned per agent without changing the env every agent is compared in. The task's spending is reported to
+  every vehicle of the task, so an inactive vehicle steps its price too.
+* ``persist=True`` (the deployed scheduler): the statistics live in a ``TaskMemory``, one table of arm
+  statistics per task, which ``reset()`` does not clear. Agents handed the same ``memory`` pool their task's
+  statistics, as a roadside unit would: a vehicle's task changes from one episode to the next (``paper`` assigns
+  tasks by home RSU), so what can be kept across episodes is what a rank is worth *for a task*, not for a
+  vehicle slot. The local price of a task is carried over too (the last value any vehicle of the task left).
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -73,6 +98,62 @@ NORMALIZATIONS = ("robust", "minmax", "fixed")
 # info entries the agent reads as numbers: each must be finite and non-negative
 _INFO_NUMBERS = ("budget", "dual_price", "task_energy_used_j", "task_budget_j")
 ROBUST_SPREAD_SD = 2.0  # half-width of each arm's reward band, in standard deviations
+
+
+COUNTS = ("all", "sleeping")
+REWARD_SIGNALS = ("reward", "improvement", "detrended")
+SWEEPS = ("random", "price", "skip")
+
+
+class ArmStats:
+    """One table of arm statistics: pulls, reward sums and squares, normalised-cost sums, availability, t, extremes."""
+
+    def __init__(self, num_actions: int) -> None:
+        k = int(num_actions)
+        self.counts = np.zeros(k)
+        self.reward_sums = np.zeros(k)
+        self.reward_sq_sums = np.zeros(k)
+        self.cost_sums = np.zeros(k)  # sums of cost / budget
+        self.available = np.zeros(k)  # rounds each arm was allowed by the mask (sleeping counts)
+        self.t = 0.0  # rounds played (discounted when discount < 1)
+        self.r_min = math.inf
+        self.r_max = -math.inf
+
+    def discount(self, gamma: float) -> None:
+        """Shrink every count and sum by ``gamma`` (discounted UCB); the extremes are records and stay."""
+        for arr in (self.counts, self.reward_sums, self.reward_sq_sums, self.cost_sums, self.available):
+            arr *= gamma
+        self.t *= gamma
+
+
+class TaskMemory:
+    """Arm statistics and local prices per task: what a roadside unit running for weeks keeps between episodes.
+
+    Shared by reference: every agent given the same memory reads and writes the same per-task tables, so the
+    vehicles of a task pool their observations (``UCBDual(persist=True, memory=...)``).
+    """
+
+    def __init__(self, num_actions: int) -> None:
+        if num_actions < 1:
+            raise ValueError(f"TaskMemory: num_actions={num_actions!r}; allowed: >= 1")
+        self.num_actions = int(num_actions)
+        self.tasks: dict[int, ArmStats] = {}
+        self.prices: dict[int, float] = {}
+
+    def stats(self, task: int) -> ArmStats:
+        """The task's table (created empty on first use)."""
+        table = self.tasks.get(task)
+        if table is None:
+            table = self.tasks[task] = ArmStats(self.num_actions)
+        return table
+
+    def copy(self) -> TaskMemory:
+        """An independent copy (each evaluation episode starts from the same warmed-up memory)."""
+        return copy.deepcopy(self)
+
+    def summary(self) -> dict[str, Any]:
+        """Per task: pulls per arm and the carried price, as plain data."""
+        return {int(k): {"counts": v.counts.tolist(), "price": self.prices.get(k)} for k, v in sorted(self.tasks.items())}
 
 
 class UCBDual(Agent):
@@ -98,6 +179,10 @@ class UCBDual(Agent):
         divergence_patience: int = 5,
         reward_signal: str = "reward",
         num_actions: int | None = None,
+        counts: str = "all",
+        sweep: str = "random",
+        persist: bool = False,
+        memory: TaskMemory | None = None,
     ) -> None:
         super().__init__()
         if exploration < 0:
@@ -116,10 +201,18 @@ class UCBDual(Agent):
             raise ValueError("normalization='fixed' needs reward_scale > 0 (e.g. accuracy_weight * 100)")
         if not 0.0 < discount <= 1.0:
             raise ValueError(f"discount={discount!r}; allowed: 0 < discount <= 1")
-        if reward_signal not in ("reward", "improvement"):
-            raise ValueError(f"reward_signal={reward_signal!r}; allowed: 'reward' or 'improvement'")
+        if reward_signal not in REWARD_SIGNALS:
+            raise ValueError(f"reward_signal={reward_signal!r}; allowed: {', '.join(map(repr, REWARD_SIGNALS))}")
         if rank_budget is not None and rank_budget <= 0:
             raise ValueError(f"rank_budget={rank_budget!r}; allowed: > 0")
+        if counts not in COUNTS:
+            raise ValueError(f"counts={counts!r}; allowed: {', '.join(map(repr, COUNTS))}")
+        if sweep not in SWEEPS:
+            raise ValueError(f"sweep={sweep!r}; allowed: {', '.join(map(repr, SWEEPS))}")
+        if memory is not None and not persist:
+            raise ValueError("memory= is the deployed scheduler's table; allowed only with persist=True")
+        if memory is not None and num_actions is not None and memory.num_actions != num_actions:
+            raise ValueError(f"memory has {memory.num_actions} arms, num_actions={num_actions}; allowed: the same")
         self.exploration = float(exploration)
         self.dual_step_size = float(dual_step_size)
         self.decision_period = int(decision_period)
@@ -135,33 +228,38 @@ class UCBDual(Agent):
         self.discount = float(discount)
         self.divergence_patience = int(divergence_patience)
         self.reward_signal = reward_signal
-        self._num_actions = num_actions
-        self._alloc(num_actions or 1)
+        self.counts_mode = counts
+        self.sweep = sweep
+        self.persist = bool(persist)
+        self._num_actions = num_actions or (memory.num_actions if memory is not None else None)
+        self.memory = memory
+        self.memory_shared = memory is not None  # handed in (an RSU's table), not this agent's own
+        self._alloc(self._num_actions or 1)
 
     # -- lifecycle ------------------------------------------------------------------------------
     def bind(self, context: AgentContext) -> None:
         """Attach to an env: the arm count comes from its rank set."""
         super().bind(context)
+        if self.memory_shared and self.memory.num_actions != context.num_actions:  # type: ignore[union-attr]
+            raise ValueError(f"memory has {self.memory.num_actions} arms, the env's rank set {context.num_actions}; "
+                             "allowed: a memory built for this rank set")
         self._num_actions = context.num_actions
         if self.resource == "rank" and self.rank_budget is None:
             # the authors' code prices rank against a budget in rank units; default: the median rank
             self.rank_budget = float(np.median(context.rank_set))
 
     def reset(self, seed: int | None = None) -> None:
-        """Forget all statistics and prices; re-seed the tie-breaking Generator."""
+        """Start an episode: re-seed the tie-breaking Generator; forget statistics and prices unless ``persist``."""
         super().reset(seed)
         if self._num_actions is None:
             raise RuntimeError("UCBDual: bind(context) or pass num_actions= before reset()")
         self._alloc(self._num_actions)
 
     def _alloc(self, k: int) -> None:
-        self.counts = np.zeros(k)
-        self.reward_sums = np.zeros(k)
-        self.reward_sq_sums = np.zeros(k)
-        self.cost_sums = np.zeros(k)  # sums of cost / budget
-        self.t = 0.0  # rounds played (discounted when discount < 1)
-        self.r_min = math.inf
-        self.r_max = -math.inf
+        # the paper's agent forgets everything at reset (a fresh private table); a persistent one keeps its memory,
+        # created here once or handed in to be shared
+        if not (self.persist and self.memory is not None and self.memory.num_actions == k):
+            self.memory = TaskMemory(k)
         self.lambdas: dict[int, float] = {}
         self.task = 0
         self.held: int | None = None
@@ -172,12 +270,59 @@ class UCBDual(Agent):
         self.dual_source_effective = self.dual_source
         self.last_index: np.ndarray | None = None
         self.last_accuracy_term: float | None = None
+        self.last_feasible: np.ndarray | None = None
+        self.accuracy_weight: float | None = None
+
+    # -- the statistics of the vehicle's task (one private table unless ``persist``) ----------------
+    @property
+    def stats(self) -> ArmStats:
+        """The arm statistics the index reads: the current task's table in ``memory``."""
+        return self.memory.stats(self.task)  # type: ignore[union-attr]
+
+    @property
+    def counts(self) -> np.ndarray:
+        """Pulls per arm (discounted when ``discount`` < 1)."""
+        return self.stats.counts
+
+    @property
+    def reward_sums(self) -> np.ndarray:
+        """Sum of rewards per arm."""
+        return self.stats.reward_sums
+
+    @property
+    def reward_sq_sums(self) -> np.ndarray:
+        """Sum of squared rewards per arm."""
+        return self.stats.reward_sq_sums
+
+    @property
+    def cost_sums(self) -> np.ndarray:
+        """Sum of normalised costs (cost / budget) per arm."""
+        return self.stats.cost_sums
+
+    @property
+    def t(self) -> float:
+        """Rounds played, all arms together."""
+        return self.stats.t
+
+    @property
+    def r_min(self) -> float:
+        """Smallest reward seen."""
+        return self.stats.r_min
+
+    @property
+    def r_max(self) -> float:
+        """Largest reward seen."""
+        return self.stats.r_max
 
     # -- decisions ------------------------------------------------------------------------------
     @property
     def lam(self) -> float:
-        """The dual price of the vehicle's current task."""
-        return self.lambdas.get(self.task, self.lambda_init)
+        """The dual price of the vehicle's current task (a deployed agent starts from the price its task was left at)."""
+        if self.task in self.lambdas:
+            return self.lambdas[self.task]
+        if self.persist and self.memory is not None:
+            return self.memory.prices.get(self.task, self.lambda_init)
+        return self.lambda_init
 
     def indices(self) -> np.ndarray:
         """U(r) for every arm (inf for unplayed arms)."""
@@ -194,11 +339,49 @@ class UCBDual(Agent):
         if self.use_dual:
             costs = np.divide(self.cost_sums, n, out=np.zeros_like(n), where=played)
             u -= self.lam * costs
-        if self.exploration > 0:
-            log_t = math.log(max(self.t, 1.0))
-            u += self.exploration * np.sqrt(2.0 * log_t / np.where(played, n, 1.0))
+        u += self.bonus(n)
         u[~played] = np.inf
         return u
+
+    def bonus(self, pulls: np.ndarray | float) -> np.ndarray:
+        """c sqrt(2 ln t / n) per arm at ``pulls`` (n = 1 for unplayed arms); t per arm with sleeping counts."""
+        n = np.maximum(np.broadcast_to(np.asarray(pulls, dtype=float), self.counts.shape), 0.0)
+        if self.exploration <= 0:
+            return np.zeros_like(n)
+        t = self.stats.available if self.counts_mode == "sleeping" else np.full_like(n, self.t)
+        log_t = np.log(np.maximum(t, 1.0))
+        return self.exploration * np.sqrt(2.0 * log_t / np.where(n > _EPS, n, 1.0))
+
+    def sweep_candidates(self, feas: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """The unplayed feasible arms to try now, in order; the price-aware sweep drops those that cannot win.
+
+        Random sweep (the paper's): every unplayed feasible arm, tried before any played one. Price sweep: an
+        unplayed arm r stays a candidate only while its most optimistic priced index, 1 (the top of the
+        normalised reward band) + the bonus of one pull - lambda * (the largest mean normalised cost seen at
+        a smaller rank: energy does not fall with rank), reaches the best played feasible arm's index; the
+        candidates are returned cheapest (smallest rank) first. Skip sweep: the same test, the candidates tried in
+        random order (the ascending order credits large ranks with the later, higher accuracies).
+        """
+        unplayed = feas[np.isinf(u[feas])]
+        if self.sweep == "random" or not unplayed.size:
+            return unplayed
+        played = feas[~np.isinf(u[feas])]
+        if not played.size:
+            # nothing to beat yet: the cheapest rank first (price), any unplayed rank (skip)
+            return unplayed[:1] if self.sweep == "price" else unplayed
+        n = self.counts
+        seen = n > _EPS
+        means = np.divide(self.cost_sums, n, out=np.zeros_like(n), where=seen)
+        best = float(u[played].max())
+        one_pull = self.bonus(np.ones_like(n))
+        keep = []
+        for r in unplayed:
+            below = seen[:r]
+            cost_lb = float(means[:r][below].max()) if below.any() else 0.0
+            optimistic = 1.0 + float(one_pull[r]) - (self.lam * cost_lb if self.use_dual else 0.0)
+            if optimistic >= best:
+                keep.append(int(r))
+        return np.asarray(keep[:1] if self.sweep == "price" else keep, dtype=int)
 
     def reward_band(self) -> tuple[float, float]:
         """(lo, hi) of the rewards that set the normalisation scale (see ``normalization``)."""
@@ -223,14 +406,17 @@ class UCBDual(Agent):
         if self.held is not None and self.hold_left > 0 and self.held in feas:
             self.hold_left -= 1
             return self.held
+        self.last_feasible = feas
         u = self.indices()
         self.last_index = u
-        uf = u[feas]
-        best = uf.max()
-        if math.isinf(best):
-            ties = feas[np.isinf(uf)]
+        sweep = self.sweep_candidates(feas, u)
+        if sweep.size:
+            ties = sweep
         else:
-            ties = feas[uf >= best - 1e-12 * max(1.0, abs(best))]
+            played = feas[~np.isinf(u[feas])]
+            uf = u[played]
+            best = uf.max()
+            ties = played[uf >= best - 1e-12 * max(1.0, abs(best))]
         choice = int(ties[0] if ties.size == 1 else self.rng.choice(ties))
         self.held, self.hold_left = choice, self.decision_period - 1
         return choice
@@ -241,7 +427,11 @@ class UCBDual(Agent):
         a = self._check_update(action, reward, cost, info)  # before any state changes
         self._read_task_and_price(info, count_violation=True)
         if not info.get("active", True):
-            return  # the env ignored the action: nothing was learned about any arm
+            # the env ignored the action: nothing was learned about any arm; the task's spending is still news
+            if (self.use_dual and self.dual_source_effective == "local" and self.resource == "energy"
+                    and "task_energy_used_j" in info and "task_budget_j" in info):
+                self._dual_step(float(info["task_energy_used_j"]), float(info["task_budget_j"]))
+            return
         if self.resource == "rank":
             rank = info.get("rank")
             spent = float(rank if rank is not None else self.rank_set[a])
@@ -259,20 +449,24 @@ class UCBDual(Agent):
             # the round's accuracy gain plus its latency/energy terms; nothing to difference on the first
             # active round, so that arm stays unplayed and is tried again
             r = None if previous is None else r - previous
+        elif self.reward_signal == "detrended":
+            r = self._detrended(float(reward), info)
         if r is not None:
+            st = self.stats
             if self.discount < 1.0:
-                self.counts *= self.discount
-                self.reward_sums *= self.discount
-                self.reward_sq_sums *= self.discount
-                self.cost_sums *= self.discount
-                self.t *= self.discount
-            self.counts[a] += 1.0
-            self.reward_sums[a] += r
-            self.reward_sq_sums[a] += r * r
-            self.cost_sums[a] += spent / budget
-            self.t += 1.0
-            self.r_min = min(self.r_min, r)
-            self.r_max = max(self.r_max, r)
+                st.discount(self.discount)
+            st.counts[a] += 1.0
+            st.reward_sums[a] += r
+            st.reward_sq_sums[a] += r * r
+            st.cost_sums[a] += spent / budget
+            st.t += 1.0
+            # sleeping counts: the arms this round's mask allowed (all of them when act() saw no mask)
+            if self.last_feasible is not None:
+                st.available[self.last_feasible] += 1.0
+            else:
+                st.available += 1.0
+            st.r_min = min(st.r_min, r)
+            st.r_max = max(st.r_max, r)
         if self.use_dual and self.dual_source_effective == "local":
             if self.resource == "rank":
                 used, allowed = spent, budget
@@ -280,6 +474,23 @@ class UCBDual(Agent):
                 used = float(info.get("task_energy_used_j", spent))
                 allowed = float(info.get("task_budget_j", budget) or budget)
             self._dual_step(used, allowed)
+
+    def _detrended(self, reward: float, info: Mapping[str, Any]) -> float:
+        """The reward less the task model's accuracy of the round, in reward units: what the rank adds, not the round.
+
+        Accuracy rises through an episode for every rank alike, so raw rewards credit a rank with the round it
+        was played in; statistics kept across episodes (the deployed scheduler) compare a rank sampled late with
+        one sampled early. The env's accuracy weight is read from the info (accuracy term / accuracy); a round
+        that reports no accuracy keeps the last weight seen (none seen: the raw reward).
+        """
+        terms = info.get("rewards") or {}
+        acc, term = info.get("accuracy"), terms.get("accuracy")
+        if acc is not None and term is not None and float(acc) > 0:
+            self.accuracy_weight = float(term) / float(acc)
+        task_acc = info.get("task_accuracy")
+        if task_acc is None or self.accuracy_weight is None:
+            return reward
+        return reward - self.accuracy_weight * float(task_acc)
 
     def _check_update(self, action: Any, reward: float, cost: float, info: Mapping[str, Any]) -> int:
         """The action as an arm index; ValueError naming any non-finite number or out-of-range action."""
@@ -327,6 +538,8 @@ class UCBDual(Agent):
         if self.lambda_max is not None:
             lam = min(lam, self.lambda_max)
         self.lambdas[self.task] = lam
+        if self.persist and self.memory is not None:
+            self.memory.prices[self.task] = lam  # the task's price, carried to the next episode
         self.lambda_peak = max(self.lambda_peak, lam)
         self.dual_updates += 1
         self.violation_streak = self.violation_streak + 1 if used > allowed else 0
@@ -378,6 +591,12 @@ class UCBDual(Agent):
             "dual_step_size": self.dual_step_size_in_use(),
             "dual_step_size_local": self.dual_step_size,
             "decision_period": self.decision_period,
+            "counts_mode": self.counts_mode,
+            "available": self.stats.available.tolist(),
+            "sweep": self.sweep,
+            "discount": self.discount,
+            "persist": self.persist,
+            "memory_tasks": sorted(self.memory.tasks) if self.memory is not None else [],
         }
 
 
@@ -389,3 +608,71 @@ class UCB1(UCBDual):
     def __init__(self, exploration: float = 1.0, **kwargs: Any) -> None:
         kwargs["use_dual"] = False
         super().__init__(exploration=exploration, **kwargs)
+
+
+WARMUP_EPISODES = 20  # the deployed scheduler's history before it is evaluated
+WARMUP_SEED_BASE = 1000  # training seeds (benchmarks.train_rl.TRAIN_SEED_BASE): disjoint from evaluation seeds 0..99
+
+
+def warm_up(env_kwargs: Mapping[str, Any], agent_kwargs: Mapping[str, Any] | None = None,
+            episodes: int = WARMUP_EPISODES, seed_base: int = WARMUP_SEED_BASE,
+            agent_class: type[UCBDual] | None = None) -> TaskMemory:
+    """The memory a deployed UCB-DUAL holds after ``episodes`` episodes on seeds ``seed_base ..``: deterministic.
+
+    Every vehicle of every episode shares one ``TaskMemory`` (the roadside units' per-task tables); the episodes run
+    one after another, each starting from what the previous ones left.
+    """
+    from agents.runner import env_config_for, run_decentralized
+    from iov_env.envs.parallel import resolve_config
+
+    if episodes < 0:
+        raise ValueError(f"episodes={episodes!r}; allowed: >= 0")
+    cls = agent_class or UCBDual
+    kwargs = {**dict(agent_kwargs or {}), "persist": True}
+    cfg_kwargs = env_config_for(cls(**kwargs), env_kwargs)
+    memory = TaskMemory(len(resolve_config(None, **cfg_kwargs).learning.rank_set))
+    for k in range(episodes):
+        run_decentralized(lambda: cls(**{**kwargs, "memory": memory}), env_kwargs, seed=seed_base + k)
+    return memory
+
+
+# The presets' settings are the ones `iov study ucb-tuning` selected on training seeds
+# (benchmarks/data/tuning/ucb_tuning_choice.json; tests/agents/test_agent_ucb_presets.py keeps them equal).
+TUNED_SETTING: dict[str, Any] = {"exploration": 0.0, "counts": "all", "sweep": "random", "discount": 1.0, "dual_source": "rsu"}
+DEPLOYED_SETTING: dict[str, Any] = {"exploration": 0.5, "counts": "all", "sweep": "price", "dual_source": "rsu",
+                                    "reward_signal": "detrended"}
+
+
+class UCBDualTuned(UCBDual):
+    """UCB-DUAL with the options the tuning study chose on training seeds (``TUNED_SETTING``); forgets at reset."""
+
+    name = "ucb_dual_tuned"
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**{**TUNED_SETTING, **kwargs})
+
+
+class UCBDualDeployed(UCBDual):
+    """The deployed scheduler: per-task statistics kept across episodes (``persist=True``), tuned (``DEPLOYED_SETTING``).
+
+    Evaluated after ``warmup_episodes`` episodes on the training seeds ``warmup_seed_base ..`` (``warmed_memory``):
+    every evaluation episode starts from a copy of the same warmed memory, so evaluation seeds stay independent
+    and the warm-up never sees them.
+    """
+
+    name = "ucb_dual_deployed"
+    warmup_episodes = WARMUP_EPISODES
+    warmup_seed_base = WARMUP_SEED_BASE
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**{**DEPLOYED_SETTING, "persist": True, **kwargs})
+
+    @classmethod
+    def warmup_label(cls) -> str:
+        """The warm-up as a short label (part of a leaderboard run's key)."""
+        return f"{cls.warmup_episodes} episodes from seed {cls.warmup_seed_base}"
+
+    @classmethod
+    def warmed_memory(cls, env_kwargs: Mapping[str, Any]) -> TaskMemory:
+        """The memory after the stated warm-up on the world ``env_kwargs``."""
+        return warm_up(env_kwargs, episodes=cls.warmup_episodes, seed_base=cls.warmup_seed_base, agent_class=cls)

@@ -16,7 +16,11 @@ the IQM with stratified-bootstrap 95% CIs over seeds x scenarios, the probabilit
 UCB-DUAL and the paired difference to it; per scenario the headroom (oracle - random in paired
 standard errors; under 10 the scenario is flagged and left out of the aggregate). The headline ranks
 the agents within budget (mean energy / budget <= 1.05 on every scenario kept); the others are listed
-below with their violation. Outputs: runs.csv, summary.csv, scores.csv, LEADERBOARD.md, per scenario
+below with their violation; references (``oracle``, ``best_fixed``, ``greedy``, ``random``: they read the
+simulator or anchor the score) are listed first, unranked. ``ucb_dual_deployed`` keeps its statistics
+across episodes: before each evaluation episode it runs its stated warm-up (``WARMUP_EPISODES`` episodes
+on the training seeds ``1000 ..``, never evaluation seeds), computed once per scenario and process and
+copied for every evaluation seed. Outputs: runs.csv, summary.csv, scores.csv, LEADERBOARD.md, per scenario
 <id>.png (metrics) and <id>-return-vs-energy.png.
 
 Trained RL agents (``iov train``) join without retraining through
@@ -39,6 +43,7 @@ import copy
 import functools
 import hashlib
 import io
+import json
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -48,7 +53,7 @@ from typing import Any
 import numpy as np
 
 from agents.base import Agent
-from agents.baselines import AGENTS, make_agent
+from agents.baselines import AGENTS, REFERENCE_AGENTS, make_agent
 from agents.oracle import Oracle, covers
 from agents.runner import env_config_for, run_decentralized
 from agents.sb3 import SHARED_AGENTS as SB3_AGENTS
@@ -59,7 +64,8 @@ from iov_env.results import write_csv_atomic, write_text_atomic
 
 CHECKPOINT_AGENTS = ("rllib_ppo",)  # trained only by benchmarks.train_rl, evaluated from --checkpoints
 RL_AGENTS = (*SB3_AGENTS, *CHECKPOINT_AGENTS)
-DEFAULT_AGENTS = ("ucb_dual", "ucb1", "homolora", "hetlora", "flexlora", "fedra", "greedy", "random", "oracle")
+DEFAULT_AGENTS = ("ucb_dual", "ucb_dual_tuned", "ucb_dual_deployed", "ucb1", "homolora", "hetlora", "flexlora", "fedra",
+                  "best_fixed", "greedy", "random", "oracle")
 REFERENCES = (scoring.REFERENCE_LOW, scoring.REFERENCE_HIGH)  # the score's 0 and 1, always run
 DEFAULT_SCENARIOS = ("tiny-v2", "paper-v2", "paper-tight-v2", "paper-rank-prior-v2", "scale-90-v2", "paper-sumo-v2")
 # (record key, label, higher is better)
@@ -94,7 +100,24 @@ def agent_factory(name: str, env_kwargs: dict[str, Any], seed: int, sb3_timestep
         return lambda: copy.deepcopy(policy)
     if name not in AGENTS:
         raise ValueError(f"unknown agent {name!r}; allowed: {sorted([*AGENTS, *RL_AGENTS])}")
+    if warmup_of(name):
+        # the deployed scheduler: every evaluation episode starts from its own copy of one warmed memory, shared by
+        # the episode's vehicles (the roadside units' per-task tables)
+        memory = _warmed_memory(name, json.dumps(env_kwargs, sort_keys=True, default=str)).copy()
+        return lambda: make_agent(name, memory=memory)
     return lambda: make_agent(name)
+
+
+def warmup_of(name: str) -> str:
+    """The stated warm-up of an agent that keeps statistics across episodes ('' for every other agent)."""
+    cls = AGENTS.get(name)
+    return cls.warmup_label() if cls is not None and hasattr(cls, "warmed_memory") else ""
+
+
+@functools.lru_cache(maxsize=16)
+def _warmed_memory(name: str, env_kwargs_json: str) -> Any:
+    """The warm-up of ``name`` on one world, once per process (the same for every evaluation seed: deterministic)."""
+    return AGENTS[name].warmed_memory(json.loads(env_kwargs_json))  # type: ignore[attr-defined]
 
 
 def run_one(job: dict[str, Any], trust_pickle: bool = False) -> dict[str, Any]:
@@ -138,6 +161,8 @@ def jobs_for(scenario_ids: Sequence[str], agent_names: Sequence[str], seeds: Seq
                     job["checkpoint_sha1"] = hashlib.sha1(manifest_path(job["checkpoint"]).read_bytes()).hexdigest()[:12]
                 elif name in SB3_AGENTS:
                     job["sb3_timesteps"] = sb3_timesteps
+                elif warmup_of(name):
+                    job["warmup"] = warmup_of(name)  # a different warm-up is a different run
                 jobs.append(job)
     return jobs
 
@@ -185,7 +210,8 @@ def markdown(
     w(f"`{command}` — seeds {list(seeds)}, {elapsed_s:.0f} s. Every comparison is paired by seed (seed s is the same "
       "world for every agent) and every score is shown beside the energy it cost.\n\n")
     w(report.scores_markdown(scores["scored"], scores["headroom"], scores["agents"], scores["checks"], scores["worlds"],
-                             describe=lambda sid: f"`{scenario(sid)}`", learnability=learn))
+                             describe=lambda sid: f"`{scenario(sid)}`", learnability=learn,
+                             reference_names=REFERENCE_AGENTS))
     w("\n## Metrics per scenario\n\nMean [95% CI] over seeds (rliable stratified bootstrap).\n")
     cell = {(r["scenario"], r["agent"], r["metric"]): r for r in summary}
     for sid in dict.fromkeys(r["scenario"] for r in summary):

@@ -55,7 +55,7 @@ def scores_markdown(
         return f"{agent} (reference)" if agent in marked else str(agent)
 
     if "ranking" in sections:
-        _ranking_section(w, agents, kept, dropped, baseline, world_label, label, low, high)
+        _ranking_section(w, agents, kept, dropped, baseline, world_label, label, low, high, marked)
     if "headroom" in sections:
         _headroom_section(w, rooms, world_label, low, high, learnability or {})
     if "checks" in sections:
@@ -66,21 +66,27 @@ def scores_markdown(
 
 
 def _ranking_section(w: Callable[[str], Any], agents: Sequence[Mapping[str, Any]], kept: list, dropped: list,
-                     baseline: str, world_label: str, label: Callable[[Any], str], low: str, high: str) -> None:
+                     baseline: str, world_label: str, label: Callable[[Any], str], low: str, high: str,
+                     marked: set[Any] | frozenset[Any] = frozenset()) -> None:
     w("## Constraint-aware ranking\n\n")
     w(f"Normalised score: {low} = 0, {high} = 1 on the same {world_label} and seed (paired). IQM over seeds x "
       f"{world_label}s [95% stratified-bootstrap CI, rliable]; P(> {baseline}): probability of improvement over "
       f"{baseline} (rliable); Δ: paired difference of scores to {baseline}, same seeds. Energy: episode energy / "
       f"the fleet's long-run budget, mean [CI]; over budget: share of task-rounds above the task's budget. "
       f"Ranked: agents with mean energy/budget <= {ENERGY_TOLERANCE} on every {world_label} kept "
-      f"({', '.join(map(str, kept)) or 'none'}).")
+      f"({', '.join(map(str, kept)) or 'none'}). References (they read the simulator, or anchor the score) come "
+      "first, unranked; the learners follow, ranked.")
     if dropped:
         w(f" Left out for lack of headroom: {', '.join(map(str, dropped))}.")
     w("\n\n")
     within, over = ranking(agents)
+    refs = [r for r in (*within, *over) if r["agent"] in marked]
+    within = [r for r in within if r["agent"] not in marked]
+    over = [r for r in over if r["agent"] not in marked]
     w(f"| rank | agent | IQM score | P(> {baseline}) | Δ score vs {baseline} | energy / budget | over budget |\n")
     w("|---:|---|---:|---:|---:|---:|---:|\n")
-    for i, r in enumerate(within, start=1):
+    numbered = [("ref", r) for r in refs] + [(str(i), r) for i, r in enumerate(within, start=1)]
+    for i, r in numbered:
         w(f"| {i} | {label(r['agent'])} | {fmt_ci(r['iqm'], r['iqm_lo'], r['iqm_hi'])} | {_poi(r)} | {_diff(r)} | "
           f"{fmt_ci(r['energy_ratio'], r['energy_ratio_lo'], r['energy_ratio_hi'])} | {r['violation']:.2f} |\n")
     if over:

@@ -22,6 +22,7 @@ from iov_env.cli.options import (
     reports_errors,
     seeds_option,
     set_option,
+    workers_option,
 )
 
 THREADS = max(1, min(2, os.cpu_count() or 1))
@@ -217,6 +218,31 @@ def study_bandit(horizon: int, seeds: int) -> int:
     from benchmarks.studies import bandit
 
     click.echo(bandit.regret_table(horizon, seeds, command_line()))
+    return 0
+
+
+@study.command("ucb-tuning")
+@click.option("--scenarios", cls=Variadic, default=["tiny-v2", "paper-v2", "paper-tight-v2", "paper-rank-prior-v2",
+                                                     "scale-90-v2"], show_default=True, metavar="ID...",
+              help="tuning worlds (scenario ids)")
+@seeds_option(6, help="tuning seeds per world: 2000..2000+n-1 (never the leaderboard's 0..99)")
+@out_option(default="benchmarks/data/tuning", help="folder of the CSVs, the Markdown summary and the chosen settings")
+@click.option("--store", type=click.Path(path_type=Path), default=Path("results/ucb-tuning-runs"), show_default=True,
+              help="result store of finished jobs (a rerun resumes from it)")
+@workers_option()
+@reports_errors
+def study_ucb_tuning(scenarios: list[str], seeds: int, out: Path, store: Path, workers: int) -> int:
+    """Tune UCB-DUAL's options on training seeds: the search behind ucb_dual_tuned and ucb_dual_deployed."""
+    from benchmarks.scenarios import SCENARIOS
+    from benchmarks.studies import ucb_tuning
+
+    bad = [s for s in scenarios if s not in SCENARIOS]
+    if bad:
+        raise click.BadParameter(f"unknown scenarios {bad}; allowed: {sorted(SCENARIOS)}", param_hint="--scenarios")
+    choice = ucb_tuning.run(scenarios, seeds, out, workers, command_line(), store_dir=store,
+                            progress=lambda m: click.echo(m, err=True))
+    click.echo((out / "ucb_tuning.md").read_text())
+    click.echo(f"chosen: {ucb_tuning.json.dumps({g: c and c['options'] for g, c in choice.items()})}")
     return 0
 
 
