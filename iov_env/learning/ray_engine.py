@@ -200,10 +200,10 @@ class RayPool:
         units = [jobs[i:i + size] for i in range(0, len(jobs), size)]  # batched: the in-process engine's groups
         job_cost = [float(j[3]) + 1.0 for j in jobs] if costs is None else [float(c) for c in costs]
         unit_cost = [sum(job_cost[i:i + size]) for i in range(0, len(jobs), size)]
-        shares = [[units[u] for u in share] for share in balance(unit_cost, len(self.actors)) if share]
         live = [a for a in range(len(self.actors)) if a not in self.dead]
         if not live:
             raise RuntimeError(f"round {round_index}: every Ray actor died earlier; the round was not committed")
+        shares = [[units[u] for u in share] for share in balance(unit_cost, len(live)) if share]
 
         def submit(actor: int, share: list[list[Job]]) -> Any:
             return self.actors[actor].train.remote(self.episode_key, self.episode_ref, states_ref, share, round_index)
