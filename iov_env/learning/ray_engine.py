@@ -151,6 +151,14 @@ class RayPool:
                     f"ray_actors=0 means one actor per {'GPU' if gpu else f'{self.cpus} cores'}, and the Ray cluster "
                     f"at {self.address} has {resources.get('GPU' if gpu else 'CPU', 0)}; allowed: a cluster with some, "
                     "or ray_actors > 0")
+        need, kind = (n, "GPU") if gpu else (n * self.cpus, "CPU")
+        if need > resources.get(kind, 0):
+            # Ray would wait for resources that never come: refuse instead of hanging
+            self.close()
+            raise RuntimeError(
+                f"ray_actors={n} needs {need} {kind}s ({'one GPU' if gpu else f'{self.cpus} CPUs'} per actor); the "
+                f"Ray cluster at {self.address} has {resources.get(kind, 0):g}; allowed: at most "
+                f"{int(resources.get(kind, 0)) // (1 if gpu else self.cpus)} actors, or ray_actors=0")
         self.num_actors = n
         # each actor: Ray pins its GPU (CUDA_VISIBLE_DEVICES), so inside it the device is plain "cuda"
         actor_cfg = config.replace(engine=ln.ray_engine, ray_engine="sequential", ray_address="", ray_actors=0,

@@ -181,6 +181,16 @@ def test_ray_rounds_equal_one_process(ray_here: Path, sequential: dict[str, Any]
 
 @pytest.mark.ray
 @needs_ray
+def test_more_actors_than_the_cluster_holds_is_a_clear_error_not_a_hang(ray_here: Path) -> None:
+    from iov_env.learning.real import RealBackend
+
+    with pytest.raises(RuntimeError, match=r"ray_actors=4 needs 4 CPUs .* has 3; allowed: at most 3 actors"):
+        RealBackend(preset("tiny", **_kw(engine="ray", ray_actors=4)))
+    assert ray.is_initialized()  # the test's own Ray: the backend did not start it, so it does not stop it
+
+
+@pytest.mark.ray
+@needs_ray
 def test_ray_with_the_batched_engine_inside_equals_the_batched_engine(ray_here: Path) -> None:
     """Batched groups travel whole: the same groups share the same passes and dropout draws as in one process."""
     from iov_env.learning.real import RealBackend
