@@ -15,6 +15,10 @@ One frozen base encoder with one max-rank LoRA adapter is shared by all vehicles
 
 Everything is computed into temporaries and committed at the end: an exception leaves the backend
 as it was before the round.
+
+Engines (``LearningConfig.engine``) differ only in where step 1 runs: ``sequential`` one vehicle after
+another, ``batched`` groups of vehicles in shared passes (``batched.py``), ``ray`` on Ray actors that
+each run one of the two (``ray_engine.py``); all of them call ``train_local``.
 """
 
 from __future__ import annotations
@@ -218,9 +222,10 @@ class RealBackend:
         wall = time.perf_counter() - t0
         self.round_wall_s.append(wall)
         if ln.engine == "ray":
-            # the actors' validation ran inside the remote phase, in parallel: the driver's phases add up to the wall
-            self.last_timing_s = {**remote_timing, "aggregate": t_agg - t_train, "evaluate": t_eval - t_agg,
-                                  "validate": self._validate_s}
+            # "train" is the whole fan-out (broadcast + remote, the actors' validation inside it, in parallel), so
+            # train + aggregate + evaluate is the wall as in one process; "validate" sums the actors' validation
+            self.last_timing_s = {"train": t_train - t0, **remote_timing, "aggregate": t_agg - t_train,
+                                  "evaluate": t_eval - t_agg, "validate": self._validate_s}
         else:
             self.last_timing_s = {"train": t_train - t0 - self._validate_s, "validate": self._validate_s,
                                   "aggregate": t_agg - t_train, "evaluate": t_eval - t_agg}
