@@ -181,12 +181,20 @@ def test_ray_rounds_equal_one_process(ray_here: Path, sequential: dict[str, Any]
 
 @pytest.mark.ray
 @needs_ray
-def test_more_actors_than_the_cluster_holds_is_a_clear_error_not_a_hang(ray_here: Path) -> None:
+def test_more_actors_than_the_cluster_holds_is_a_clear_error_not_a_hang(ray_here: Path, one_torch_thread: None) -> None:
+    """And ray_actors=0 sizes the pool from the cluster."""
     from iov_env.learning.real import RealBackend
 
     with pytest.raises(RuntimeError, match=r"ray_actors=4 needs 4 CPUs .* has 3; allowed: at most 3 actors"):
         RealBackend(preset("tiny", **_kw(engine="ray", ray_actors=4)))
     assert ray.is_initialized()  # the test's own Ray: the backend did not start it, so it does not stop it
+    # ray_actors=0: one actor per group of torch_threads cores; 3 CPUs in groups of 2 make 1 actor of 2 CPUs
+    b = RealBackend(preset("tiny", **_kw(engine="ray", ray_actors=0, torch_threads=2)))
+    try:
+        assert (b._ray.num_actors, b._ray.cpus) == (1, 2)
+        assert ray.available_resources().get("CPU", 0) == 1.0  # the actor holds 2 of the 3
+    finally:
+        b.close()
 
 
 @pytest.mark.ray
