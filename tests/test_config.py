@@ -118,6 +118,11 @@ INVALID: list[tuple[dict, str]] = [
     ({"head_lr_scale": -1.0}, "head_lr_scale"),
     ({"engine": "parallel"}, "engine"),
     ({"engine_group_size": 0}, "engine_group_size"),
+    ({"engine": "ray", "ray_engine": "ray"}, "ray_engine"),
+    ({"engine": "ray", "ray_actors": -1}, "ray_actors"),
+    ({"ray_actors": 2}, "ray_actors"),  # Ray settings without engine="ray" would do nothing
+    ({"ray_address": "auto"}, "ray_address"),
+    ({"engine": "ray", "ray_address": " auto"}, "ray_address"),
     ({"precision": "fp16"}, "precision"),
     ({"torch_threads": -1}, "torch_threads"),
     ({"head_dropout": 0.95}, "head_dropout"),

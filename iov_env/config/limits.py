@@ -108,6 +108,7 @@ LIMITS: dict[str, Limit] = {
     "model_intermediate_dim": Limit(8, 65_536),
     "layer_fraction": Limit(1e-6, 1.0),
     "engine_group_size": Limit(1, 4096),
+    "ray_actors": Limit(0, 4096, note="0: one per GPU, or one per torch_threads cores of the Ray cluster"),
     "torch_threads": Limit(0, 1024, note="0 follows OMP_NUM_THREADS / torch's default"),
     "head_dropout": Limit(0.0, 0.9),
     "base_dropout": Limit(-1.0, 0.9, note="-1 keeps the base model's own dropout"),

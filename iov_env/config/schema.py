@@ -21,7 +21,8 @@ KNOWN_TASKS = ("sst2", "conll2003", "copa")
 LORA_SCALINGS = ("standard", "rslora")
 ALL_LINEAR = "all-linear"
 AGGREGATIONS = ("svd", "zero_pad", "fedavg", "stacking")
-ENGINES = ("sequential", "batched")
+ENGINES = ("sequential", "batched", "ray")
+RAY_ENGINES = ("sequential", "batched")  # what a Ray actor runs its vehicles with
 PRECISIONS = ("fp32", "bf16")
 # The linear layers LoRA is put on, by their last name in the module path (peft matches that suffix), in the
 # model families a base model here can come from: BERT/MiniLM (the default), DistilBERT, RoBERTa/DeBERTa, GPT-2,
@@ -178,8 +179,13 @@ class LearningConfig:
     device: str = "cpu"  # real fidelity: "cpu", "cuda", "cuda:<index>" or "mps"
     # "sequential": one peft forward/backward per vehicle; "batched": the round's vehicles share each forward and
     # backward over the frozen base, each with its own adapter and head (numerically equivalent, see lora.py)
+    # "ray": the vehicles' local rounds run on Ray actors (iov_env/learning/ray_engine.py), each with ray_engine inside;
+    # aggregation and evaluation stay in this process. Same seed, same numbers as in one process
     engine: str = "sequential"
     engine_group_size: int = 16  # batched engine: most vehicles in one shared pass (bounds activation memory)
+    ray_engine: str = "sequential"  # engine="ray": the engine each actor trains its vehicles with
+    ray_address: str = ""  # engine="ray": "" starts a local Ray (or joins the one already started); else ray.init(address)
+    ray_actors: int = 0  # engine="ray": 0 = one per GPU (device cuda) or one per torch_threads cores; > 0 = this many
     precision: str = "fp32"  # "bf16": bf16 autocast of forward passes (GPUs); parameters and AdamW stay fp32
     torch_threads: int = 0  # 0: torch's threads as the user set them (OMP_NUM_THREADS); > 0: this many
     head_dropout: float = 0.1  # dropout before the task head's linear layer

@@ -24,6 +24,7 @@ from iov_env.config.schema import (
     LORA_TARGET_LEAVES,
     MODEL_ALIASES,
     PRECISIONS,
+    RAY_ENGINES,
     SECTIONS,
     _flatten,
 )
@@ -192,6 +193,16 @@ def validate(cfg: IoVConfig) -> None:
         raise ConfigError(f"device={show_value(ln.device)} is not a torch device; allowed: 'cpu', 'cuda', "
                           "'cuda:<index>', 'mps'", "device")
     _choice("engine", ln.engine, ENGINES)
+    _choice("ray_engine", ln.ray_engine, RAY_ENGINES)
+    if ln.engine != "ray":
+        # Ray settings that nothing reads are a config that does not do what its author thinks
+        for name, unset in (("ray_address", ""), ("ray_actors", 0), ("ray_engine", "sequential")):
+            if getattr(ln, name) != unset:
+                raise ConfigError(f"{name}={show_value(getattr(ln, name))} is set but engine={ln.engine!r} does not use "
+                                  f"Ray; allowed: {name}={unset!r}, or engine='ray'", name)
+    if ln.ray_address != ln.ray_address.strip():
+        raise ConfigError(f"ray_address={show_value(ln.ray_address)} has surrounding spaces; allowed: '' (a local Ray), "
+                          "'auto', 'ray://<host>:<port>' or '<host>:<port>'", "ray_address")
     _choice("precision", ln.precision, PRECISIONS)
     if ln.base_dropout != -1.0 and ln.base_dropout < 0.0:
         raise ConfigError(f"base_dropout={ln.base_dropout!r}; allowed: -1 (the base model's own) or [0, 0.9]",

@@ -15,6 +15,10 @@ One frozen base encoder with one max-rank LoRA adapter is shared by all vehicles
 
 Everything is computed into temporaries and committed at the end: an exception leaves the backend
 as it was before the round.
+
+Engines (``LearningConfig.engine``) differ only in where step 1 runs: ``sequential`` one vehicle after
+another, ``batched`` groups of vehicles in shared passes (``batched.py``), ``ray`` on Ray actors that
+each run one of the two (``ray_engine.py``); all of them call ``train_local``.
 """
 
 from __future__ import annotations
@@ -96,6 +100,11 @@ class RealBackend:
         self.heads = [lora.TaskHead(td.spec, self.hidden_dim, ln.head_dropout).to(self.device) for td in self.tasks]
         self.tokens_per_sample = np.array([tr.tokens_per_example().mean() for tr, _ in self.tokenized])
         self.dev_idx = [dev_subset(len(dv), ln.eval_subset_size) for _, dv in self.tokenized]
+        self._ray: Any = None
+        if ln.engine == "ray":  # after the driver's own setup: a bad model or data path fails before Ray starts
+            from iov_env.learning.ray_engine import RayPool
+
+            self._ray = RayPool(config, data_dir, self.data_fingerprint())
         self.setup_s = time.perf_counter() - t0
         self.layout: FleetLayout | None = None
         self.seed = 0
@@ -139,6 +148,23 @@ class RealBackend:
         # before any training a vehicle holds the untrained model: its head's chance-level metric
         self.vehicle_accuracy = np.array([self.tasks[int(t)].spec.chance for t in layout.vehicle_task], float)
         self.round_wall_s = []
+        if self._ray is not None:
+            self._ray.reset(self.seed, layout)
+
+    def data_fingerprint(self) -> dict[str, Any]:
+        """What a Ray actor must hold to train as this process does: model dims, task data sizes and label digests.
+
+        Sources are compared by kind (``local``, ``hub``, ``synthetic``), not by path: a node's data folder
+        may sit elsewhere, but must hold the same examples.
+        """
+        import hashlib
+
+        tasks = []
+        for td, (train, dev) in zip(self.tasks, self.tokenized, strict=True):
+            digest = hashlib.sha1(np.ascontiguousarray(td.partition_labels()).tobytes()).hexdigest()[:12]
+            tasks.append((td.spec.name, td.source.split(":", 1)[0], len(train), len(dev), digest))
+        return {"hidden": self.hidden_dim, "layers": self.num_layers, "adapted": len(self.layers),
+                "vocab": len(self.tokenizer), "tasks": tasks}
 
     def expected_tokens(self, task_index: np.ndarray) -> np.ndarray:
         """Tokens of one full local round: steps x batch x mean non-pad tokens per example of the task."""
@@ -165,10 +191,15 @@ class RealBackend:
             steps = max(0, int(round(ln.local_steps * float(plan.train_fraction[v]))))
             blocks = self.layer_blocks(plan.layer_mask[v]) if plan.layer_mask.size else set(range(self.num_layers))
             jobs.append((v, int(layout.vehicle_task[v]), int(plan.rank[v]), steps, blocks))
-        if ln.engine == "batched":
-            outs = self._train_batched(jobs, plan.round_index)
+        remote_timing: dict[str, float] = {}
+        if ln.engine == "ray":
+            # share by work: a training step is about three forward passes of its batch, validation one of its split
+            tps = self.tokens_per_sample
+            costs = [tps[k] * (3.0 * steps * ln.batch_size + len(self.shards[v].val_idx)) for v, k, _, steps, _ in jobs]
+            outs, remote_timing = self._ray_pool().train(self.state, jobs, plan.round_index, costs)
+            self._validate_s = remote_timing.pop("validate")
         else:
-            outs = {j[0]: self._train_vehicle(*j, plan.round_index) for j in jobs}
+            outs = self.train_local(jobs, plan.round_index)
         for v, k, _, steps, blocks in jobs:
             out = outs[v]
             veh_acc[v], veh_tokens[v], veh_loss[v] = out["metric"], out["tokens"], out["loss"]
@@ -190,8 +221,14 @@ class RealBackend:
         self.last_task_metrics = task_metrics
         wall = time.perf_counter() - t0
         self.round_wall_s.append(wall)
-        self.last_timing_s = {"train": t_train - t0 - self._validate_s, "validate": self._validate_s,
-                              "aggregate": t_agg - t_train, "evaluate": t_eval - t_agg}
+        if ln.engine == "ray":
+            # "train" is the whole fan-out (broadcast + remote, the actors' validation inside it, in parallel), so
+            # train + aggregate + evaluate is the wall as in one process; "validate" sums the actors' validation
+            self.last_timing_s = {"train": t_train - t0, **remote_timing, "aggregate": t_agg - t_train,
+                                  "evaluate": t_eval - t_agg, "validate": self._validate_s}
+        else:
+            self.last_timing_s = {"train": t_train - t0 - self._validate_s, "validate": self._validate_s,
+                                  "aggregate": t_agg - t_train, "evaluate": t_eval - t_agg}
         task_acc = np.array([m[td.spec.metric] for m, td in zip(task_metrics, self.tasks, strict=True)])
         metrics = {td.spec.name: dict(m, metric=m[td.spec.metric], round_wall_s=wall)
                    for m, td in zip(task_metrics, self.tasks, strict=True)}
@@ -254,11 +291,14 @@ class RealBackend:
             "metrics": {td.spec.name: td.spec.metric for td in self.tasks},
             "data_notes": {td.spec.name: list(td.notes) for td in self.tasks if td.notes},
             "head_lr_scale": ln.head_lr_scale,
-            "engine": ln.engine if ln.engine == "sequential" else f"batched (up to {ln.engine_group_size} vehicles a pass)",
+            "engine": _describe_engine(ln.engine, ln.engine_group_size),
             "precision": ln.precision,
             "torch_threads": self.torch_threads,
             "setup_s": round(self.setup_s, 2),
         }
+        if self._ray is not None:
+            out["engine"] = (f"ray ({self._ray.num_actors} actors at {self._ray.address}, each "
+                             f"{_describe_engine(ln.ray_engine, ln.engine_group_size)})")
         notes = []
         if self.hidden_dim != ln.model_hidden_dim or self.num_layers != ln.model_num_layers:
             notes.append(
@@ -271,9 +311,36 @@ class RealBackend:
         return out
 
     def close(self) -> None:
-        """Drop the model and data references."""
+        """Drop the model and data references; stop the Ray actors (and a Ray this backend started)."""
         self.layout = None
         self.state = []
+        if self._ray is not None:
+            self._ray.close()
+            self._ray = None
+
+    # -- local training -----------------------------------------------------------------------
+    def train_local(self, jobs: list[tuple[int, int, int, int, set[int]]], round_index: int,
+                    engine: str | None = None) -> dict[int, dict[str, Any]]:
+        """The local rounds of ``jobs`` ``(vehicle, task, rank, steps, blocks)`` from this backend's task globals.
+
+        The one function every engine trains vehicles with: ``sequential`` and ``batched`` call it in this
+        process, ``ray`` in its actors (``ray_engine.py``), each actor on its share of the round's jobs. A
+        vehicle's result depends only on the episode seed, the round, the vehicle and the globals, never on
+        which vehicles were trained before it or where. Returns per vehicle ``metric``, ``tokens``, ``loss``,
+        ``factors`` and ``head``.
+        """
+        engine = engine or self.config.learning.engine
+        if engine == "batched":
+            return self._train_batched(jobs, round_index)
+        if engine == "sequential":
+            return {j[0]: self._train_vehicle(*j, round_index) for j in jobs}
+        raise ValueError(f"engine={engine!r} trains no vehicles in this process; allowed: 'sequential', 'batched'")
+
+    def _ray_pool(self) -> Any:
+        """The Ray actors of ``engine="ray"`` (started with the backend; see ``ray_engine.RayPool``)."""
+        if self._ray is None:
+            raise RuntimeError("engine='ray' but the Ray actors are gone: the backend was closed")
+        return self._ray
 
     # -- one vehicle --------------------------------------------------------------------------
     def _vehicle_seed(self, round_index: int, v: int) -> np.random.SeedSequence:
@@ -453,6 +520,10 @@ class RealBackend:
                         f"aggregation='fedavg' needs equal LoRA ranks, task {td.spec.name!r} got ranks {ranks}; "
                         "use 'svd', 'zero_pad' or 'stacking' for heterogeneous ranks"
                     )
+
+
+def _describe_engine(engine: str, group_size: int) -> str:
+    return engine if engine == "sequential" else f"batched (up to {group_size} vehicles a pass)"
 
 
 def _mean_loss(losses: list[torch.Tensor]) -> float:
