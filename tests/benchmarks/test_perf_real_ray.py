@@ -40,3 +40,25 @@ def test_report_names_the_driver_share_and_every_projected_count() -> None:
     assert "12.3%" in text  # the driver's 7 s of the 2-actor round's 57 s
     for n, secs in (("8", "20.0"), ("32", "11.0"), ("128", "9.5")):
         assert f"| {n} | {secs} |" in text
+
+
+def test_a_sampled_round_trains_that_many_vehicles_spread_over_the_fleet() -> None:
+    from benchmarks.studies.perf_real import _round_plan
+    from iov_env.config.presets import preset
+
+    cfg = preset("paper", num_vehicles=90)
+    plan = _round_plan(cfg, 1, sample=18)
+    chosen = plan.training.nonzero()[0]
+    assert len(chosen) == 18 and (plan.uploads == plan.training).all()
+    assert chosen[0] == 0 and chosen[-1] == 89  # the whole fleet, not its first 18
+    assert len(set(plan.rank[chosen].tolist())) == len(cfg.learning.rank_set)  # every rank still played
+    full = _round_plan(cfg, 1)
+    assert full.training.all() and (_round_plan(cfg, 1, sample=90).training == full.training).all()
+    with pytest.raises(ValueError, match="sample=0; allowed: 1 to the fleet's 90"):
+        _round_plan(cfg, 1, sample=0)
+
+
+def test_the_report_names_a_sample() -> None:
+    r = dict(_measured(), sample=18)
+    r["ray_projection"] = ray_projection(r, 1)
+    assert round_report(r).startswith("Round of 18 of 90 vehicles x 10 steps (paper preset)")
