@@ -503,10 +503,10 @@ def paired_markdown(rows: Sequence[Mapping[str, Any]], references: Sequence[str]
         return "-" if not math.isfinite(m) else f"{m:+.2f} [{r[f'vs_{ref}_lo']:+.2f}, {r[f'vs_{ref}_hi']:+.2f}]"
 
     lines = [f"# Per-world paired differences of the UCB-DUAL variants ({seeds or 'evaluation seeds'})", "",
-             (f"From the runs of `{command}`: per" if command else "Per") + " world, mean normalised score and energy / "
-             "budget over the seeds, and `benchmarks.scoring.paired_difference` of the score to "
-             + " and to ".join(references) + " (mean over seeds [95% bootstrap CI]). Made by "
-             "`benchmarks.studies.ucb_tuning.paired_markdown` (`iov study ucb-paired`).", "",
+             (f"`{command}`, from that leaderboard's runs.csv: per" if command else "Per") + " world, mean normalised "
+             "score and energy / budget over the seeds, and `benchmarks.scoring.paired_difference` of the score to "
+             + " and to ".join(references) + " (mean over seeds [95% bootstrap CI]; `benchmarks.studies.ucb_tuning."
+             "paired_markdown`).", "",
              "| world | agent | score | energy / budget | " + " | ".join(f"Δ score vs {r} [95% CI]" for r in references) + " |",
              "|---|---|---:|---:|" + "---:|" * len(references)]
     for r in rows:
