@@ -86,6 +86,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -610,6 +611,11 @@ class UCB1(UCBDual):
         super().__init__(exploration=exploration, **kwargs)
 
 
+def family_of(scenario_id: str) -> str:
+    """A world's family: its scenario id without the version (``paper-rank-prior-v2`` -> ``paper-rank-prior``)."""
+    return re.sub(r"-v\d+$", "", scenario_id)
+
+
 WARMUP_EPISODES = 20  # the deployed scheduler's history before it is evaluated
 WARMUP_SEED_BASE = 1000  # training seeds (benchmarks.train_rl.TRAIN_SEED_BASE): disjoint from evaluation seeds 0..99
 
@@ -637,35 +643,89 @@ def warm_up(env_kwargs: Mapping[str, Any], agent_kwargs: Mapping[str, Any] | Non
 
 
 # The presets' settings are the ones `iov study ucb-tuning` selected on training seeds
-# (benchmarks/data/tuning/ucb_tuning_choice.json; tests/agents/test_agent_ucb_presets.py keeps them equal).
+# (benchmarks/data/tuning/ucb_tuning_choice.json; tests/agents/test_agent_ucb_variants.py keeps them equal).
+# Pooled: one setting for every tuning world, the default of a world whose family has no preset (paper-sumo-v2:
+# the paper world under SUMO mobility was not tuned, so it gets the pooled setting rather than paper's).
 TUNED_SETTING: dict[str, Any] = {"exploration": 0.0, "counts": "all", "sweep": "random", "discount": 1.0, "dual_source": "rsu"}
 DEPLOYED_SETTING: dict[str, Any] = {"exploration": 0.5, "counts": "all", "sweep": "price", "dual_source": "rsu",
                                     "reward_signal": "detrended"}
+# Per world family (scenario id without -vN): the best setting within budget on that family's tuning world; the
+# deployed ones after re-evaluating each family's top three under five independent warm-ups (docs/studies.md).
+TUNED_BY_FAMILY: dict[str, dict[str, Any]] = {
+    "tiny": {"exploration": 0.0, "counts": "all", "sweep": "random", "discount": 1.0, "dual_source": "local", "dual_step_size": 0.3},
+    "paper": {"exploration": 0.1, "counts": "all", "sweep": "random", "discount": 1.0, "dual_source": "rsu"},
+    "paper-tight": {"exploration": 0.1, "counts": "all", "sweep": "random", "discount": 1.0, "dual_source": "rsu"},
+    "paper-rank-prior": {"exploration": 1.0, "counts": "all", "sweep": "random", "discount": 1.0, "dual_source": "rsu"},
+    "scale-90": {"exploration": 0.0, "counts": "all", "sweep": "random", "discount": 0.95, "dual_source": "local", "dual_step_size": 1.0},
+}
+DEPLOYED_BY_FAMILY: dict[str, dict[str, Any]] = {
+    "tiny": {"exploration": 0.5, "counts": "all", "sweep": "price", "dual_source": "rsu", "reward_signal": "detrended"},
+    "paper": {"exploration": 0.1, "counts": "sleeping", "sweep": "price", "dual_source": "local", "dual_step_size": 0.3},
+    "paper-tight": {"exploration": 0.5, "counts": "sleeping", "sweep": "price", "dual_source": "rsu"},
+    "paper-rank-prior": {"exploration": 0.25, "counts": "all", "sweep": "price", "dual_source": "rsu"},
+    "scale-90": {"exploration": 0.0, "counts": "all", "sweep": "price", "dual_source": "rsu"},
+}
 
 
-class UCBDualTuned(UCBDual):
-    """UCB-DUAL with the options the tuning study chose on training seeds (``TUNED_SETTING``); forgets at reset."""
+class _Preset(UCBDual):
+    """A tuned preset: the setting of a world family (``family=``), or the pooled setting (``family=None``)."""
+
+    pooled: dict[str, Any] = {}
+    by_family: dict[str, dict[str, Any]] = {}
+
+    def __init__(self, family: str | None = None, **kwargs: Any) -> None:
+        self.family = family
+        super().__init__(**{**self.setting(family), **kwargs})
+
+    @classmethod
+    def setting(cls, family: str | None = None) -> dict[str, Any]:
+        """The options of ``family`` (None: the pooled default); an unknown family is refused, naming the known ones."""
+        if family is None:
+            return dict(cls.pooled)
+        if family not in cls.by_family:
+            raise ValueError(f"family={family!r} has no {cls.name} preset; allowed: {sorted(cls.by_family)} "
+                             "or None (the pooled setting)")
+        return dict(cls.by_family[family])
+
+    @classmethod
+    def family_for(cls, scenario_id: str) -> str | None:
+        """The preset family of a scenario id: its family if tuned, else None (the pooled default)."""
+        fam = family_of(scenario_id)
+        return fam if fam in cls.by_family else None
+
+    def state(self) -> dict[str, Any]:
+        """UCB-DUAL's state and the preset's family (None: pooled)."""
+        return {**super().state(), "family": self.family}
+
+
+class UCBDualTuned(_Preset):
+    """UCB-DUAL with the options the tuning study chose on training seeds; forgets at reset.
+
+    ``family`` picks the setting of a world family (``TUNED_BY_FAMILY``); None runs the pooled ``TUNED_SETTING``.
+    """
 
     name = "ucb_dual_tuned"
+    pooled = TUNED_SETTING
+    by_family = TUNED_BY_FAMILY
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**{**TUNED_SETTING, **kwargs})
 
+class UCBDualDeployed(_Preset):
+    """The deployed scheduler: per-task statistics kept across episodes (``persist=True``), tuned per family.
 
-class UCBDualDeployed(UCBDual):
-    """The deployed scheduler: per-task statistics kept across episodes (``persist=True``), tuned (``DEPLOYED_SETTING``).
-
-    Evaluated after ``warmup_episodes`` episodes on the training seeds ``warmup_seed_base ..`` (``warmed_memory``):
-    every evaluation episode starts from a copy of the same warmed memory, so evaluation seeds stay independent
-    and the warm-up never sees them.
+    ``family`` picks ``DEPLOYED_BY_FAMILY[family]``; None runs the pooled ``DEPLOYED_SETTING``. Evaluated after
+    ``warmup_episodes`` episodes on the training seeds ``warmup_seed_base ..`` (``warmed_memory``): every evaluation
+    episode starts from a copy of the same warmed memory, so evaluation seeds stay independent and the warm-up never
+    sees them.
     """
 
     name = "ucb_dual_deployed"
+    pooled = DEPLOYED_SETTING
+    by_family = DEPLOYED_BY_FAMILY
     warmup_episodes = WARMUP_EPISODES
     warmup_seed_base = WARMUP_SEED_BASE
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**{**DEPLOYED_SETTING, "persist": True, **kwargs})
+    def __init__(self, family: str | None = None, **kwargs: Any) -> None:
+        super().__init__(family, **{"persist": True, **kwargs})
 
     @classmethod
     def warmup_label(cls) -> str:
@@ -673,6 +733,7 @@ class UCBDualDeployed(UCBDual):
         return f"{cls.warmup_episodes} episodes from seed {cls.warmup_seed_base}"
 
     @classmethod
-    def warmed_memory(cls, env_kwargs: Mapping[str, Any]) -> TaskMemory:
-        """The memory after the stated warm-up on the world ``env_kwargs``."""
-        return warm_up(env_kwargs, episodes=cls.warmup_episodes, seed_base=cls.warmup_seed_base, agent_class=cls)
+    def warmed_memory(cls, env_kwargs: Mapping[str, Any], family: str | None = None) -> TaskMemory:
+        """The memory after the stated warm-up, played by the preset of ``family``, on the world ``env_kwargs``."""
+        return warm_up(env_kwargs, {"family": family}, episodes=cls.warmup_episodes, seed_base=cls.warmup_seed_base,
+                       agent_class=cls)

@@ -81,10 +81,13 @@ METRICS = (
 
 
 def agent_factory(name: str, env_kwargs: dict[str, Any], seed: int, sb3_timesteps: int,
-                  checkpoint: str | None = None, trust_pickle: bool = False) -> Callable[[], Agent]:
+                  checkpoint: str | None = None, trust_pickle: bool = False,
+                  scenario_id: str | None = None) -> Callable[[], Agent]:
     """A per-vehicle agent factory: a trained checkpoint if given; SB3 agents otherwise train on this scenario and seed.
 
     A pickled checkpoint (legacy SB3 zip, RLlib) is refused unless ``trust_pickle`` (see ``agents.checkpoints``).
+    A tuned preset (``ucb_dual_tuned``, ``ucb_dual_deployed``) runs the setting of ``scenario_id``'s world family,
+    or its pooled setting when the family has none (or no ``scenario_id`` is given).
     """
     if checkpoint is not None:
         from agents.checkpoints import load_agent
@@ -100,12 +103,24 @@ def agent_factory(name: str, env_kwargs: dict[str, Any], seed: int, sb3_timestep
         return lambda: copy.deepcopy(policy)
     if name not in AGENTS:
         raise ValueError(f"unknown agent {name!r}; allowed: {sorted([*AGENTS, *RL_AGENTS])}")
+    kw: dict[str, Any] = {}
+    if hasattr(AGENTS[name], "family_for"):
+        kw["family"] = AGENTS[name].family_for(scenario_id) if scenario_id is not None else None  # type: ignore[attr-defined]
     if warmup_of(name):
         # the deployed scheduler: every evaluation episode starts from its own copy of one warmed memory, shared by
         # the episode's vehicles (the roadside units' per-task tables)
-        memory = _warmed_memory(name, json.dumps(env_kwargs, sort_keys=True, default=str)).copy()
-        return lambda: make_agent(name, memory=memory)
-    return lambda: make_agent(name)
+        memory = _warmed_memory(name, json.dumps(env_kwargs, sort_keys=True, default=str), kw.get("family")).copy()
+        return lambda: make_agent(name, memory=memory, **kw)
+    return lambda: make_agent(name, **kw)
+
+
+def preset_of(name: str, scenario_id: str) -> str:
+    """The setting a tuned preset runs on ``scenario_id`` as a short label ('' for every other agent): a run key part."""
+    cls = AGENTS.get(name)
+    if cls is None or not hasattr(cls, "family_for"):
+        return ""
+    family = cls.family_for(scenario_id)  # type: ignore[attr-defined]
+    return f"{family or 'pooled'}:" + json.dumps(cls.setting(family), sort_keys=True)  # type: ignore[attr-defined]
 
 
 def warmup_of(name: str) -> str:
@@ -115,9 +130,9 @@ def warmup_of(name: str) -> str:
 
 
 @functools.lru_cache(maxsize=16)
-def _warmed_memory(name: str, env_kwargs_json: str) -> Any:
-    """The warm-up of ``name`` on one world, once per process (the same for every evaluation seed: deterministic)."""
-    return AGENTS[name].warmed_memory(json.loads(env_kwargs_json))  # type: ignore[attr-defined]
+def _warmed_memory(name: str, env_kwargs_json: str, family: str | None = None) -> Any:
+    """The warm-up of ``name`` (its ``family`` preset) on one world, once per process (deterministic)."""
+    return AGENTS[name].warmed_memory(json.loads(env_kwargs_json), family=family)  # type: ignore[attr-defined]
 
 
 def run_one(job: dict[str, Any], trust_pickle: bool = False) -> dict[str, Any]:
@@ -133,7 +148,7 @@ def run_one(job: dict[str, Any], trust_pickle: bool = False) -> dict[str, Any]:
     kwargs = scenario(job["scenario"])
     t0 = time.perf_counter()
     factory = agent_factory(job["agent"], kwargs, job["seed"], job.get("sb3_timesteps", 0), job.get("checkpoint"),
-                            trust_pickle)
+                            trust_pickle, scenario_id=job["scenario"])
     r = run_decentralized(factory, kwargs, seed=job["seed"])
     # the oracle bounds this run only if it is the oracle's world up to aggregation and allocation
     bounded = covers(r["env_kwargs"], env_config_for(Oracle(), kwargs))
@@ -163,6 +178,8 @@ def jobs_for(scenario_ids: Sequence[str], agent_names: Sequence[str], seeds: Seq
                     job["sb3_timesteps"] = sb3_timesteps
                 elif warmup_of(name):
                     job["warmup"] = warmup_of(name)  # a different warm-up is a different run
+                if preset_of(name, sid):
+                    job["preset"] = preset_of(name, sid)  # a re-tuned preset is a different run: stale ones rerun
                 jobs.append(job)
     return jobs
 

@@ -43,7 +43,8 @@ def test_every_command_has_help(path: tuple[str, ...], capsys: pytest.CaptureFix
 
 
 def test_study_and_perf_hold_their_subcommands() -> None:
-    assert {"rank", "decision", "energy", "curves", "bandit"} == set(root.commands["study"].commands)
+    assert {"rank", "decision", "energy", "curves", "bandit", "ucb-tuning", "ucb-paired"} == set(
+        root.commands["study"].commands)
     assert set(root.commands["study"].commands["rank"].commands) == {"run", "report"}
     assert set(root.commands["perf"].commands) == {"fast", "real"}
     assert set(root.commands["report"].commands) == {"rl", "rank"}
@@ -122,3 +123,10 @@ def test_demo_passes_its_options_to_the_demo(monkeypatch: pytest.MonkeyPatch, tm
                      "--real-rounds", "0", "--rounds", "3"]]
     assert iov(["demo", "--video", str(tmp_path / "e.gif"), "--fps", "4"]) == 0
     assert seen[-1][-4:] == ["--video", str(tmp_path / "e.gif"), "--fps", "4.0"]
+
+
+def test_ucb_paired_refuses_a_folder_without_leaderboard_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`iov study ucb-paired` names the missing runs.csv and what to pass instead."""
+    assert iov(["study", "ucb-paired", str(tmp_path), "--out", str(tmp_path / "t.md")]) != 0
+    err = capsys.readouterr().err
+    assert "runs.csv not found" in err and "iov leaderboard" in err and not (tmp_path / "t.md").exists()

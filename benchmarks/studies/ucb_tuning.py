@@ -17,17 +17,29 @@ Seeds: every setting is scored on the tuning seeds ``TUNING_SEED_BASE ..`` (2000
 leaderboard's evaluation seeds 0..99, the RL validation seeds 500+ and the warm-up/training seeds 1000+.
 Score per run: the leaderboard's normalised score, random = 0 and oracle = 1 on the same world and seed.
 
-Selection rule (one setting for every world; ``select``): among the settings whose mean energy / budget is at
-most ``ENERGY_LIMIT`` on every tuning world (0.05 under the leaderboard's 1.05, a margin for unseen seeds), the
-highest mean over worlds of the per-world mean score; ties go to the earlier setting of the grid. The summary
-also lists the best setting per world, to show what a per-world choice would add.
+Selection rules, fixed before the results were read (issue 20: "per world family, never on the evaluation seeds"):
+
+* **per family** (``select_by_family``; the presets' choice): a world's family is its scenario id without the
+  ``-vN`` (``agents.ucb_dual.family_of``). Per family, among the settings whose mean energy / budget on that
+  family's tuning world is at most ``ENERGY_LIMIT`` (0.05 under the leaderboard's 1.05, a margin for unseen
+  seeds), the highest mean score there; ties go to the earlier setting of the grid.
+* **deployed, re-evaluated** (``reevaluate``, ``select_reevaluated``): one warm-up per setting and world made the
+  deployed search fragile (a warm-up is one history; its luck is shared by all six evaluation episodes). Per family,
+  the ``REEVAL_TOP`` best deployed settings within the limit (settings with identical runs, e.g. the two count modes
+  at c = 0, count once) are played again after each of ``len(REEVAL_WARMUP_BASES)`` independent warm-ups of
+  ``WARMUP_EPISODES`` episodes on the training seeds ``REEVAL_WARMUP_BASES`` (3000.., disjoint from the leaderboard's
+  warm-up 1000.. and the tuning seeds 2000..), each followed by the tuning seeds' episodes. Chosen: the highest mean
+  score over warm-ups x seeds among candidates whose mean energy / budget is within the limit after every warm-up.
+* **pooled** (``select``; the default of a world whose family has no preset, e.g. ``paper-sumo-v2``): among the
+  settings within the limit on every tuning world, the highest mean over worlds of the per-world mean score.
 
 Resumable: each (grid, world, setting) is one job in a result store (``--store``, default
 ``results/ucb-tuning-runs``, git-ignored); a rerun skips the jobs already stored. Outputs, written atomically:
 ``ucb_tuning_runs.csv`` (every run, in the store's folder: hundreds of KB), and in ``--out``
-``ucb_tuning_settings.csv`` (per setting and world), ``ucb_tuning.md``
-(the summary) and ``ucb_tuning_choice.json`` (the two settings chosen, which the presets in
-``agents.baselines`` must equal: ``tests/agents/test_agent_ucb_presets.py`` checks it).
+``ucb_tuning_settings.csv`` (per setting and world), ``ucb_tuning_reeval.csv`` (the deployed re-evaluation, per
+family and candidate), ``ucb_tuning.md`` (the summary) and ``ucb_tuning_choice.json`` (the pooled and per-family
+settings chosen, which the presets in ``agents.ucb_dual`` must equal: ``tests/agents/test_agent_ucb_variants.py``
+checks it). The re-evaluation's jobs are in the same store, so it resumes too.
 """
 
 from __future__ import annotations
@@ -48,6 +60,9 @@ ENERGY_LIMIT = 1.0
 DEFAULT_WORLDS = ("tiny-v2", "paper-v2", "paper-tight-v2", "paper-rank-prior-v2", "scale-90-v2")
 EXPLORATION = (0.0, 0.1, 0.25, 1.0)
 DEPLOYED_EXPLORATION = (0.0, 0.1, 0.25, 0.5)
+# the deployed re-evaluation: five independent warm-ups of WARMUP_EPISODES episodes on training seeds 3000..3099
+REEVAL_WARMUP_BASES = (3000, 3020, 3040, 3060, 3080)
+REEVAL_TOP = 3
 # (dual_source, dual_step_size): the env's RSU price (its own step), or the agent's own price at mu
 DUALS = (("rsu", None), ("local", 0.3), ("local", 1.0))
 
@@ -237,16 +252,126 @@ def select(settings: Sequence[Mapping[str, Any]], grid: str, limit: float = ENER
     return best
 
 
+def _candidates(settings: Sequence[Mapping[str, Any]], grid: str, world: str, limit: float) -> list[Mapping[str, Any]]:
+    """The settings within ``limit`` on ``world``, best score first (stable: ties keep the grid's order)."""
+    ok = [r for r in settings if r["grid"] == grid and r["world"] == world and r["energy_ratio"] <= limit]
+    return sorted(ok, key=lambda r: -r["score"])
+
+
+def _options(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {k[4:]: v for k, v in row.items() if k.startswith("opt_") and v != ""}
+
+
+def select_by_family(settings: Sequence[Mapping[str, Any]], grid: str, limit: float = ENERGY_LIMIT
+                     ) -> dict[str, dict[str, Any]]:
+    """The per-family rule (module docstring): per family, the best score on its world among settings within ``limit``.
+
+    A family with several tuning worlds is scored by the mean over them, within the limit on each; a family with no
+    setting within the limit is left out (it gets the pooled default).
+    """
+    from agents.ucb_dual import family_of
+
+    worlds: dict[str, list[str]] = {}
+    for w in dict.fromkeys(r["world"] for r in settings if r["grid"] == grid):
+        worlds.setdefault(family_of(w), []).append(w)
+    out = {}
+    for fam, ws in worlds.items():
+        sub = [r for r in settings if r["world"] in ws]
+        best = select(sub, grid, limit)
+        if best is not None:
+            out[fam] = {**best, "worlds": ws}
+    return out
+
+
+def reevaluation_jobs(settings: Sequence[Mapping[str, Any]], worlds: Sequence[str], seed_list: Sequence[int],
+                      top: int = REEVAL_TOP, bases: Sequence[int] = REEVAL_WARMUP_BASES,
+                      limit: float = ENERGY_LIMIT) -> list[dict[str, Any]]:
+    """Per world, its ``top`` deployed candidates (distinct runs) x the independent warm-ups, as store jobs."""
+    from agents.ucb_dual import WARMUP_EPISODES
+
+    jobs = []
+    for w in worlds:
+        seen: set[tuple[float, float]] = set()
+        picked: list[Mapping[str, Any]] = []
+        for r in _candidates(settings, "deployed", w, limit):
+            sig = (round(r["score"], 12), round(r["energy_ratio"], 12))  # identical runs: the same behaviour
+            if sig not in seen:
+                seen.add(sig)
+                picked.append(r)
+            if len(picked) == top:
+                break
+        for rank, r in enumerate(picked):
+            for base in bases:
+                jobs.append({"kind": "setting", "grid": "deployed", "world": w, "options": _options(r),
+                             "seeds": list(seed_list), "warmup_episodes": WARMUP_EPISODES, "warmup_seed_base": base,
+                             "search_rank": rank + 1, "search_score": r["score"]})
+    return jobs
+
+
+def reevaluate(settings: Sequence[Mapping[str, Any]], worlds: Sequence[str], seeds: int, workers: int = 1,
+               store_dir: Path | None = None, progress: Callable[[str], None] = print,
+               top: int = REEVAL_TOP, bases: Sequence[int] = REEVAL_WARMUP_BASES) -> list[dict[str, Any]]:
+    """The deployed re-evaluation as a table: per (world, candidate), the score over warm-ups x tuning seeds.
+
+    Columns: family, world, setting, search_rank, search_score, score (mean over every run), score_se (over the
+    warm-ups' means: the warm-ups are the independent unit), energy_ratio (mean), energy_ratio_worst_warmup (the
+    highest warm-up mean), within (that worst mean <= ``ENERGY_LIMIT``), warmups, options.
+    """
+    from agents.ucb_dual import family_of
+    from benchmarks import runs
+
+    seed_list = list(range(TUNING_SEED_BASE, TUNING_SEED_BASE + seeds))
+    store = runs.ResultStore(store_dir) if store_dir is not None else _MemoryStore()
+    ref_jobs = [{"kind": "reference", "world": w, "agent": a, "seeds": seed_list} for w in worlds for a in ("random", "oracle")]
+    refs = _run(reference_job, ref_jobs, store, workers, progress, "references")
+    ref = {(j["world"], j["agent"], row["seed"]): row["reward"] for j, r in zip(ref_jobs, refs, strict=True) for row in r["rows"]}
+    jobs = reevaluation_jobs(settings, worlds, seed_list, top, bases)
+    results = _run(run_job, jobs, store, workers, progress, "deployed re-evaluation")
+    groups: dict[tuple[str, str], list[tuple[Mapping[str, Any], Mapping[str, Any]]]] = {}
+    for job, res in zip(jobs, results, strict=True):
+        groups.setdefault((job["world"], setting_id(job["options"])), []).append((job, res))
+    table = []
+    for (w, name), pairs in groups.items():
+        per_warmup_score, per_warmup_energy = [], []
+        for _job, res in pairs:
+            sc = [(row["reward"] - ref[(w, "random", row["seed"])])
+                  / (ref[(w, "oracle", row["seed"])] - ref[(w, "random", row["seed"])]) for row in res["rows"]]
+            per_warmup_score.append(float(np.mean(sc)))
+            per_warmup_energy.append(float(np.mean([row["energy_ratio"] for row in res["rows"]])))
+        job0 = pairs[0][0]
+        worst = max(per_warmup_energy)
+        table.append({"family": family_of(w), "world": w, "setting": name, "search_rank": job0["search_rank"],
+                      "search_score": job0["search_score"], "score": float(np.mean(per_warmup_score)),
+                      "score_se": float(np.std(per_warmup_score, ddof=1) / math.sqrt(len(pairs))) if len(pairs) > 1 else math.nan,
+                      "energy_ratio": float(np.mean(per_warmup_energy)), "energy_ratio_worst_warmup": worst,
+                      "within": worst <= ENERGY_LIMIT, "warmups": len(pairs), "options": job0["options"]})
+    return table
+
+
+def select_reevaluated(table: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per family, the re-evaluated candidate with the best mean score, within the limit after every warm-up."""
+    out: dict[str, dict[str, Any]] = {}
+    for r in table:  # table order is the search order: ties keep the search's better candidate
+        if r["within"] and (r["family"] not in out or r["score"] > out[r["family"]]["score"]):
+            out[r["family"]] = {"setting": r["setting"], "world": r["world"], "score": r["score"],
+                                "score_se": r["score_se"], "energy_ratio": r["energy_ratio"],
+                                "energy_ratio_worst_warmup": r["energy_ratio_worst_warmup"],
+                                "options": dict(r["options"])}
+    return out
+
+
 def markdown(settings: Sequence[Mapping[str, Any]], choice: Mapping[str, Any], worlds: Sequence[str], seeds: int,
              command: str) -> str:
     """The summary: the selection, the top settings of each grid, and the best setting per world."""
     lines = ["# UCB-DUAL tuning (training seeds)", "",
              f"`{command}`: tuning seeds {TUNING_SEED_BASE}..{TUNING_SEED_BASE + seeds - 1} (disjoint from the "
              "leaderboard's 0..99), worlds " + ", ".join(worlds) + ". Score: random = 0, oracle = 1 on the same world "
-             "and seed. Selection: the highest mean score over worlds among settings with mean energy / budget <= "
-             f"{ENERGY_LIMIT} on every world.", ""]
+             "and seed. Rules fixed before looking: per world family, the highest score on the family's world among "
+             f"settings with mean energy / budget <= {ENERGY_LIMIT} there (deployed: after re-evaluating each family's "
+             "top candidates under independent warm-ups, below); pooled (the default of a world with no family "
+             f"preset): the highest mean score over worlds among settings within {ENERGY_LIMIT} on every world.", ""]
     for grid in GRIDS:
-        sel = [r for r in settings if r["grid"] == grid]
+        sel = [r for r in settings if r["grid"] == grid]  # the pooled choice and the search's top settings
         if not sel:
             continue
         names = list(dict.fromkeys(r["setting"] for r in sel))
@@ -257,8 +382,8 @@ def markdown(settings: Sequence[Mapping[str, Any]], choice: Mapping[str, Any], w
         ranked.sort(key=lambda x: -x[0])
         chosen = choice.get(grid)
         lines += [f"## {grid} ({len(names)} settings)", "",
-                  f"Chosen: `{chosen['setting']}` (mean score {chosen['mean_score']:.3f}, worst energy / budget "
-                  f"{chosen['worst_energy_ratio']:.3f})." if chosen else "Chosen: none within the energy limit.", "",
+                  f"Pooled choice: `{chosen['setting']}` (mean score {chosen['mean_score']:.3f}, worst energy / budget "
+                  f"{chosen['worst_energy_ratio']:.3f})." if chosen else "Pooled choice: none within the energy limit.", "",
                   "Top 10 by mean score (all settings, within the limit or not); cells: score (energy / budget).", "",
                   "| setting | mean score | worst energy / budget | " + " | ".join(worlds) + " |",
                   "|---|---:|---:|" + "---:|" * len(worlds)]
@@ -285,19 +410,106 @@ def _rounded(row: Mapping[str, Any]) -> dict[str, Any]:
     return {k: float(f"{v:.4g}") if isinstance(v, float) and math.isfinite(v) else v for k, v in row.items()}
 
 
+def reevaluation_markdown(table: Sequence[Mapping[str, Any]], by_family: Mapping[str, Mapping[str, Any]]) -> str:
+    """The deployed re-evaluation as a Markdown section: per family, its candidates and the one chosen."""
+    bases = ", ".join(f"{b}..{b + 19}" for b in REEVAL_WARMUP_BASES)
+    lines = ["## deployed, re-evaluated per family", "",
+             f"Each family's top {REEVAL_TOP} deployed settings of the search (within the limit on its world; identical "
+             f"runs counted once), each played after {len(REEVAL_WARMUP_BASES)} independent warm-ups of 20 episodes "
+             f"(training seeds {bases}) on the tuning seeds. Score: mean over warm-ups x seeds [SE over the warm-ups' "
+             "means]; energy / budget: mean, and the worst warm-up's mean (within: <= "
+             f"{ENERGY_LIMIT}). Chosen (**bold**): the best score among candidates within the limit after every warm-up.",
+             "", "| family | setting | search rank | search score | re-evaluated score | energy / budget | worst warm-up |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for r in table:
+        chosen = by_family.get(r["family"], {}).get("setting") == r["setting"]
+        name = f"**`{r['setting']}`**" if chosen else f"`{r['setting']}`"
+        lines.append(f"| {r['family']} | {name} | {r['search_rank']} | {r['search_score']:.3f} | {r['score']:.3f} ± "
+                     f"{r['score_se']:.3f} | {r['energy_ratio']:.3f} | {r['energy_ratio_worst_warmup']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def family_markdown(choice: Mapping[str, Any]) -> str:
+    """The per-family presets as a Markdown table (the pooled default last)."""
+    lines = ["## The presets per world family", "",
+             "| family | ucb_dual_tuned (episodic) | search score | ucb_dual_deployed | re-evaluated score |",
+             "|---|---|---:|---|---:|"]
+    ep, dep = choice["episodic_by_family"], choice["deployed_by_family"]
+    for fam in dict.fromkeys([*ep, *dep]):
+        e, d = ep.get(fam), dep.get(fam)
+        lines.append(f"| {fam} | `{e['setting']}` | {e['mean_score']:.3f} | " if e else f"| {fam} | (pooled) | - | ")
+        lines[-1] += f"`{d['setting']}` | {d['score']:.3f} |" if d else "(pooled) | - |"
+    pe, pd = choice["episodic"], choice["deployed"]
+    lines.append(f"| any other (pooled) | `{pe['setting']}` | {pe['mean_score']:.3f} (mean over worlds) | "
+                 f"`{pd['setting']}` | {pd['mean_score']:.3f} (search, mean over worlds) |")
+    return "\n".join(lines) + "\n"
+
+
 def run(worlds: Sequence[str], seeds: int, out: Path, workers: int, command: str, store_dir: Path | None = None,
         progress: Callable[[str], None] = print) -> dict[str, Any]:
-    """The search into ``out``: runs CSV, per-setting CSV, Markdown summary, the chosen settings as JSON."""
+    """The search into ``out``: runs CSV, per-setting CSV, re-evaluation CSV, Markdown summary, the choices as JSON."""
     rows = study(worlds, seeds, workers=workers, store_dir=store_dir, progress=progress)
     settings = per_setting(rows)
-    choice = {g: select(settings, g) for g in GRIDS}
+    choice: dict[str, Any] = {g: select(settings, g) for g in GRIDS}
+    choice["episodic_by_family"] = {f: {k: c[k] for k in ("setting", "mean_score", "worst_energy_ratio", "options")}
+                                    for f, c in select_by_family(settings, "episodic").items()}
+    reeval = reevaluate(settings, worlds, seeds, workers=workers, store_dir=store_dir, progress=progress)
+    choice["deployed_by_family"] = select_reevaluated(reeval)
+    choice["deployed_reevaluation"] = {"warmup_seed_bases": list(REEVAL_WARMUP_BASES), "top": REEVAL_TOP}
     out.mkdir(parents=True, exist_ok=True)
     # every run (hundreds of KB) beside the store, not in the evidence folder; the per-setting table goes there
     runs_csv = (store_dir if store_dir is not None else out) / "ucb_tuning_runs.csv"
     write_csv_atomic(runs_csv, [{k: v for k, v in r.items() if not k.startswith("opt_")} for r in rows])
     write_csv_atomic(out / "ucb_tuning_settings.csv", [_rounded(r) for r in settings])
-    write_text_atomic(out / "ucb_tuning.md", markdown(settings, choice, worlds, seeds, command))
+    write_csv_atomic(out / "ucb_tuning_reeval.csv",
+                     [_rounded({k: v for k, v in r.items() if k != "options"}) for r in reeval])
+    write_text_atomic(out / "ucb_tuning.md", markdown(settings, choice, worlds, seeds, command) + "\n"
+                      + family_markdown(choice) + "\n" + reevaluation_markdown(reeval, choice["deployed_by_family"]))
     write_text_atomic(out / "ucb_tuning_choice.json", json.dumps(
         {"tuning_seeds": [TUNING_SEED_BASE, TUNING_SEED_BASE + seeds - 1], "worlds": list(worlds),
          "energy_limit": ENERGY_LIMIT, "command": command, **choice}, indent=2) + "\n")
     return choice
+
+
+def paired_rows(records: Sequence[Mapping[str, Any]], agents: Sequence[str],
+                references: Sequence[str] = ("ucb_dual", "homolora"), reps: int = 2000) -> list[dict[str, Any]]:
+    """Per world and agent of a leaderboard's runs: mean score, mean energy / budget, and the paired score
+    difference to each of ``references`` (``benchmarks.scoring.paired_difference``: mean over shared seeds
+    [95% bootstrap CI]; NaN against itself or where a reference did not run)."""
+    from benchmarks import scoring
+
+    scored = scoring.score_runs(records)
+    out = []
+    for world in scoring.ordered(scored, scoring.F.world):
+        for a in agents:
+            sel = [r for r in scored if r[scoring.F.world] == world and r[scoring.F.who] == a]
+            if not sel:
+                continue
+            row: dict[str, Any] = {"world": world, "agent": a, "n": len(sel),
+                                   "score": float(np.mean([r["score"] for r in sel])),
+                                   "energy_ratio": float(np.mean([r["energy_ratio"] for r in sel]))}
+            for ref in references:
+                d = (math.nan,) * 3 if ref == a else scoring.paired_difference(scored, world, a, ref, "score", reps=reps)
+                row.update({f"vs_{ref}": d[0], f"vs_{ref}_lo": d[1], f"vs_{ref}_hi": d[2]})
+            out.append(row)
+    return out
+
+
+def paired_markdown(rows: Sequence[Mapping[str, Any]], references: Sequence[str] = ("ucb_dual", "homolora"),
+                    command: str = "", seeds: str = "") -> str:
+    """``paired_rows`` as the Markdown table of ``benchmarks/data/tuning/leaderboard_ucb_paired_v2.md``."""
+    def cell(r: Mapping[str, Any], ref: str) -> str:
+        m = r[f"vs_{ref}"]
+        return "-" if not math.isfinite(m) else f"{m:+.2f} [{r[f'vs_{ref}_lo']:+.2f}, {r[f'vs_{ref}_hi']:+.2f}]"
+
+    lines = [f"# Per-world paired differences of the UCB-DUAL variants ({seeds or 'evaluation seeds'})", "",
+             (f"`{command}`, from that leaderboard's runs.csv: per" if command else "Per") + " world, mean normalised "
+             "score and energy / budget over the seeds, and `benchmarks.scoring.paired_difference` of the score to "
+             + " and to ".join(references) + " (mean over seeds [95% bootstrap CI]; `benchmarks.studies.ucb_tuning."
+             "paired_markdown`).", "",
+             "| world | agent | score | energy / budget | " + " | ".join(f"Δ score vs {r} [95% CI]" for r in references) + " |",
+             "|---|---|---:|---:|" + "---:|" * len(references)]
+    for r in rows:
+        lines.append(f"| {r['world']} | {r['agent']} | {r['score']:.2f} | {r['energy_ratio']:.2f} | "
+                     + " | ".join(cell(r, ref) for ref in references) + " |")
+    return "\n".join(lines) + "\n"

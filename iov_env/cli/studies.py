@@ -242,7 +242,48 @@ def study_ucb_tuning(scenarios: list[str], seeds: int, out: Path, store: Path, w
     choice = ucb_tuning.run(scenarios, seeds, out, workers, command_line(), store_dir=store,
                             progress=lambda m: click.echo(m, err=True))
     click.echo((out / "ucb_tuning.md").read_text())
-    click.echo(f"chosen: {ucb_tuning.json.dumps({g: c and c['options'] for g, c in choice.items()})}")
+    pooled = {g: choice[g] and choice[g]["options"] for g in ucb_tuning.GRIDS}
+    per_family = {g: {f: c["options"] for f, c in choice[f"{g}_by_family"].items()} for g in ("episodic", "deployed")}
+    click.echo(f"chosen (pooled): {ucb_tuning.json.dumps(pooled)}")
+    click.echo(f"chosen (per family): {ucb_tuning.json.dumps(per_family)}")
+    return 0
+
+
+@study.command("ucb-paired")
+@click.argument("leaderboard", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--agents", cls=Variadic, default=["ucb_dual", "ucb_dual_tuned", "ucb_dual_deployed", "homolora",
+                                                 "best_fixed", "greedy"], show_default=True, metavar="NAME...",
+              help="agents of the table (those the leaderboard ran)")
+@click.option("--references", cls=Variadic, default=["ucb_dual", "homolora"], show_default=True, metavar="NAME...",
+              help="paired differences of the score to these agents")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("benchmarks/data/tuning/leaderboard_ucb_paired_v2.md"),
+              show_default=True, help="the Markdown table")
+@reports_errors
+def study_ucb_paired(leaderboard: Path, agents: list[str], references: list[str], out: Path) -> int:
+    """Per-world paired score differences of a leaderboard's agents (its runs.csv) to reference agents, with CIs."""
+    import csv
+
+    from benchmarks.studies import ucb_tuning
+    from iov_env.results import write_text_atomic
+
+    runs_csv = leaderboard / "runs.csv"
+    if not runs_csv.exists():
+        raise click.BadParameter(f"{runs_csv} not found: pass the --out folder of an `iov leaderboard` run",
+                                 param_hint="LEADERBOARD")
+    with runs_csv.open(newline="") as fh:
+        records = list(csv.DictReader(fh))
+    ran = {r["agent"] for r in records}
+    missing = [a for a in [*agents, *references, "random", "oracle"] if a not in ran]
+    if missing:
+        raise click.BadParameter(f"agents {missing} are not in {runs_csv}; it ran: {sorted(ran)}", param_hint="--agents")
+    for r in records:
+        r["seed"] = int(r["seed"])
+    seeds = sorted({r["seed"] for r in records})
+    rows = ucb_tuning.paired_rows(records, agents, references)
+    text = ucb_tuning.paired_markdown(rows, references, command=command_line(),
+                                      seeds=f"seeds {seeds[0]}-{seeds[-1]}" if seeds else "")
+    write_text_atomic(out, text)
+    click.echo(text)
     return 0
 
 

@@ -14,7 +14,9 @@ from agents.baselines import AGENTS, FixedRank, make_agent
 from agents.oracle import BestFixed
 from agents.runner import run_decentralized
 from agents.ucb_dual import (
+    DEPLOYED_BY_FAMILY,
     DEPLOYED_SETTING,
+    TUNED_BY_FAMILY,
     TUNED_SETTING,
     TaskMemory,
     UCBDual,
@@ -176,9 +178,54 @@ def test_presets_are_the_settings_the_tuning_study_chose() -> None:
     choice = json.loads(path.read_text())
     assert TUNED_SETTING == choice["episodic"]["options"]
     assert DEPLOYED_SETTING == choice["deployed"]["options"]
+    assert TUNED_BY_FAMILY == {f: c["options"] for f, c in choice["episodic_by_family"].items()}
+    assert DEPLOYED_BY_FAMILY == {f: c["options"] for f, c in choice["deployed_by_family"].items()}
+    assert set(TUNED_BY_FAMILY) == set(DEPLOYED_BY_FAMILY) == {"tiny", "paper", "paper-tight", "paper-rank-prior", "scale-90"}
     assert choice["tuning_seeds"][0] >= 1000  # never the leaderboard's evaluation seeds 0..99
+    assert min(choice["deployed_reevaluation"]["warmup_seed_bases"]) >= 1000
     assert UCBDualDeployed.warmup_seed_base >= 1000
     assert AGENTS["ucb_dual"] is UCBDual  # the paper's rule stays under its name
+
+
+@pytest.mark.parametrize("cls", [UCBDualTuned, UCBDualDeployed])
+def test_a_family_preset_runs_its_family_setting_and_falls_back_to_the_pooled_one(cls: type) -> None:
+    """family= picks the family's options; None and an untuned world's family give the pooled ones; unknown: refused."""
+    for family, options in cls.by_family.items():
+        agent = cls(family=family)
+        assert agent.state()["family"] == family
+        assert agent.exploration == options["exploration"] and agent.counts_mode == options.get("counts", "all")
+        assert agent.dual_source == options["dual_source"] and agent.sweep == options.get("sweep", "random")
+        assert cls.family_for(f"{family}-v2") == family and cls.setting(family) == options
+    pooled = cls()
+    assert pooled.state()["family"] is None and cls.setting() == cls.pooled
+    assert pooled.exploration == cls.pooled["exploration"]
+    assert cls.family_for("paper-sumo-v2") is None  # not tuned: the pooled default, not paper's
+    assert cls(family="paper", exploration=7.0).exploration == 7.0  # explicit options still win
+    with pytest.raises(ValueError, match=r"family='paper-v2'.*allowed: \['paper', 'paper-rank-prior'"):
+        cls(family="paper-v2")
+    assert cls(family="paper").persist is (cls is UCBDualDeployed)
+
+
+def test_the_family_presets_differ_where_the_search_said_they_should() -> None:
+    """The per-family choice is not the pooled one everywhere: paper-rank-prior's episodic setting explores (c > 0)."""
+    assert TUNED_BY_FAMILY["paper-rank-prior"]["exploration"] > 0 == TUNED_SETTING["exploration"]
+    assert any(v != DEPLOYED_SETTING for v in DEPLOYED_BY_FAMILY.values())
+
+
+def test_the_leaderboard_runs_each_world_with_its_family_preset_and_keys_runs_on_it() -> None:
+    """jobs_for keys a preset run on the setting it runs (a re-tuned preset reruns); agent_factory builds that preset."""
+    from benchmarks import leaderboard
+
+    jobs = leaderboard.jobs_for(["paper-rank-prior-v2", "paper-sumo-v2"], ["ucb_dual_tuned", "ucb_dual"], [0], 0)
+    keys = {(j["scenario"], j["agent"]): j.get("preset") for j in jobs}
+    assert keys[("paper-rank-prior-v2", "ucb_dual")] is None
+    assert keys[("paper-rank-prior-v2", "ucb_dual_tuned")] == "paper-rank-prior:" + json.dumps(
+        TUNED_BY_FAMILY["paper-rank-prior"], sort_keys=True)
+    assert keys[("paper-sumo-v2", "ucb_dual_tuned")].startswith("pooled:")
+    kwargs = leaderboard.scenario("paper-rank-prior-v2")
+    agent = leaderboard.agent_factory("ucb_dual_tuned", kwargs, 0, 0, scenario_id="paper-rank-prior-v2")()
+    assert agent.state()["family"] == "paper-rank-prior"
+    assert leaderboard.agent_factory("ucb_dual_tuned", kwargs, 0, 0)().state()["family"] is None
 
 
 class _FixedSvd(FixedRank):
@@ -239,7 +286,9 @@ def test_leaderboard_runs_the_deployed_warm_up_on_training_seeds_once_per_scenar
     again = leaderboard.run_one(jobs[0])
     assert seen == [1000, 1001]  # one warm-up for both evaluation seeds and the rerun
     assert again["cumulative_reward"] == first[0]["cumulative_reward"]
-    memory = leaderboard._warmed_memory("ucb_dual_deployed", json.dumps(leaderboard.scenario("tiny-v2"), sort_keys=True))
+    memory = leaderboard._warmed_memory("ucb_dual_deployed", json.dumps(leaderboard.scenario("tiny-v2"), sort_keys=True),
+                                        "tiny")  # the warm-up the jobs used: tiny-v2 runs the tiny family's preset
+    assert seen == [1000, 1001]
     assert sum(s.counts.sum() for s in memory.tasks.values()) > 0  # the evaluation episodes did not write into it
     before = {k: v.counts.copy() for k, v in memory.tasks.items()}
     leaderboard.run_one(jobs[1])
