@@ -103,7 +103,11 @@ def decision_credit(sid: str, base_ranks: Sequence[int], seeds: Sequence[int],
     import iov_env
 
     env = iov_env.parallel_env(**scenario(sid))
-    k = env.config.num_ranks
+    k, length = env.config.num_ranks, env.config.episode.rounds
+    bad = [t for t in rounds if not 0 <= t < length]
+    if bad:
+        env.close()
+        raise ValueError(f"rounds {bad} are outside {sid}'s episode; allowed: 0 .. {length - 1}")
     cells: dict[tuple[int, int], list[list[float]]] = {}
     for seed in seeds:
         r0, tasks, _ = play(env, seed, per_task(base_ranks))
@@ -222,14 +226,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in ("landscape_seeds", "credit_seeds", "noise_seeds"):
         if getattr(args, name) < 2:
             p.error(f"--{name.replace('_', '-')}={getattr(args, name)}: at least 2 (a spread needs two)")
+    import iov_env
+
     seeds = lambda n: [VALIDATION_SEED_BASE + j for j in range(n)]  # noqa: E731
     parts = ["# RL diagnosis data\n", "Written by `python -m benchmarks.rl_diagnosis "
              + " ".join(argv if argv is not None else []) + "` on validation seeds "
              f"{VALIDATION_SEED_BASE}+ (never the evaluation seeds).\n"]
     for sid in args.scenarios:
+        rounds = iov_env.parallel_env(**scenario(sid)).config.episode.rounds
+        if max(args.credit_rounds) >= rounds or min(args.credit_rounds) < 0:
+            p.error(f"--credit-rounds {args.credit_rounds}: {sid} has rounds 0 .. {rounds - 1}")
         land = fixed_rank_landscape(sid, seeds(args.landscape_seeds))
-        import iov_env
-
         rank_set = iov_env.parallel_env(**scenario(sid)).config.learning.rank_set
         best = [rank_set.index(int(x)) for x in land[0]["ranks"].split("/")]
         credit = decision_credit(sid, best, seeds(args.credit_seeds), args.credit_rounds)

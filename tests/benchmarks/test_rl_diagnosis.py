@@ -64,3 +64,7 @@ def test_reward_noise_and_the_written_files(tmp_path: Path) -> None:
     assert f"## {SID}" in md and "| task | base | rank |" in md
     with pytest.raises(SystemExit):
         diag.main(["--scenarios", SID, "--noise-seeds", "1", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit):  # tiny has 20 rounds
+        diag.main(["--scenarios", SID, "--credit-rounds", "30", "--out", str(tmp_path)])
+    with pytest.raises(ValueError, match="outside tiny-v2's episode"):
+        diag.decision_credit(SID, [2, 2, 2], [500], [20])
