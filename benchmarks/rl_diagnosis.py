@@ -187,8 +187,9 @@ def _heldout_resid_sd(feats: np.ndarray, target: np.ndarray, fit: np.ndarray, ok
     return float(np.std(target[~fit & ok] - feats[~fit & ok] @ w))
 
 
-def markdown(sid: str, landscape: Sequence[dict], credit: Sequence[dict], noise: Sequence[dict], top: int = 5) -> str:
-    """The three tables of one scenario."""
+def markdown(sid: str, landscape: Sequence[dict], credit: Sequence[dict], noise: Sequence[dict], top: int = 5,
+             rounds: Sequence[int] | None = None) -> str:
+    """The three tables of one scenario (``rounds``: where the credit's deviations were made)."""
     out = [f"## {sid}\n", "Fixed rank per task (validation seeds), return over random on the same seeds:\n",
            "| ranks (per task) | return over random | energy / budget |", "|---|---:|---:|"]
     out += [f"| {r['ranks']} | {r['return_over_random']:+.1f} ± {r['se']:.1f} | {r['energy_ratio']:.2f} |"
@@ -197,8 +198,9 @@ def markdown(sid: str, landscape: Sequence[dict], credit: Sequence[dict], noise:
     out += [f"| {r['ranks']} (one rank) | {r['return_over_random']:+.1f} ± {r['se']:.1f} | {r['energy_ratio']:.2f} |"
             for r in uniform]
     if credit:
-        out += ["", f"One vehicle's rank changed once from the per-task base ({credit[0]['base_rank']} etc.): change of "
-                "its reward now, its later rewards, its task's and the fleet's (mean ± s.e.):\n",
+        out += ["", "One vehicle's rank changed in one round (rounds " + ", ".join(map(str, rounds or [])) + ") from the "
+                "best fixed rank per task above (the base column), everything else replayed: change of its reward that "
+                "round, of its rewards to the end, of its task's and of the fleet's (mean ± s.e.):\n",
                 "| task | base | rank | own, this round | own, to the end | task, to the end | fleet, to the end |",
                 "|---|---:|---:|---:|---:|---:|---:|"]
         out += [f"| {r['task']} | {r['base_rank']} | {r['rank']} | {r['own_now']:+.2f} ± {r['own_now_se']:.2f} | "
@@ -229,8 +231,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     import iov_env
 
     seeds = lambda n: [VALIDATION_SEED_BASE + j for j in range(n)]  # noqa: E731
-    parts = ["# RL diagnosis data\n", "Written by `python -m benchmarks.rl_diagnosis "
-             + " ".join(argv if argv is not None else []) + "` on validation seeds "
+    import sys
+
+    given = list(argv) if argv is not None else sys.argv[1:]
+    parts = ["# RL diagnosis data\n", "Written by `python -m benchmarks.rl_diagnosis " + " ".join(given) + "` on validation seeds "
              f"{VALIDATION_SEED_BASE}+ (never the evaluation seeds).\n"]
     for sid in args.scenarios:
         rounds = iov_env.parallel_env(**scenario(sid)).config.episode.rounds
@@ -244,7 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_csv_atomic(args.out / f"rl_landscape_{sid}.csv", land)
         write_csv_atomic(args.out / f"rl_credit_{sid}.csv", credit)
         write_csv_atomic(args.out / f"rl_noise_{sid}.csv", noise)
-        parts.append(markdown(sid, land, credit, noise))
+        parts.append(markdown(sid, land, credit, noise, rounds=args.credit_rounds))
     write_text_atomic(args.out / "RL_DIAGNOSIS_DATA.md", "\n".join(parts))
     print("\n".join(parts))
     return 0
