@@ -181,6 +181,43 @@ def reward_noise(sid: str, seeds: Sequence[int], holdout: float = 0.3) -> list[d
     return rows
 
 
+def ablation_rows(root: Path, sid: str, agent: str = "maskable_ppo_shared") -> list[dict[str, Any]]:
+    """One row per ``iov train`` output under ``root`` (one folder per setting): the final validation return,
+    mean and 95% CI over training runs, and as a score between random (0) and the best fixed rank per task
+    (1) on the same validation episodes (the first ``seeds`` of ``train_rl``'s validation seeds)."""
+    import csv
+    import json
+
+    rows = []
+    for folder in sorted(p for p in Path(root).iterdir() if (p / "curves.csv").exists()):
+        with open(folder / "curves.csv", newline="") as fh:
+            curve = [r for r in csv.DictReader(fh) if r["scenario"] == sid and r["agent"] == agent]
+        runs = sorted((folder / sid / agent).glob("seed*/settings.json"))
+        if not curve or not runs:
+            continue
+        settings = json.loads(runs[0].read_text())
+        rows.append({"setting": folder.name, "runs": int(curve[-1]["seeds"]), "env_steps": int(curve[-1]["env_steps"]),
+                     "eval_seeds": settings["eval_seeds"], "hp": settings["hp"],
+                     **{k: float(curve[-1][f"return_{k}"]) for k in ("mean", "lo", "hi")}})
+    if not rows:
+        raise FileNotFoundError(f"no `iov train` output for {sid}/{agent} under {root}")
+    seeds = rows[0]["eval_seeds"]
+    if any(r["eval_seeds"] != seeds for r in rows):
+        raise ValueError(f"the settings under {root} were validated on different seeds; allowed: one --eval-episodes")
+    land = fixed_rank_landscape(sid, seeds)
+    import iov_env
+
+    env = iov_env.parallel_env(**scenario(sid))
+    rand = float(np.mean([play(env, s, random_policy(s))[0].sum() for s in seeds]))
+    env.close()
+    best = rand + land[0]["return_over_random"]
+    for r in rows:
+        for k in ("mean", "lo", "hi"):
+            r[f"score_{k}"] = (r[k] - rand) / (best - rand)
+        r["best_fixed"], r["random"] = land[0]["ranks"], rand
+    return rows
+
+
 def _heldout_resid_sd(feats: np.ndarray, target: np.ndarray, fit: np.ndarray, ok: np.ndarray) -> float:
     """Spread of ``target`` on the held-out rows after a least-squares fit on ``feats`` of the ``fit`` rows."""
     w, *_ = np.linalg.lstsq(feats[fit & ok], target[fit & ok], rcond=None)
@@ -224,7 +261,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--credit-seeds", type=int, default=6)
     p.add_argument("--credit-rounds", type=int, nargs="+", default=[3, 15, 30])
     p.add_argument("--noise-seeds", type=int, default=60)
+    p.add_argument("--ablation", type=Path, default=None,
+                   help="instead: score the `iov train` outputs under this folder (one per setting) on --scenarios")
     args = p.parse_args(argv)
+    if args.ablation is not None:
+        return _write_ablation(args)
     for name in ("landscape_seeds", "credit_seeds", "noise_seeds"):
         if getattr(args, name) < 2:
             p.error(f"--{name.replace('_', '-')}={getattr(args, name)}: at least 2 (a spread needs two)")
@@ -250,6 +291,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_csv_atomic(args.out / f"rl_noise_{sid}.csv", noise)
         parts.append(markdown(sid, land, credit, noise, rounds=args.credit_rounds))
     write_text_atomic(args.out / "RL_DIAGNOSIS_DATA.md", "\n".join(parts))
+    print("\n".join(parts))
+    return 0
+
+
+def _write_ablation(args: argparse.Namespace) -> int:
+    """``--ablation DIR``: ``ablation_<scenario>.csv`` and ``ABLATION.md`` in ``--out``."""
+    import sys
+
+    parts = ["# RL ablation\n", "Written by `python -m benchmarks.rl_diagnosis " + " ".join(sys.argv[1:]) + "`. "
+             "Each setting: `iov train` into its own folder; the final validation return (mean [95% CI] over training "
+             "runs) and the same as a score: random = 0, the best fixed rank per task = 1, on the same validation "
+             "episodes.\n"]
+    for sid in args.scenarios:
+        rows = ablation_rows(args.ablation, sid)
+        write_csv_atomic(args.out / f"ablation_{sid}.csv", [{k: v for k, v in r.items() if k != "eval_seeds"}
+                                                           for r in rows])
+        parts += [f"## {sid}\n", f"Best fixed rank per task on these episodes: {rows[0]['best_fixed']}.\n",
+                  "| setting | runs | rounds | validation return | score | hyperparameters |", "|---|---:|---:|---:|---:|---|"]
+        parts += [f"| {r['setting']} | {r['runs']} | {r['env_steps']} | {r['mean']:,.0f} [{r['lo']:,.0f}, {r['hi']:,.0f}] "
+                  f"| {r['score_mean']:.2f} [{r['score_lo']:.2f}, {r['score_hi']:.2f}] | "
+                  + ", ".join(f"{k}={v}" for k, v in r["hp"].items()) + " |" for r in rows]
+        parts.append("")
+    write_text_atomic(args.out / "ABLATION.md", "\n".join(parts))
     print("\n".join(parts))
     return 0
 

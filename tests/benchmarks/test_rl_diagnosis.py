@@ -68,3 +68,26 @@ def test_reward_noise_and_the_written_files(tmp_path: Path) -> None:
         diag.main(["--scenarios", SID, "--credit-rounds", "30", "--out", str(tmp_path)])
     with pytest.raises(ValueError, match="outside tiny-v2's episode"):
         diag.decision_credit(SID, [2, 2, 2], [500], [20])
+
+
+def test_ablation_scores_each_training_folder_between_random_and_the_best_fixed_rank(tmp_path: Path) -> None:
+    """Two `iov train` settings -> one row each, with the score (return - random) / (best fixed - random)."""
+    pytest.importorskip("sb3_contrib")
+    from iov_env.cli import main as iov
+
+    base = ["train", "--scenarios", SID, "--agents", "maskable_ppo_shared", "--seeds", "1", "--env-steps", "40",
+            "--eval-every", "40", "--eval-episodes", "2", "--reps", "20", "--set", "n_steps=20", "batch_size=60",
+            "n_epochs=1"]
+    assert iov([*base, "--out", str(tmp_path / "abl" / "myopic")]) == 0
+    assert iov([*base, "gamma=0.99", "--out", str(tmp_path / "abl" / "discounted")]) == 0
+    rows = diag.ablation_rows(tmp_path / "abl", SID)
+    assert [r["setting"] for r in rows] == ["discounted", "myopic"]
+    assert rows[0]["hp"]["gamma"] == 0.99 and rows[1]["hp"]["gamma"] == 0.0
+    env = iov_env.parallel_env(**scenario(SID))
+    rand = np.mean([diag.play(env, s, diag.random_policy(s))[0].sum() for s in (500, 501)])
+    best = max(r["return_over_random"] for r in diag.fixed_rank_landscape(SID, [500, 501]))
+    for r in rows:
+        assert r["random"] == pytest.approx(rand)
+        assert r["score_mean"] == pytest.approx((r["mean"] - rand) / best)
+    with pytest.raises(FileNotFoundError, match="no `iov train` output"):
+        diag.ablation_rows(tmp_path, SID)
