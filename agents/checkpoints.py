@@ -35,13 +35,15 @@ POLICY_CLASSES = {
     "ActorCriticPolicy": ("stable_baselines3.common.policies", "ActorCriticPolicy"),
     "MaskableActorCriticPolicy": ("sb3_contrib.common.maskable.policies", "MaskableActorCriticPolicy"),
     "DQNPolicy": ("stable_baselines3.dqn.policies", "DQNPolicy"),
+    "TaskHeadMaskablePolicy": ("agents.task_heads", "TaskHeadMaskablePolicy"),
 }
+MASKABLE_POLICIES = ("MaskableActorCriticPolicy", "TaskHeadMaskablePolicy")
 ACTIVATIONS = ("ReLU", "Tanh", "ELU", "LeakyReLU", "GELU", "SiLU", "Sigmoid")
 FEATURE_EXTRACTORS = ("FlattenExtractor",)
 # constructor arguments that describe the network (the rest, optimiser and schedule, only matter for training)
 ARCHITECTURE_KEYS = ("net_arch", "activation_fn", "ortho_init", "use_sde", "log_std_init", "full_std", "use_expln",
                      "squash_output", "features_extractor_class", "features_extractor_kwargs",
-                     "share_features_extractor", "normalize_images")
+                     "share_features_extractor", "normalize_images", "task_dims")
 PICKLE_WHY = ("it is stored with pickle, and unpickling runs whatever code the file contains: a checkpoint "
               "from someone else can do anything your account can")
 

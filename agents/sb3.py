@@ -171,10 +171,10 @@ class SB3Policy(Agent):
                 model = _algo_class(algo).load(str(checkpoints.part_path(manifest_file, manifest["model"], "model")),
                                                device="cpu")
             else:
-                if (manifest.get("class") == "MaskablePPO") != (manifest["policy_class"] == "MaskableActorCriticPolicy"):
+                if (manifest.get("class") == "MaskablePPO") != (manifest["policy_class"] in checkpoints.MASKABLE_POLICIES):
                     raise checkpoints.CheckpointError(
                         f"{where}: field 'class' is {manifest.get('class')!r} but 'policy_class' is "
-                        f"{manifest['policy_class']!r}; allowed: MaskablePPO with MaskableActorCriticPolicy, "
+                        f"{manifest['policy_class']!r}; allowed: MaskablePPO with {checkpoints.MASKABLE_POLICIES}, "
                         "other algorithms with their own policy")
                 policy = checkpoints.build_policy(
                     manifest["policy_class"], manifest["architecture"],
@@ -266,8 +266,8 @@ class SB3Trainer:
 
     def __init__(self, algo: str, env_kwargs: Mapping[str, Any] | None = None, *, centralized: bool = False,
                  seed: int = 0, normalize_reward: bool = True, lagrangian: PIDLagrangian | Mapping[str, Any] | None = None,
-                 label: str | None = None, _model_path: str | None = None, _vecnorm_path: str | None = None,
-                 **algo_kwargs: Any) -> None:
+                 label: str | None = None, task_heads: bool = False, _model_path: str | None = None,
+                 _vecnorm_path: str | None = None, **algo_kwargs: Any) -> None:
         self.algo = canonical_algo(algo)
         if centralized and self.algo == "DQN":
             raise ValueError(
@@ -281,6 +281,12 @@ class SB3Trainer:
         self.env_kwargs, self.centralized, self.seed = kwargs, centralized, int(seed)
         self.normalize_reward = normalize_reward
         self.algo_kwargs = dict(algo_kwargs)
+        if task_heads and (self.algo not in MASKED_ALGOS or centralized):
+            raise ValueError(f"task_heads=True with algo={self.algo!r}, centralized={centralized}; allowed: "
+                             f"{MASKED_ALGOS} on the shared-parameter (decentralized) view")
+        if task_heads and "policy_kwargs" in self.algo_kwargs:
+            raise ValueError("task_heads=True sets policy_kwargs itself (task_dims, net_arch); allowed: one or the other")
+        self.task_heads = bool(task_heads)
         self.label = label or default_label(self.algo, centralized)
         if self.algo == "PPOLag":
             if isinstance(lagrangian, Mapping):
@@ -293,7 +299,15 @@ class SB3Trainer:
         self.vec, self.penalty_env, self.slots = self._make_vec(_vecnorm_path)
         cls = _algo_class(self.algo)
         if _model_path is None:
-            self.model = cls("MlpPolicy", self.vec, seed=self.seed, verbose=0, **self.algo_kwargs)
+            policy: Any = "MlpPolicy"
+            extra: dict[str, Any] = {}
+            if self.task_heads:
+                from agents.task_heads import TaskHeadMaskablePolicy
+
+                # the actor: a per-task logit table (no hidden layer); the critic: the default MLP on everything
+                policy = TaskHeadMaskablePolicy
+                extra["policy_kwargs"] = {"task_dims": self.task_dims, "net_arch": {"pi": [], "vf": [64, 64]}}
+            self.model = cls(policy, self.vec, seed=self.seed, verbose=0, **extra, **self.algo_kwargs)
         else:
             self.model = cls.load(_model_path, env=self.vec, device="cpu")
         self.callback = make_lagrange_callback(self.penalty_env) if self.penalty_env is not None else None
@@ -307,10 +321,17 @@ class SB3Trainer:
             kwargs = self.env_kwargs
             vec = DummyVecEnv([lambda: IoVRankEnv(**kwargs)])
             slots = 1
+            self.task_dims = 0
         else:
             import iov_env
+            from iov_env.envs.parallel import observation_layout
 
-            vec = _seedable_supersuit_vec(iov_env.parallel_env(**self.env_kwargs))
+            par = iov_env.parallel_env(**self.env_kwargs)
+            task = observation_layout(par.config)["task_onehot"]
+            if task.start != 0:  # TaskOnlyExtractor keeps the leading entries
+                raise ValueError(f"the observation's task one-hot starts at {task.start}; task_heads needs it first")
+            self.task_dims = task.stop
+            vec = _seedable_supersuit_vec(par)
             slots = vec.num_envs
         penalty = None
         if self.multiplier is not None:
@@ -319,7 +340,9 @@ class SB3Trainer:
             if vecnorm_path is not None:
                 vec = VecNormalize.load(vecnorm_path, vec)
             else:
-                vec = VecNormalize(vec, norm_obs=False, norm_reward=True)
+                # the running return it scales by must use the learner's discount: with gamma=0.99 against a
+                # myopic learner the scale follows 40-round sums, not the one-round rewards the critic predicts
+                vec = VecNormalize(vec, norm_obs=False, norm_reward=True, gamma=float(self.algo_kwargs.get("gamma", 0.99)))
         return vec, penalty, slots
 
     @property
@@ -359,6 +382,7 @@ class SB3Trainer:
             (folder / ".vecnormalize.tmp").replace(folder / "vecnormalize.pkl")
         state = {"algo": self.algo, "env_kwargs": self.env_kwargs, "centralized": self.centralized, "seed": self.seed,
                  "normalize_reward": self.normalize_reward, "label": self.label, "algo_kwargs": self.algo_kwargs,
+                 "task_heads": self.task_heads,
                  "lagrangian": self.multiplier.state_dict() if self.multiplier else None,
                  "num_timesteps": self.num_timesteps}
         return write_text_atomic(folder / "trainer.json", json.dumps(state, indent=1, default=float))
@@ -372,7 +396,7 @@ class SB3Trainer:
         vecnorm = str(folder / "vecnormalize.pkl") if state["normalize_reward"] else None
         return cls(state["algo"], state["env_kwargs"], centralized=state["centralized"], seed=state["seed"],
                    normalize_reward=state["normalize_reward"], lagrangian=lag, label=state["label"],
-                   _model_path=str(folder / "model.zip"), _vecnorm_path=vecnorm, **state["algo_kwargs"])
+                   task_heads=bool(state.get("task_heads", False)), _model_path=str(folder / "model.zip"), _vecnorm_path=vecnorm, **state["algo_kwargs"])
 
     def close(self) -> None:
         """Release the training env."""

@@ -6,9 +6,11 @@ For every scenario and agent: the normalised score (random = 0, oracle = 1, pair
 ``benchmarks.scoring``) where the grid ran both references, the episode reward, the energy as a share of
 the fleet's budget and the budget violation rate beside them (mean and 95% bootstrap CI over evaluation
 seeds), and the paired differences to the reference on the same seeds (same mobility, channel and data
-draws), so that seed-to-seed variation common to both agents cancels. Agents within the energy budget
-(mean energy / budget at most ``scoring.ENERGY_TOLERANCE``) are listed first, by score; the others follow
-with their overspend: a policy is never ranked by reward alone. Writes ``<folder>/RL_VS_REFERENCE.md``
+draws), so that seed-to-seed variation common to both agents cancels. The hindsight references
+(``HINDSIGHT``: they read the simulator, so they bound what a learner can reach rather than compete) come
+first, marked; then the agents within the energy budget (mean energy / budget at most
+``scoring.ENERGY_TOLERANCE``), by score; the others follow with their overspend: a policy is never ranked
+by reward alone. Writes ``<folder>/RL_VS_REFERENCE.md``
 and prints it.
 """
 
@@ -26,6 +28,9 @@ from benchmarks.errors import BenchmarkError
 from benchmarks.scoring import ENERGY_TOLERANCE, score_runs
 from benchmarks.stats import interval_estimate
 from iov_env.results import write_text_atomic
+
+# references that read the simulator (hindsight or its model of the next round), listed first in this order
+HINDSIGHT = ("oracle", "best_fixed", "greedy")
 
 
 def read_runs(folder: str | Path) -> list[dict[str, Any]]:
@@ -71,21 +76,24 @@ def within_budget(rec: Mapping[str, Any]) -> bool:
 
 
 def order(table: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """Within-budget agents first, then by normalised score (by reward only where no score exists)."""
-    def key(r: Mapping[str, Any]) -> tuple[bool, float]:
+    """The ``HINDSIGHT`` references first (in that order), then within-budget agents, each group by normalised
+    score (by reward only where no score exists)."""
+    def key(r: Mapping[str, Any]) -> tuple[int, bool, float]:
         score = r["score"][0]
-        return (not within_budget(r), -(r["cumulative_reward"][0] if np.isnan(score) else score))
+        rank = HINDSIGHT.index(r["agent"]) if r["agent"] in HINDSIGHT else len(HINDSIGHT)
+        return (rank, not within_budget(r), -(r["cumulative_reward"][0] if np.isnan(score) else score))
     return sorted(table, key=key)
 
 
 def markdown(table: Sequence[Mapping[str, Any]], reference: str, source: str) -> str:
-    """One markdown table per scenario: within-budget agents first, by normalised score."""
+    """One markdown table per scenario: hindsight references first, then within-budget agents by normalised score."""
     buf = io.StringIO()
     w = buf.write
     w(f"# RL agents against {reference}\n\nFrom `{source}`: mean [95% CI] over evaluation seeds; Δ = agent minus "
       f"{reference} on the same seed (paired). Score: normalised return, random = 0, oracle = 1 (paired by seed). "
       f"Energy / budget: episode energy over the fleet's budget; agents over {ENERGY_TOLERANCE:g} are listed after "
-      "the others. Violation rate: share of task-rounds over their energy budget.\n")
+      "the others. Violation rate: share of task-rounds over their energy budget. References marked (hindsight) read "
+      "the simulator and are listed first: they bound what a learner can reach.\n")
 
     def ci(t: tuple[float, float, float], fmt: str = ",.0f", sign: bool = False) -> str:
         if np.isnan(t[0]):
@@ -98,7 +106,7 @@ def markdown(table: Sequence[Mapping[str, Any]], reference: str, source: str) ->
           "|---|---:|---:|---:|---:|---:|---:|---:|\n")
         for r in order([r for r in table if r["scenario"] == sid]):
             ref = r["agent"] == reference
-            flag = "" if within_budget(r) else " (over budget)"
+            flag = (" (hindsight)" if r["agent"] in HINDSIGHT else "") + ("" if within_budget(r) else " (over budget)")
             w(f"| {r['agent']}{flag} | {ci(r['score'], '.2f')} | {'—' if ref else ci(r['delta_score'], '.2f', sign=True)} "
               f"| {ci(r['cumulative_reward'])} | {'—' if ref else ci(r['delta_cumulative_reward'], sign=True)} "
               f"| {ci(r['energy_ratio'], '.2f')} | {'—' if ref else ci(r['delta_energy_j'], sign=True)} "

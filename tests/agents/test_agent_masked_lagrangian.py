@@ -219,3 +219,25 @@ def test_checkpoint_errors_name_the_problem(tmp_path: Path) -> None:
         make_agent("ucb_dual").save(tmp_path / "u")
     with pytest.raises(ValueError, match="obs_type"):
         SB3Trainer("PPO", {"preset": "tiny", "obs_type": "dict"})
+
+
+def test_ppo_lagrangian_equals_maskable_ppo_while_lambda_stays_zero() -> None:
+    """Why the v2 RL table had identical rows: with the budget never binding, lambda stays 0, the penalised reward
+    is the plain one, and PPOLag's network equals MaskablePPO's from the same seed to the last bit; once the
+    budget binds, lambda moves and the networks part."""
+    loose = {"preset": "tiny", "rounds": 5, "energy_budget_j_per_vehicle_round": 500.0}
+    tight = {**loose, "energy_budget_j_per_vehicle_round": 0.05}
+
+    def weights(algo: str, env: dict) -> tuple[dict, float]:
+        # three rollouts of 240 slot-steps: the first is gathered at lambda 0 whatever the budget
+        trainer = SB3Trainer(algo, env, seed=3, **SMALL_PPO).learn(720)
+        trainer.close()
+        lam = trainer.multiplier.value if trainer.multiplier else 0.0
+        return {k: v.clone() for k, v in trainer.model.policy.state_dict().items()}, lam
+
+    plain, _ = weights("MaskablePPO", loose)
+    lag, lam = weights("PPOLag", loose)
+    assert lam == 0.0 and all(torch.equal(plain[k], lag[k]) for k in plain)
+    plain, _ = weights("MaskablePPO", tight)
+    lag, lam = weights("PPOLag", tight)
+    assert lam > 0 and any(not torch.equal(plain[k], lag[k]) for k in plain)

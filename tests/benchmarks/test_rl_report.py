@@ -53,6 +53,23 @@ def test_scores_and_budget_order_the_table(tmp_path: Path) -> None:
     assert [r["agent"] for r in rl_report.order(table)] == ["oracle", "ucb_dual", "random", "greedy_spender"]
     md = rl_report.markdown(table, "ucb_dual", "x")
     assert "| greedy_spender (over budget) | 2.00 [2.00, 2.00] | +1.50 [+1.50, +1.50] |" in md
+    assert "| oracle (hindsight) | 1.00 [1.00, 1.00] |" in md
+
+
+def test_hindsight_references_come_first_whatever_their_score(tmp_path: Path) -> None:
+    """greedy and best_fixed read the simulator: listed right after the oracle even below a learner's score."""
+    rows = []
+    for seed, base in enumerate([100.0, 200.0, 300.0]):
+        for agent, reward in (("random", base), ("oracle", base + 100), ("ucb_dual", base + 50),
+                              ("greedy", base + 20), ("best_fixed", base + 90), ("learner", base + 95)):
+            rows.append({"scenario": "s", "agent": agent, "seed": seed, "cumulative_reward": reward, "energy_j": 50.0,
+                         "budget_j": 100.0, "violation_rate": 0.0, "accuracy_pts": 0, "latency_s": 0})
+    write_csv_atomic(tmp_path / "runs.csv", rows)
+    table = rl_report.paired_table(rl_report.read_runs(tmp_path), "ucb_dual", reps=100)
+    assert [r["agent"] for r in rl_report.order(table)] == ["oracle", "best_fixed", "greedy", "learner", "ucb_dual",
+                                                            "random"]
+    md = rl_report.markdown(table, "ucb_dual", "x")
+    assert "| greedy (hindsight) | 0.20 [0.20, 0.20] | -0.30 [-0.30, -0.30] |" in md
 
 
 def test_missing_inputs_are_named(tmp_path: Path, capsys) -> None:

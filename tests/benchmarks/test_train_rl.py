@@ -48,7 +48,11 @@ def test_train_then_leaderboard_evaluates_the_checkpoints_without_training(tmp_p
     assert [int(r["env_steps"]) for r in curve] == [0, 40, 80]
     assert {"return", "energy_j", "violation_rate", "lambda"} <= set(curve[0])
     assert (run0 / "policy.safetensors").stat().st_size < 400_000 and not (run0 / "policy.zip").exists()
-    assert json.loads((run0 / "policy.json").read_text())["scenario"] == "tiny-v1"
+    manifest = json.loads((run0 / "policy.json").read_text())
+    assert manifest["scenario"] == "tiny-v1"
+    # the masked learners train the task-head actor, myopically (train_rl.MASKED_HP)
+    assert manifest["policy_class"] == "TaskHeadMaskablePolicy" and manifest["architecture"]["task_dims"] == 3
+    assert json.loads((run0 / "settings.json").read_text())["hp"]["gamma"] == 0.0
     assert json.loads((run0 / "done.json").read_text())["env_steps"] == 80
     assert (out / "curves_tiny-v1.png").read_bytes()[:4] == b"\x89PNG"
     agg = _csv(out / "curves.csv")
