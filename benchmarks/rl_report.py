@@ -24,13 +24,15 @@ from typing import Any
 
 import numpy as np
 
+from agents.baselines import REFERENCE_AGENTS
 from benchmarks.errors import BenchmarkError
 from benchmarks.scoring import ENERGY_TOLERANCE, score_runs
 from benchmarks.stats import interval_estimate
 from iov_env.results import write_text_atomic
 
-# references that read the simulator (hindsight or its model of the next round), listed first in this order
-HINDSIGHT = ("oracle", "best_fixed", "greedy")
+# the leaderboard's references that read the simulator (the episode in hindsight, or its model of the next round),
+# listed first in this order; random, the score's 0, is ranked with the agents it is paired with
+HINDSIGHT = tuple(a for a in REFERENCE_AGENTS if a != "random")
 
 
 def read_runs(folder: str | Path) -> list[dict[str, Any]]:
@@ -92,7 +94,7 @@ def markdown(table: Sequence[Mapping[str, Any]], reference: str, source: str) ->
     w(f"# RL agents against {reference}\n\nFrom `{source}`: mean [95% CI] over evaluation seeds; Δ = agent minus "
       f"{reference} on the same seed (paired). Score: normalised return, random = 0, oracle = 1 (paired by seed). "
       f"Energy / budget: episode energy over the fleet's budget; agents over {ENERGY_TOLERANCE:g} are listed after "
-      "the others. Violation rate: share of task-rounds over their energy budget. References marked (hindsight) read "
+      "the others. Violation rate: share of task-rounds over their energy budget. References marked (reference) read "
       "the simulator and are listed first: they bound what a learner can reach.\n")
 
     def ci(t: tuple[float, float, float], fmt: str = ",.0f", sign: bool = False) -> str:
@@ -106,7 +108,7 @@ def markdown(table: Sequence[Mapping[str, Any]], reference: str, source: str) ->
           "|---|---:|---:|---:|---:|---:|---:|---:|\n")
         for r in order([r for r in table if r["scenario"] == sid]):
             ref = r["agent"] == reference
-            flag = (" (hindsight)" if r["agent"] in HINDSIGHT else "") + ("" if within_budget(r) else " (over budget)")
+            flag = (" (reference)" if r["agent"] in HINDSIGHT else "") + ("" if within_budget(r) else " (over budget)")
             w(f"| {r['agent']}{flag} | {ci(r['score'], '.2f')} | {'—' if ref else ci(r['delta_score'], '.2f', sign=True)} "
               f"| {ci(r['cumulative_reward'])} | {'—' if ref else ci(r['delta_cumulative_reward'], sign=True)} "
               f"| {ci(r['energy_ratio'], '.2f')} | {'—' if ref else ci(r['delta_energy_j'], sign=True)} "

@@ -53,7 +53,7 @@ def test_scores_and_budget_order_the_table(tmp_path: Path) -> None:
     assert [r["agent"] for r in rl_report.order(table)] == ["oracle", "ucb_dual", "random", "greedy_spender"]
     md = rl_report.markdown(table, "ucb_dual", "x")
     assert "| greedy_spender (over budget) | 2.00 [2.00, 2.00] | +1.50 [+1.50, +1.50] |" in md
-    assert "| oracle (hindsight) | 1.00 [1.00, 1.00] |" in md
+    assert "| oracle (reference) | 1.00 [1.00, 1.00] |" in md
 
 
 def test_hindsight_references_come_first_whatever_their_score(tmp_path: Path) -> None:
@@ -69,7 +69,7 @@ def test_hindsight_references_come_first_whatever_their_score(tmp_path: Path) ->
     assert [r["agent"] for r in rl_report.order(table)] == ["oracle", "best_fixed", "greedy", "learner", "ucb_dual",
                                                             "random"]
     md = rl_report.markdown(table, "ucb_dual", "x")
-    assert "| greedy (hindsight) | 0.20 [0.20, 0.20] | -0.30 [-0.30, -0.30] |" in md
+    assert "| greedy (reference) | 0.20 [0.20, 0.20] | -0.30 [-0.30, -0.30] |" in md
 
 
 def test_missing_inputs_are_named(tmp_path: Path, capsys) -> None:
