@@ -11,6 +11,8 @@ import pytest
 pytest.importorskip("sb3_contrib")
 torch = pytest.importorskip("torch")
 
+from _sb3_resume import check_resumes  # noqa: E402
+
 from agents.checkpoints import load_agent, read_manifest  # noqa: E402
 from agents.lagrangian import PIDLagrangian  # noqa: E402
 from agents.runner import run_centralized, run_decentralized  # noqa: E402
@@ -192,18 +194,11 @@ def test_trainer_resumes_from_its_saved_state(tmp_path: Path) -> None:
     """save/load keeps the model, timesteps and lambda; training goes on from there."""
     trainer = SB3Trainer("PPOLag", {"preset": "tiny", "energy_budget_j_per_vehicle_round": 0.05}, seed=1,
                          **SMALL_PPO).learn(240)
-    trainer.save(tmp_path / "t")
-    trainer.close()
-    again = SB3Trainer.load(tmp_path / "t")
-    try:
+
+    def keeps_steps_and_price(again: SB3Trainer) -> None:
         assert again.num_timesteps == trainer.num_timesteps and again.multiplier == trainer.multiplier
-        obs = np.random.default_rng(0).random((4, trainer.vec.observation_space.shape[0]), dtype=np.float32)
-        np.testing.assert_array_equal(again.model.predict(obs, deterministic=True)[0],
-                                      trainer.model.predict(obs, deterministic=True)[0])
-        again.learn(240)
-        assert again.num_timesteps >= trainer.num_timesteps + 240
-    finally:
-        again.close()
+
+    check_resumes(trainer, tmp_path / "t", 240, also=keeps_steps_and_price)
 
 
 def test_checkpoint_errors_name_the_problem(tmp_path: Path) -> None:

@@ -10,6 +10,8 @@ import pytest
 pytest.importorskip("sb3_contrib")
 torch = pytest.importorskip("torch")
 
+from _sb3_resume import check_resumes  # noqa: E402
+
 from agents.checkpoints import load_agent, read_manifest  # noqa: E402
 from agents.runner import run_decentralized  # noqa: E402
 from agents.sb3 import SB3Policy, SB3Trainer  # noqa: E402
@@ -91,16 +93,9 @@ def test_task_head_trainer_resumes_with_its_policy_and_reward_scale(tmp_path: Pa
     """save/load keeps the task-head policy, its decisions and the reward normaliser's discount."""
     trainer = SB3Trainer("MaskablePPO", TINY, seed=2, task_heads=True, gamma=0.0, **SMALL_PPO).learn(120)
     assert trainer.vec.gamma == 0.0  # VecNormalize scales by the learner's own discounted return
-    trainer.save(tmp_path / "t")
-    trainer.close()
-    again = SB3Trainer.load(tmp_path / "t")
-    try:
+
+    def keeps_heads_and_discount(again: SB3Trainer) -> None:
         assert again.task_heads and type(again.model.policy).__name__ == "TaskHeadMaskablePolicy"
         assert again.vec.gamma == 0.0
-        obs = np.random.default_rng(0).random((4, again.vec.observation_space.shape[0]), dtype=np.float32)
-        np.testing.assert_array_equal(again.model.predict(obs, deterministic=True)[0],
-                                      trainer.model.predict(obs, deterministic=True)[0])
-        again.learn(120)
-        assert again.num_timesteps >= trainer.num_timesteps + 120
-    finally:
-        again.close()
+
+    check_resumes(trainer, tmp_path / "t", 120, also=keeps_heads_and_discount)
