@@ -43,7 +43,8 @@ def test_every_command_has_help(path: tuple[str, ...], capsys: pytest.CaptureFix
 
 
 def test_study_and_perf_hold_their_subcommands() -> None:
-    assert {"rank", "decision", "energy", "curves", "bandit", "ucb-tuning", "ucb-paired"} == set(
+    assert {"rank", "decision", "energy", "curves", "bandit", "ucb-tuning", "ucb-paired",
+            "rl-diagnosis"} == set(
         root.commands["study"].commands)
     assert set(root.commands["study"].commands["rank"].commands) == {"run", "report"}
     assert set(root.commands["perf"].commands) == {"fast", "real"}
@@ -130,3 +131,31 @@ def test_ucb_paired_refuses_a_folder_without_leaderboard_runs(tmp_path: Path, ca
     assert iov(["study", "ucb-paired", str(tmp_path), "--out", str(tmp_path / "t.md")]) != 0
     err = capsys.readouterr().err
     assert "runs.csv not found" in err and "iov leaderboard" in err and not (tmp_path / "t.md").exists()
+
+
+def test_rl_diagnosis_writes_its_tables_with_the_command_that_made_them(tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """`iov study rl-diagnosis` runs the library and records the `iov` command line as provenance."""
+    args = ["study", "rl-diagnosis", "--scenarios", "tiny-v2", "--out", str(tmp_path), "--landscape-seeds", "2",
+            "--credit-seeds", "2", "--credit-rounds", "2", "5", "--noise-seeds", "4"]
+    assert iov(args) == 0
+    md = (tmp_path / "RL_DIAGNOSIS_DATA.md").read_text()
+    assert md.startswith("# RL diagnosis data")
+    assert f"Written by `iov {' '.join(args)}` on validation seeds 500+" in md
+    assert "(rounds 2, 5)" in md and md in capsys.readouterr().out
+    for stem in ("rl_landscape", "rl_credit", "rl_noise"):
+        assert (tmp_path / f"{stem}_tiny-v2.csv").stat().st_size > 0
+
+
+@pytest.mark.parametrize(("args", "status", "message"), [
+    (["--noise-seeds", "1"], 2, "Invalid value for '--noise-seeds': 1 is not in the range x>=2"),
+    (["--scenarios", "mars-v9"], 2, "unknown scenarios ['mars-v9']; allowed: ["),
+    (["--scenarios", "tiny-v2", "--credit-rounds", "3", "30"], 1,
+     "iov study rl-diagnosis: error: credit rounds [30] are outside tiny-v2's episode; allowed: 0 .. 19"),
+    (["--ablation", ".", "--credit-seeds", "3"], 2, "--credit-seeds: not used with --ablation"),
+])
+def test_rl_diagnosis_refuses_bad_values_naming_what_is_allowed(args: list[str], status: int, message: str, tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    assert iov(["study", "rl-diagnosis", *args, "--out", str(tmp_path / "o")]) == status
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

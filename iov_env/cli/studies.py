@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from iov_env.cli.bench import report_rank
 from iov_env.cli.options import (
@@ -20,6 +21,7 @@ from iov_env.cli.options import (
     namespace,
     out_option,
     reports_errors,
+    scenarios_option,
     seeds_option,
     set_option,
     workers_option,
@@ -284,6 +286,45 @@ def study_ucb_paired(leaderboard: Path, agents: list[str], references: list[str]
                                       seeds=f"seeds {seeds[0]}-{seeds[-1]}" if seeds else "")
     write_text_atomic(out, text)
     click.echo(text)
+    return 0
+
+
+_DIAGNOSIS_ONLY = ("landscape_seeds", "credit_seeds", "credit_rounds", "noise_seeds")
+
+
+@study.command("rl-diagnosis")
+@scenarios_option(["paper-v2", "paper-rank-prior-v2"])
+@out_option(default="results/rl-diagnosis", help="folder of the CSVs and the Markdown (RL_DIAGNOSIS_DATA.md or ABLATION.md)")
+@click.option("--landscape-seeds", type=click.IntRange(min=2), default=4, show_default=True,
+              help="validation episodes per fixed rank per task (500..)")
+@click.option("--credit-seeds", type=click.IntRange(min=2), default=6, show_default=True,
+              help="validation episodes replayed with one decision changed")
+@click.option("--credit-rounds", cls=Variadic, item_type=int, default=[3, 15, 30], show_default=True, metavar="T...",
+              help="rounds where that decision is changed (within every scenario's episode)")
+@click.option("--noise-seeds", type=click.IntRange(min=2), default=60, show_default=True,
+              help="random-policy episodes for the reward's spread")
+@click.option("--ablation", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None, metavar="DIR",
+              help="instead: score the `iov train` outputs under DIR (one folder per setting) between random and the "
+                   "best fixed rank per task")
+@reports_errors
+def study_rl_diagnosis(scenarios: list[str], out: Path, ablation: Path | None, **measure: Any) -> int:
+    """Why RL does or does not find the per-task rank: fixed-rank landscape, one decision's credit, reward noise."""
+    from benchmarks.scenarios import SCENARIOS
+    from benchmarks.studies import rl_diagnosis
+
+    bad = [s for s in scenarios if s not in SCENARIOS]
+    if bad:
+        raise click.BadParameter(f"unknown scenarios {bad}; allowed: {sorted(SCENARIOS)}", param_hint="--scenarios")
+    if ablation is not None:
+        ctx = click.get_current_context()
+        given = [n for n in _DIAGNOSIS_ONLY if ctx.get_parameter_source(n) is not ParameterSource.DEFAULT]
+        if given:
+            flags = ", ".join("--" + n.replace("_", "-") for n in given)
+            raise click.UsageError(f"{flags}: not used with --ablation (it scores the training outputs on their own "
+                                   "validation episodes); allowed with it: --scenarios, --out")
+        click.echo(rl_diagnosis.ablation(ablation, scenarios, out, command=command_line()))
+        return 0
+    click.echo(rl_diagnosis.run(scenarios, out, command=command_line(), **measure))
     return 0
 
 

@@ -1,4 +1,5 @@
-"""benchmarks/rl_diagnosis.py: the fixed-rank landscape, one decision's exact credit, and the reward's noise."""
+"""benchmarks/studies/rl_diagnosis.py (`iov study rl-diagnosis`): the fixed-rank landscape, one decision's exact
+credit, and the reward's noise."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import numpy as np
 import pytest
 
 import iov_env
-from benchmarks import rl_diagnosis as diag
 from benchmarks.scenarios import scenario
+from benchmarks.studies import rl_diagnosis as diag
 
 SID = "tiny-v2"
 
@@ -56,16 +57,22 @@ def test_reward_noise_and_the_written_files(tmp_path: Path) -> None:
     assert len(rows) == 3
     for r in rows:
         assert r["samples"] > 0 and r["reward_sd"] > 0 and np.isfinite(r["resid_sd_given_obs_rank"])
-    assert diag.main(["--scenarios", SID, "--out", str(tmp_path), "--landscape-seeds", "2", "--credit-seeds", "2",
-                      "--credit-rounds", "2", "--noise-seeds", "4"]) == 0
+    text = diag.run([SID], tmp_path, landscape_seeds=2, credit_seeds=2, credit_rounds=[2], noise_seeds=4,
+                    command="iov study rl-diagnosis --scenarios tiny-v2")
     for stem in ("rl_landscape", "rl_credit", "rl_noise"):
         assert (tmp_path / f"{stem}_{SID}.csv").stat().st_size > 0
     md = (tmp_path / "RL_DIAGNOSIS_DATA.md").read_text()
-    assert f"## {SID}" in md and "| task | base | rank |" in md
-    with pytest.raises(SystemExit):
-        diag.main(["--scenarios", SID, "--noise-seeds", "1", "--out", str(tmp_path)])
-    with pytest.raises(SystemExit):  # tiny has 20 rounds
-        diag.main(["--scenarios", SID, "--credit-rounds", "30", "--out", str(tmp_path)])
+    assert md == text and f"## {SID}" in md and "| task | base | rank |" in md
+    assert "Written by `iov study rl-diagnosis --scenarios tiny-v2` on validation seeds 500+" in md
+    # same seeds, same numbers
+    again = diag.run([SID], tmp_path / "again", landscape_seeds=2, credit_seeds=2, credit_rounds=[2], noise_seeds=4,
+                     command="iov study rl-diagnosis --scenarios tiny-v2")
+    assert again == text
+    with pytest.raises(ValueError, match="noise_seeds=1: at least 2"):
+        diag.run([SID], tmp_path / "bad", noise_seeds=1)
+    with pytest.raises(ValueError, match=r"credit rounds \[30\] are outside tiny-v2's episode; allowed: 0 .. 19"):
+        diag.run([SID], tmp_path / "bad", credit_rounds=[3, 30])
+    assert not (tmp_path / "bad").exists()  # checked before any measurement
     with pytest.raises(ValueError, match="outside tiny-v2's episode"):
         diag.decision_credit(SID, [2, 2, 2], [500], [20])
 
@@ -91,3 +98,10 @@ def test_ablation_scores_each_training_folder_between_random_and_the_best_fixed_
         assert r["score_mean"] == pytest.approx((r["mean"] - rand) / best)
     with pytest.raises(FileNotFoundError, match="no `iov train` output"):
         diag.ablation_rows(tmp_path, SID)
+    # through the command: the same rows in ABLATION.md, with the command that wrote it
+    assert iov(["study", "rl-diagnosis", "--ablation", str(tmp_path / "abl"), "--scenarios", SID,
+                "--out", str(tmp_path / "scored")]) == 0
+    md = (tmp_path / "scored" / "ABLATION.md").read_text()
+    assert f"Written by `iov study rl-diagnosis --ablation {tmp_path / 'abl'} --scenarios {SID} --out" in md
+    assert f"| myopic | {rows[1]['runs']} | 40 |" in md and f"{rows[1]['score_mean']:.2f}" in md
+    assert (tmp_path / "scored" / f"ablation_{SID}.csv").stat().st_size > 0

@@ -1,6 +1,7 @@
 """Why a learner does or does not find the per-task rank: the signal one decision carries, and its noise.
 
-    python -m benchmarks.rl_diagnosis --scenarios paper-v2 paper-rank-prior-v2 --out benchmarks/data/rl/v2
+    iov study rl-diagnosis --scenarios paper-v2 paper-rank-prior-v2 --out benchmarks/data/rl/v2/diagnosis
+    iov study rl-diagnosis --ablation results/abl --scenarios paper-v2 --out benchmarks/data/rl/v2/diagnosis
 
 Three measurements on validation seeds (``train_rl.VALIDATION_SEED_BASE`` on), none on evaluation seeds:
 
@@ -17,12 +18,13 @@ Three measurements on validation seeds (``train_rl.VALIDATION_SEED_BASE`` on), n
   and after subtracting its task-mates' mean reward (a difference reward).
 
 Every result is seeded and written atomically: ``rl_landscape_<scenario>.csv``, ``rl_credit_<scenario>.csv``,
-``rl_noise_<scenario>.csv``, and ``RL_DIAGNOSIS_DATA.md`` with the tables.
+``rl_noise_<scenario>.csv``, and ``RL_DIAGNOSIS_DATA.md`` with the tables (``run``). ``--ablation DIR``
+(``ablation``) instead scores the ``iov train`` outputs under DIR, one folder per setting, between random and
+the best fixed rank per task: ``ablation_<scenario>.csv`` and ``ABLATION.md``.
 """
 
 from __future__ import annotations
 
-import argparse
 import itertools
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -252,71 +254,66 @@ def markdown(sid: str, landscape: Sequence[dict], credit: Sequence[dict], noise:
     return "\n".join(out) + "\n"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the three measurements on each scenario and write the CSVs and ``RL_DIAGNOSIS_DATA.md``."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--scenarios", nargs="+", default=["paper-v2", "paper-rank-prior-v2"])
-    p.add_argument("--out", type=Path, default=Path("results/rl-diagnosis"))
-    p.add_argument("--landscape-seeds", type=int, default=4)
-    p.add_argument("--credit-seeds", type=int, default=6)
-    p.add_argument("--credit-rounds", type=int, nargs="+", default=[3, 15, 30])
-    p.add_argument("--noise-seeds", type=int, default=60)
-    p.add_argument("--ablation", type=Path, default=None,
-                   help="instead: score the `iov train` outputs under this folder (one per setting) on --scenarios")
-    args = p.parse_args(argv)
-    if args.ablation is not None:
-        return _write_ablation(args)
-    for name in ("landscape_seeds", "credit_seeds", "noise_seeds"):
-        if getattr(args, name) < 2:
-            p.error(f"--{name.replace('_', '-')}={getattr(args, name)}: at least 2 (a spread needs two)")
+def run(scenarios: Sequence[str], out: Path, landscape_seeds: int = 4, credit_seeds: int = 6,
+        credit_rounds: Sequence[int] = (3, 15, 30), noise_seeds: int = 60, command: str = "") -> str:
+    """Run the three measurements on each scenario; write its CSVs and ``RL_DIAGNOSIS_DATA.md`` into ``out``.
+
+    Every input is checked before the first (minutes-long) measurement: a seed count below 2 or a credit round
+    outside a scenario's episode is a ``ValueError`` naming what is allowed. ``command`` is the provenance line.
+    Returns the Markdown written.
+    """
     import iov_env
 
-    seeds = lambda n: [VALIDATION_SEED_BASE + j for j in range(n)]  # noqa: E731
-    import sys
+    for name, n in (("landscape_seeds", landscape_seeds), ("credit_seeds", credit_seeds), ("noise_seeds", noise_seeds)):
+        if n < 2:
+            raise ValueError(f"{name}={n}: at least 2 (a spread needs two)")
+    if not credit_rounds:
+        raise ValueError("credit_rounds is empty; allowed: one or more rounds of the episode")
+    rank_sets = {}
+    for sid in scenarios:
+        env = iov_env.parallel_env(**scenario(sid))
+        rounds, rank_sets[sid] = env.config.episode.rounds, env.config.learning.rank_set
+        env.close()
+        bad = [t for t in credit_rounds if not 0 <= t < rounds]
+        if bad:
+            raise ValueError(f"credit rounds {bad} are outside {sid}'s episode; allowed: 0 .. {rounds - 1}")
 
-    given = list(argv) if argv is not None else sys.argv[1:]
-    parts = ["# RL diagnosis data\n", "Written by `python -m benchmarks.rl_diagnosis " + " ".join(given) + "` on validation seeds "
-             f"{VALIDATION_SEED_BASE}+ (never the evaluation seeds).\n"]
-    for sid in args.scenarios:
-        rounds = iov_env.parallel_env(**scenario(sid)).config.episode.rounds
-        if max(args.credit_rounds) >= rounds or min(args.credit_rounds) < 0:
-            p.error(f"--credit-rounds {args.credit_rounds}: {sid} has rounds 0 .. {rounds - 1}")
-        land = fixed_rank_landscape(sid, seeds(args.landscape_seeds))
-        rank_set = iov_env.parallel_env(**scenario(sid)).config.learning.rank_set
-        best = [rank_set.index(int(x)) for x in land[0]["ranks"].split("/")]
-        credit = decision_credit(sid, best, seeds(args.credit_seeds), args.credit_rounds)
-        noise = reward_noise(sid, seeds(args.noise_seeds))
-        write_csv_atomic(args.out / f"rl_landscape_{sid}.csv", land)
-        write_csv_atomic(args.out / f"rl_credit_{sid}.csv", credit)
-        write_csv_atomic(args.out / f"rl_noise_{sid}.csv", noise)
-        parts.append(markdown(sid, land, credit, noise, rounds=args.credit_rounds))
-    write_text_atomic(args.out / "RL_DIAGNOSIS_DATA.md", "\n".join(parts))
-    print("\n".join(parts))
-    return 0
+    def seeds(n: int) -> list[int]:
+        return [VALIDATION_SEED_BASE + j for j in range(n)]
+
+    by = f"Written by `{command}` on validation seeds" if command else "On validation seeds"
+    parts = ["# RL diagnosis data\n", f"{by} {VALIDATION_SEED_BASE}+ (never the evaluation seeds).\n"]
+    for sid in scenarios:
+        land = fixed_rank_landscape(sid, seeds(landscape_seeds))
+        best = [rank_sets[sid].index(int(x)) for x in land[0]["ranks"].split("/")]
+        credit = decision_credit(sid, best, seeds(credit_seeds), credit_rounds)
+        noise = reward_noise(sid, seeds(noise_seeds))
+        write_csv_atomic(Path(out) / f"rl_landscape_{sid}.csv", land)
+        write_csv_atomic(Path(out) / f"rl_credit_{sid}.csv", credit)
+        write_csv_atomic(Path(out) / f"rl_noise_{sid}.csv", noise)
+        parts.append(markdown(sid, land, credit, noise, rounds=credit_rounds))
+    text = "\n".join(parts)
+    write_text_atomic(Path(out) / "RL_DIAGNOSIS_DATA.md", text)
+    return text
 
 
-def _write_ablation(args: argparse.Namespace) -> int:
-    """``--ablation DIR``: ``ablation_<scenario>.csv`` and ``ABLATION.md`` in ``--out``."""
-    import sys
-
-    parts = ["# RL ablation\n", "Written by `python -m benchmarks.rl_diagnosis " + " ".join(sys.argv[1:]) + "`. "
-             "Each setting: `iov train` into its own folder; the final validation return (mean [95% CI] over training "
+def ablation(root: Path, scenarios: Sequence[str], out: Path, command: str = "") -> str:
+    """Score the ``iov train`` outputs under ``root`` (one folder per setting) on each scenario
+    (``ablation_rows``); write ``ablation_<scenario>.csv`` and ``ABLATION.md`` into ``out``; return the Markdown."""
+    parts = ["# RL ablation\n", (f"Written by `{command}`. " if command else "")
+             + "Each setting: `iov train` into its own folder; the final validation return (mean [95% CI] over training "
              "runs) and the same as a score: random = 0, the best fixed rank per task = 1, on the same validation "
              "episodes.\n"]
-    for sid in args.scenarios:
-        rows = ablation_rows(args.ablation, sid)
-        write_csv_atomic(args.out / f"ablation_{sid}.csv", [{k: v for k, v in r.items() if k != "eval_seeds"}
-                                                           for r in rows])
+    for sid in scenarios:
+        rows = ablation_rows(root, sid)
+        write_csv_atomic(Path(out) / f"ablation_{sid}.csv", [{k: v for k, v in r.items() if k != "eval_seeds"}
+                                                             for r in rows])
         parts += [f"## {sid}\n", f"Best fixed rank per task on these episodes: {rows[0]['best_fixed']}.\n",
                   "| setting | runs | rounds | validation return | score | hyperparameters |", "|---|---:|---:|---:|---:|---|"]
         parts += [f"| {r['setting']} | {r['runs']} | {r['env_steps']} | {r['mean']:,.0f} [{r['lo']:,.0f}, {r['hi']:,.0f}] "
                   f"| {r['score_mean']:.2f} [{r['score_lo']:.2f}, {r['score_hi']:.2f}] | "
                   + ", ".join(f"{k}={v}" for k, v in r["hp"].items()) + " |" for r in rows]
         parts.append("")
-    write_text_atomic(args.out / "ABLATION.md", "\n".join(parts))
-    print("\n".join(parts))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    text = "\n".join(parts)
+    write_text_atomic(Path(out) / "ABLATION.md", text)
+    return text
