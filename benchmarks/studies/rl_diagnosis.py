@@ -32,17 +32,12 @@ from typing import Any
 
 import numpy as np
 
+from agents.base import largest_feasible_at_most
 from benchmarks.scenarios import scenario
 from benchmarks.train_rl import VALIDATION_SEED_BASE
 from iov_env.results import write_csv_atomic, write_text_atomic
 
 Policy = Callable[[int, np.ndarray, int, int], int]  # (vehicle, mask, task, round) -> rank index
-
-
-def _feasible_at_most(target: int, mask: np.ndarray) -> int:
-    """The env's correction rule: the largest feasible rank index at or below ``target`` (0 when none is)."""
-    idx = np.flatnonzero(np.asarray(mask)[: target + 1])
-    return int(idx[-1]) if idx.size else 0
 
 
 def play(env: Any, seed: int, policy: Policy) -> tuple[np.ndarray, np.ndarray, float]:
@@ -73,7 +68,7 @@ def random_policy(seed: int) -> Policy:
 
 def per_task(ranks: Sequence[int]) -> Policy:
     """A fixed rank index per task, corrected by the mask like the env would."""
-    return lambda _i, mask, task, _t: _feasible_at_most(ranks[task], mask)
+    return lambda _i, mask, task, _t: largest_feasible_at_most(ranks[task], mask, len(mask))
 
 
 def fixed_rank_landscape(sid: str, seeds: Sequence[int]) -> list[dict[str, Any]]:
@@ -121,7 +116,8 @@ def decision_credit(sid: str, base_ranks: Sequence[int], seeds: Sequence[int],
 
                     def dev(i: int, mask: np.ndarray, task: int, t: int, v: int = v, rank: int = rank,
                             t0: int = t0) -> int:
-                        return _feasible_at_most(rank if (i, t) == (v, t0) else base_ranks[task], mask)
+                        target = rank if (i, t) == (v, t0) else base_ranks[task]
+                        return largest_feasible_at_most(target, mask, len(mask))
                     r1, _, _ = play(env, seed, dev)
                     d = r1[t0:] - r0[t0:]
                     same = tasks == tasks[v]
