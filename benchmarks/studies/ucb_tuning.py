@@ -237,6 +237,11 @@ def per_setting(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def _options(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A row's setting as options: its ``opt_`` columns, unset ones ("") left out."""
+    return {k[4:]: v for k, v in row.items() if k.startswith("opt_") and v != ""}
+
+
 def select(settings: Sequence[Mapping[str, Any]], grid: str, limit: float = ENERGY_LIMIT) -> dict[str, Any] | None:
     """The selection rule (module docstring): the best mean score over worlds among settings within ``limit`` everywhere."""
     names = list(dict.fromkeys(r["setting"] for r in settings if r["grid"] == grid))
@@ -246,7 +251,7 @@ def select(settings: Sequence[Mapping[str, Any]], grid: str, limit: float = ENER
         worst = max(r["energy_ratio"] for r in sel)
         mean = float(np.mean([r["score"] for r in sel]))
         cand = {"setting": name, "mean_score": mean, "worst_energy_ratio": worst, "within": worst <= limit,
-                "options": {k[4:]: v for k, v in sel[0].items() if k.startswith("opt_") and v != ""}}
+                "options": _options(sel[0])}
         if cand["within"] and (best is None or mean > best["mean_score"]):
             best = cand
     return best
@@ -256,10 +261,6 @@ def _candidates(settings: Sequence[Mapping[str, Any]], grid: str, world: str, li
     """The settings within ``limit`` on ``world``, best score first (stable: ties keep the grid's order)."""
     ok = [r for r in settings if r["grid"] == grid and r["world"] == world and r["energy_ratio"] <= limit]
     return sorted(ok, key=lambda r: -r["score"])
-
-
-def _options(row: Mapping[str, Any]) -> dict[str, Any]:
-    return {k[4:]: v for k, v in row.items() if k.startswith("opt_") and v != ""}
 
 
 def select_by_family(settings: Sequence[Mapping[str, Any]], grid: str, limit: float = ENERGY_LIMIT
