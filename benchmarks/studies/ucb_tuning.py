@@ -172,6 +172,14 @@ def _run(fn: Callable[[Mapping[str, Any]], dict[str, Any]], jobs: list[dict[str,
     return [r for r in results if r is not None]
 
 
+def _reference_rewards(worlds: Sequence[str], seed_list: Sequence[int], store: Any, workers: int,
+                       progress: Callable[[str], None]) -> dict[tuple[str, str, int], float]:
+    """(world, reference agent, seed) -> reward of the score's references (random, oracle) on the tuning seeds."""
+    ref_jobs = [{"kind": "reference", "world": w, "agent": a, "seeds": seed_list} for w in worlds for a in ("random", "oracle")]
+    refs = _run(reference_job, ref_jobs, store, workers, progress, "references")
+    return {(j["world"], j["agent"], row["seed"]): row["reward"] for j, r in zip(ref_jobs, refs, strict=True) for row in r["rows"]}
+
+
 def study(worlds: Sequence[str], seeds: int, workers: int = 1, store_dir: Path | None = None,
           progress: Callable[[str], None] = print, grids: Sequence[str] = tuple(GRIDS)) -> list[dict[str, Any]]:
     """Every run of the search as flat rows (grid, world, setting, seed, reward, energy_ratio, score)."""
@@ -185,9 +193,7 @@ def study(worlds: Sequence[str], seeds: int, workers: int = 1, store_dir: Path |
         raise ValueError(f"unknown grids {unknown}; allowed: {sorted(GRIDS)}")
     seed_list = list(range(TUNING_SEED_BASE, TUNING_SEED_BASE + seeds))
     store = runs.ResultStore(store_dir) if store_dir is not None else _MemoryStore()
-    ref_jobs = [{"kind": "reference", "world": w, "agent": a, "seeds": seed_list} for w in worlds for a in ("random", "oracle")]
-    refs = _run(reference_job, ref_jobs, store, workers, progress, "references")
-    ref = {(j["world"], j["agent"], row["seed"]): row["reward"] for j, r in zip(ref_jobs, refs, strict=True) for row in r["rows"]}
+    ref = _reference_rewards(worlds, seed_list, store, workers, progress)
     jobs = []
     for g in grids:
         for kw in GRIDS[g]():
@@ -323,9 +329,7 @@ def reevaluate(settings: Sequence[Mapping[str, Any]], worlds: Sequence[str], see
 
     seed_list = list(range(TUNING_SEED_BASE, TUNING_SEED_BASE + seeds))
     store = runs.ResultStore(store_dir) if store_dir is not None else _MemoryStore()
-    ref_jobs = [{"kind": "reference", "world": w, "agent": a, "seeds": seed_list} for w in worlds for a in ("random", "oracle")]
-    refs = _run(reference_job, ref_jobs, store, workers, progress, "references")
-    ref = {(j["world"], j["agent"], row["seed"]): row["reward"] for j, r in zip(ref_jobs, refs, strict=True) for row in r["rows"]}
+    ref = _reference_rewards(worlds, seed_list, store, workers, progress)
     jobs = reevaluation_jobs(settings, worlds, seed_list, top, bases)
     results = _run(run_job, jobs, store, workers, progress, "deployed re-evaluation")
     groups: dict[tuple[str, str], list[tuple[Mapping[str, Any], Mapping[str, Any]]]] = {}
