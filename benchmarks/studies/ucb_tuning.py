@@ -172,6 +172,14 @@ def _run(fn: Callable[[Mapping[str, Any]], dict[str, Any]], jobs: list[dict[str,
     return [r for r in results if r is not None]
 
 
+def _reference_rewards(worlds: Sequence[str], seed_list: Sequence[int], store: Any, workers: int,
+                       progress: Callable[[str], None]) -> dict[tuple[str, str, int], float]:
+    """(world, reference agent, seed) -> reward of the score's references (random, oracle) on the tuning seeds."""
+    ref_jobs = [{"kind": "reference", "world": w, "agent": a, "seeds": seed_list} for w in worlds for a in ("random", "oracle")]
+    refs = _run(reference_job, ref_jobs, store, workers, progress, "references")
+    return {(j["world"], j["agent"], row["seed"]): row["reward"] for j, r in zip(ref_jobs, refs, strict=True) for row in r["rows"]}
+
+
 def study(worlds: Sequence[str], seeds: int, workers: int = 1, store_dir: Path | None = None,
           progress: Callable[[str], None] = print, grids: Sequence[str] = tuple(GRIDS)) -> list[dict[str, Any]]:
     """Every run of the search as flat rows (grid, world, setting, seed, reward, energy_ratio, score)."""
@@ -185,9 +193,7 @@ def study(worlds: Sequence[str], seeds: int, workers: int = 1, store_dir: Path |
         raise ValueError(f"unknown grids {unknown}; allowed: {sorted(GRIDS)}")
     seed_list = list(range(TUNING_SEED_BASE, TUNING_SEED_BASE + seeds))
     store = runs.ResultStore(store_dir) if store_dir is not None else _MemoryStore()
-    ref_jobs = [{"kind": "reference", "world": w, "agent": a, "seeds": seed_list} for w in worlds for a in ("random", "oracle")]
-    refs = _run(reference_job, ref_jobs, store, workers, progress, "references")
-    ref = {(j["world"], j["agent"], row["seed"]): row["reward"] for j, r in zip(ref_jobs, refs, strict=True) for row in r["rows"]}
+    ref = _reference_rewards(worlds, seed_list, store, workers, progress)
     jobs = []
     for g in grids:
         for kw in GRIDS[g]():
@@ -237,6 +243,11 @@ def per_setting(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def _options(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A row's setting as options: its ``opt_`` columns, unset ones ("") left out."""
+    return {k[4:]: v for k, v in row.items() if k.startswith("opt_") and v != ""}
+
+
 def select(settings: Sequence[Mapping[str, Any]], grid: str, limit: float = ENERGY_LIMIT) -> dict[str, Any] | None:
     """The selection rule (module docstring): the best mean score over worlds among settings within ``limit`` everywhere."""
     names = list(dict.fromkeys(r["setting"] for r in settings if r["grid"] == grid))
@@ -246,7 +257,7 @@ def select(settings: Sequence[Mapping[str, Any]], grid: str, limit: float = ENER
         worst = max(r["energy_ratio"] for r in sel)
         mean = float(np.mean([r["score"] for r in sel]))
         cand = {"setting": name, "mean_score": mean, "worst_energy_ratio": worst, "within": worst <= limit,
-                "options": {k[4:]: v for k, v in sel[0].items() if k.startswith("opt_") and v != ""}}
+                "options": _options(sel[0])}
         if cand["within"] and (best is None or mean > best["mean_score"]):
             best = cand
     return best
@@ -256,10 +267,6 @@ def _candidates(settings: Sequence[Mapping[str, Any]], grid: str, world: str, li
     """The settings within ``limit`` on ``world``, best score first (stable: ties keep the grid's order)."""
     ok = [r for r in settings if r["grid"] == grid and r["world"] == world and r["energy_ratio"] <= limit]
     return sorted(ok, key=lambda r: -r["score"])
-
-
-def _options(row: Mapping[str, Any]) -> dict[str, Any]:
-    return {k[4:]: v for k, v in row.items() if k.startswith("opt_") and v != ""}
 
 
 def select_by_family(settings: Sequence[Mapping[str, Any]], grid: str, limit: float = ENERGY_LIMIT
@@ -322,9 +329,7 @@ def reevaluate(settings: Sequence[Mapping[str, Any]], worlds: Sequence[str], see
 
     seed_list = list(range(TUNING_SEED_BASE, TUNING_SEED_BASE + seeds))
     store = runs.ResultStore(store_dir) if store_dir is not None else _MemoryStore()
-    ref_jobs = [{"kind": "reference", "world": w, "agent": a, "seeds": seed_list} for w in worlds for a in ("random", "oracle")]
-    refs = _run(reference_job, ref_jobs, store, workers, progress, "references")
-    ref = {(j["world"], j["agent"], row["seed"]): row["reward"] for j, r in zip(ref_jobs, refs, strict=True) for row in r["rows"]}
+    ref = _reference_rewards(worlds, seed_list, store, workers, progress)
     jobs = reevaluation_jobs(settings, worlds, seed_list, top, bases)
     results = _run(run_job, jobs, store, workers, progress, "deployed re-evaluation")
     groups: dict[tuple[str, str], list[tuple[Mapping[str, Any], Mapping[str, Any]]]] = {}
