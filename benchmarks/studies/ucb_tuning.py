@@ -57,7 +57,6 @@ from iov_env.results import write_csv_atomic, write_text_atomic
 
 TUNING_SEED_BASE = 2000
 ENERGY_LIMIT = 1.0
-DEFAULT_WORLDS = ("tiny-v2", "paper-v2", "paper-tight-v2", "paper-rank-prior-v2", "scale-90-v2")
 EXPLORATION = (0.0, 0.1, 0.25, 1.0)
 DEPLOYED_EXPLORATION = (0.0, 0.1, 0.25, 0.5)
 # the deployed re-evaluation: five independent warm-ups of WARMUP_EPISODES episodes on training seeds 3000..3099
