@@ -94,8 +94,7 @@ class VehicleTrainer:
             longest = max(longest, time.perf_counter() - t)
             if i == 0:
                 _maybe_fail()
-        return out, {"busy": time.perf_counter() - t0, "validate": b._validate_s, "longest_unit": longest,
-                     "pid": float(os.getpid())}
+        return out, {"busy": time.perf_counter() - t0, "validate": b._validate_s, "longest_unit": longest}
 
 
 def _maybe_fail() -> None:

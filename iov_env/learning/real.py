@@ -319,8 +319,8 @@ class RealBackend:
             self._ray = None
 
     # -- local training -----------------------------------------------------------------------
-    def train_local(self, jobs: list[tuple[int, int, int, int, set[int]]], round_index: int,
-                    engine: str | None = None) -> dict[int, dict[str, Any]]:
+    def train_local(self, jobs: list[tuple[int, int, int, int, set[int]]],
+                    round_index: int) -> dict[int, dict[str, Any]]:
         """The local rounds of ``jobs`` ``(vehicle, task, rank, steps, blocks)`` from this backend's task globals.
 
         The one function every engine trains vehicles with: ``sequential`` and ``batched`` call it in this
@@ -329,7 +329,7 @@ class RealBackend:
         which vehicles were trained before it or where. Returns per vehicle ``metric``, ``tokens``, ``loss``,
         ``factors`` and ``head``.
         """
-        engine = engine or self.config.learning.engine
+        engine = self.config.learning.engine  # in a Ray actor: the driver's ray_engine (RayPool's actor config)
         if engine == "batched":
             return self._train_batched(jobs, round_index)
         if engine == "sequential":

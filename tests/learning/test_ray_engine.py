@@ -98,11 +98,10 @@ def _episode(b: Any, plans: list[RoundPlan] | None = None) -> dict[str, Any]:
     out: list[dict[str, Any]] = []
     for plan in plans or _plans():
         r = b.train_round(plan)
-        out.append({"vehicle_accuracy": r.vehicle_accuracy, "vehicle_tokens": r.vehicle_tokens,
-                    "vehicle_loss": r.vehicle_loss, "task_accuracy": r.task_accuracy,
-                    "metrics": {t: {k: v for k, v in m.items() if k != "round_wall_s"} for t, m in r.task_metrics.items()},
-                    "factors": [{n: (fb.copy(), fa.copy()) for n, (fb, fa) in st.factors.items()} for st in b.state],
-                    "heads": [{n: w.copy() for n, w in st.head.items()} for st in b.state]})
+        out.append(_snapshot(b, {
+            "vehicle_accuracy": r.vehicle_accuracy, "vehicle_tokens": r.vehicle_tokens,
+            "vehicle_loss": r.vehicle_loss, "task_accuracy": r.task_accuracy,
+            "metrics": {t: {k: v for k, v in m.items() if k != "round_wall_s"} for t, m in r.task_metrics.items()}}))
     return {"rounds": out}
 
 
@@ -306,7 +305,10 @@ def test_env_rewards_on_ray_equal_one_process(ray_here: Path) -> None:
 
 
 def _snapshot(b: Any, like: dict[str, Any]) -> dict[str, Any]:
-    """The backend's committed state in ``_episode``'s form; results fields are taken from ``like`` (not compared)."""
+    """``like`` plus the backend's committed factors and heads (copied), in ``_episode``'s form of a round.
+
+    Given another backend's round as ``like``, its results fields are carried along, not compared.
+    """
     return {**like, "factors": [{n: (fb.copy(), fa.copy()) for n, (fb, fa) in st.factors.items()} for st in b.state],
             "heads": [{n: w.copy() for n, w in st.head.items()} for st in b.state]}
 
